@@ -1,0 +1,218 @@
+//! The validated gate control list and the small types around it.
+
+use crate::error::{ParseError, Warning};
+use crate::validate::{self, Raw, RawEntry};
+
+/// Most traffic classes (and gates) a list can name: taprio's `TC_QOPT_MAX_QUEUE` is 16, but a
+/// gate mask in 802.1Qbv is 8 bits, one per class.
+pub const MAX_TC: u8 = 8;
+/// Length of the priority→class map (taprio's `TC_BITMASK + 1`).
+pub const MAP_LEN: usize = 16;
+/// Mask with all 8 gates open: what is reported before a list takes effect.
+pub const ALL_GATES_OPEN: u8 = 0xff;
+
+/// The 802.1Qbv gate operation of an entry (Table 8-7).
+///
+/// `H` and `R` drive 802.1Qbu frame preemption; without preemption they act as `S`, which is all
+/// this crate models: the command is kept so the switch can honour it later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GateCommand {
+    /// `S`: SetGateStates.
+    SetGates,
+    /// `H`: Set-And-Hold-MAC.
+    SetAndHold,
+    /// `R`: Set-And-Release-MAC.
+    SetAndRelease,
+}
+
+impl GateCommand {
+    /// The taprio letter for this command.
+    pub fn letter(self) -> char {
+        match self {
+            Self::SetGates => 'S',
+            Self::SetAndHold => 'H',
+            Self::SetAndRelease => 'R',
+        }
+    }
+}
+
+/// One `sched-entry`: set the gates to `gates` and keep them for `interval` ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Entry {
+    pub command: GateCommand,
+    /// Bit i = gate of traffic class i open.
+    pub gates: u8,
+    /// Nanoseconds, at least 1.
+    pub interval: u64,
+    /// Line it was parsed from (0 if built in code).
+    pub line: usize,
+}
+
+/// Which clock the list's times are in. Parsed so a file written for taprio is accepted; the
+/// switch decides what to do with it (it is not used by any computation here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClockId {
+    Tai,
+    Realtime,
+    Monotonic,
+    Boottime,
+}
+
+impl ClockId {
+    /// The name taprio prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tai => "CLOCK_TAI",
+            Self::Realtime => "CLOCK_REALTIME",
+            Self::Monotonic => "CLOCK_MONOTONIC",
+            Self::Boottime => "CLOCK_BOOTTIME",
+        }
+    }
+}
+
+/// Gate state at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GateState {
+    /// Open gates, bit i = class i.
+    pub gates: u8,
+    /// Absolute time of the next gate operation (the current entry's end), or `None` if there is
+    /// none, or it lies past 2^64-1 ns. An operation may set the same gates again: the value is
+    /// where the list moves on, which is what a timer should be armed for.
+    pub next: Option<u64>,
+}
+
+/// Where an entry actually runs inside a cycle, after cutting to `cycle-time` and holding the last
+/// entry to the cycle's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// Offset from the cycle's start, ns.
+    pub start: u64,
+    /// Offset of the end (exclusive), ns; the last window ends at `cycle_time`.
+    pub end: u64,
+    pub gates: u8,
+    /// Index into [`GateControlList::entries`].
+    pub entry: usize,
+}
+
+/// For a window in which a class is open: the window (possibly in the next cycle) where the class
+/// next closes. Precomputed so `gate_close_time` is O(1) once the window is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseRef {
+    /// The class is open in every window: it never closes while this list runs.
+    Never,
+    /// The class closes at the start of `window`, in the next cycle if `wrap`.
+    At { window: usize, wrap: bool },
+}
+
+/// A validated gate control list. Build it with [`crate::parse`] or [`GateControlList::new`].
+///
+/// Invariants (established by validation, relied on without panicking paths): at least one entry
+/// and one window, `cycle_time > 0`, `base_time + cycle_time` fits in u64, every mask only names
+/// classes below `num_tc`, every map entry is below `num_tc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateControlList {
+    pub(crate) num_tc: u8,
+    pub(crate) map: [u8; MAP_LEN],
+    pub(crate) base_time: u64,
+    pub(crate) cycle_time: u64,
+    pub(crate) cycle_time_explicit: bool,
+    pub(crate) cycle_time_extension: u64,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) clockid: Option<ClockId>,
+    pub(crate) windows: Vec<Window>,
+    pub(crate) close: Vec<[CloseRef; MAX_TC as usize]>,
+}
+
+impl GateControlList {
+    /// Builds and validates a list in code. `cycle_time: None` means the sum of the intervals.
+    /// Errors and warnings carry the entries' `line` fields (use 0) and line 0 otherwise.
+    pub fn new(
+        num_tc: u8,
+        map: [u8; MAP_LEN],
+        base_time: u64,
+        cycle_time: Option<u64>,
+        cycle_time_extension: u64,
+        entries: &[Entry],
+    ) -> Result<(Self, Vec<Warning>), ParseError> {
+        if !(1..=MAX_TC).contains(&num_tc) {
+            return Err(ParseError::new(
+                0,
+                crate::ErrorKind::NumTcOutOfRange(num_tc.into()),
+            ));
+        }
+        let raw = Raw {
+            num_tc: Some((num_tc, 0)),
+            map: Some((map.map(u64::from), 0)),
+            base_time: Some((base_time, 0)),
+            cycle_time: cycle_time.map(|c| (c, 0)),
+            cycle_time_extension: Some((cycle_time_extension, 0)),
+            entries: entries
+                .iter()
+                .map(|e| RawEntry {
+                    command: e.command,
+                    mask: e.gates.into(),
+                    interval: e.interval,
+                    line: e.line,
+                })
+                .collect(),
+            queues: None,
+            clockid: None,
+            last_line: 0,
+        };
+        validate::validate(raw)
+    }
+
+    /// Number of traffic classes (1..=8).
+    pub fn num_tc(&self) -> u8 {
+        self.num_tc
+    }
+    /// Priority → traffic class (each < `num_tc`).
+    pub fn map(&self) -> &[u8; MAP_LEN] {
+        &self.map
+    }
+    /// Traffic class of a priority. Priorities past 15 are masked to 4 bits, as taprio masks
+    /// `skb->priority` with `TC_BITMASK`.
+    pub fn class_of(&self, priority: u32) -> u8 {
+        self.map[(priority & 0xf) as usize]
+    }
+    /// Instant the list's first cycle starts (when installed standalone).
+    pub fn base_time(&self) -> u64 {
+        self.base_time
+    }
+    /// Cycle length, ns (the given `cycle-time`, or the sum of the intervals).
+    pub fn cycle_time(&self) -> u64 {
+        self.cycle_time
+    }
+    /// Whether `cycle-time` was given rather than derived.
+    pub fn cycle_time_is_explicit(&self) -> bool {
+        self.cycle_time_explicit
+    }
+    /// Most ns the last cycle before a newer list may be stretched (802.1Qbv §Q.5); 0 if absent.
+    pub fn cycle_time_extension(&self) -> u64 {
+        self.cycle_time_extension
+    }
+    /// The entries as written.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+    /// The entries as they run in a cycle (cut, held, never-running ones dropped).
+    pub fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+    /// The `clockid` line, if any.
+    pub fn clockid(&self) -> Option<ClockId> {
+        self.clockid
+    }
+    /// Mask with the gates of all `num_tc` classes open.
+    pub fn all_classes_mask(&self) -> u8 {
+        full_mask(self.num_tc)
+    }
+}
+
+/// Bits 0..num_tc set.
+pub(crate) fn full_mask(num_tc: u8) -> u8 {
+    match 1u16.checked_shl(num_tc.into()) {
+        Some(v) => (v.wrapping_sub(1) & 0xff) as u8,
+        None => 0xff,
+    }
+}

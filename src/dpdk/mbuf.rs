@@ -1,0 +1,215 @@
+//! An owned packet buffer (single segment as the switch uses them) that frees itself on drop.
+use super::ffi;
+use std::ptr::NonNull;
+
+/// One mbuf, exclusively owned. `repr(transparent)` so a burst array of raw pointers from
+/// `rte_eth_rx_burst` can be taken over without copying.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<ffi::rte_mbuf>);
+
+// SAFETY: an exclusively owned mbuf may move between threads; its pool is thread-safe.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `m` must be a valid mbuf that nobody else will use or free.
+    #[inline]
+    pub unsafe fn from_raw(m: *mut ffi::rte_mbuf) -> Mbuf {
+        // SAFETY: the caller promises non-null validity.
+        Mbuf(unsafe { NonNull::new_unchecked(m) })
+    }
+
+    /// Gives up ownership (to a tx burst, which frees it once sent).
+    #[inline]
+    pub fn into_raw(self) -> *mut ffi::rte_mbuf {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    #[inline]
+    fn raw(&self) -> &ffi::rte_mbuf {
+        // SAFETY: we own a valid mbuf.
+        unsafe { self.0.as_ref() }
+    }
+
+    #[inline]
+    fn raw_mut(&mut self) -> &mut ffi::rte_mbuf {
+        // SAFETY: we own a valid mbuf exclusively.
+        unsafe { self.0.as_mut() }
+    }
+
+    /// Frame length (first segment; the switch only makes single-segment mbufs).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.raw().data_len as usize
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of segments.
+    #[inline]
+    pub fn segments(&self) -> u16 {
+        self.raw().nb_segs
+    }
+
+    /// The frame bytes of the first segment.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's data room (DPDK invariant).
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// The frame bytes of the first segment, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let m = self.raw_mut();
+        // SAFETY: as in `data`, and we own the buffer exclusively (refcnt 1: never shared clones).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// Grows the frame at the front by `n` bytes (headroom); None if there is no room.
+    #[inline]
+    pub fn prepend(&mut self, n: u16) -> Option<&mut [u8]> {
+        let m = self.raw_mut();
+        if m.data_off < n {
+            return None;
+        }
+        m.data_off -= n;
+        m.data_len += n;
+        m.pkt_len += u32::from(n);
+        Some(self.data_mut())
+    }
+
+    /// Removes `n` bytes from the front; None if the frame is shorter.
+    #[inline]
+    pub fn adj(&mut self, n: u16) -> Option<&mut [u8]> {
+        let m = self.raw_mut();
+        if m.data_len < n {
+            return None;
+        }
+        m.data_off += n;
+        m.data_len -= n;
+        m.pkt_len -= u32::from(n);
+        Some(self.data_mut())
+    }
+
+    /// Sets the frame length (single segment), bounded by the data room.
+    pub fn set_len(&mut self, len: u16) -> bool {
+        let m = self.raw_mut();
+        if u32::from(m.data_off) + u32::from(len) > u32::from(m.buf_len) {
+            return false;
+        }
+        m.data_len = len;
+        m.pkt_len = u32::from(len);
+        true
+    }
+
+    /// A deep copy into a new mbuf from `pool` (flooding: every egress may rewrite its copy).
+    #[inline]
+    pub fn copy(&self, pool: &super::Mempool) -> Option<Mbuf> {
+        // SAFETY: self is valid; the copy is a fresh mbuf we own (or NULL when the pool is empty).
+        let c = unsafe { ffi::rte_pktmbuf_copy(self.0.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
+        NonNull::new(c).map(Mbuf)
+    }
+}
+
+impl Drop for Mbuf {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; after this nobody refers to it.
+        unsafe { ffi::rte_pktmbuf_free(self.0.as_ptr()) };
+    }
+}
+
+/// Frames per rx/tx burst: DPDK's customary 32 (amortises the per-call cost, one cache line of
+/// pointers... four, in fact, but the ring updates are what count).
+pub const BURST: usize = 32;
+
+/// A burst of owned mbufs as raw pointers, the shape `rte_eth_{rx,tx}_burst` take.
+pub struct Burst {
+    ptrs: [*mut ffi::rte_mbuf; BURST],
+    len: usize,
+}
+
+// SAFETY: the burst owns its mbufs exclusively, as `Mbuf` does.
+unsafe impl Send for Burst {}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Burst {
+            ptrs: [std::ptr::null_mut(); BURST],
+            len: 0,
+        }
+    }
+}
+
+impl Burst {
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == BURST
+    }
+    /// Appends an mbuf; gives it back when the burst is full.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == BURST {
+            return Err(m);
+        }
+        self.ptrs[self.len] = m.into_raw();
+        self.len += 1;
+        Ok(())
+    }
+    /// Takes every mbuf out, in order.
+    #[inline]
+    pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
+        let n = std::mem::take(&mut self.len);
+        // SAFETY: slots 0..n hold mbufs this burst owns; `len` is already 0 so none is taken twice.
+        self.ptrs[..n].iter().map(|&p| unsafe { Mbuf::from_raw(p) })
+    }
+    /// Raw access for the ethdev burst calls: (array, current len).
+    #[inline]
+    pub(crate) fn raw_parts(&mut self) -> (&mut [*mut ffi::rte_mbuf; BURST], &mut usize) {
+        (&mut self.ptrs, &mut self.len)
+    }
+    /// Drops the first `n` entries from the burst (they were handed to the driver).
+    #[inline]
+    pub(crate) fn consume_front(&mut self, n: usize) {
+        debug_assert!(n <= self.len);
+        self.ptrs.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: slots 0..len hold owned mbufs; free them in one call.
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), self.len as u32) };
+            self.len = 0;
+        }
+    }
+}

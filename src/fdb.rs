@@ -1,0 +1,336 @@
+//! The forwarding database: MAC+VLAN → port, learned from source addresses, aged out.
+//!
+//! Shared by every PMD core without locks: a fixed array of 8-slot buckets (two cache lines)
+//! whose slots are claimed with one CAS. A lookup reads at most one bucket; learning writes only
+//! when something changed (new MAC, a move, or a new second of last-seen), so a steady flow
+//! does not bounce cache lines between cores. The table never grows: its size is fixed at start
+//! (`--fdb-size`), and a MAC that finds its bucket full is not learned (counted, and its frames
+//! are flooded) unless an expired entry can be reused.
+use crate::wire::MacAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Slots per bucket: a lookup scans one bucket.
+const BUCKET: usize = 8;
+/// Key tag so that no valid key is 0 (0 marks an empty slot).
+const KEY_VALID: u64 = 1 << 63;
+/// Value tag: set once the port and time are written (a slot can be claimed but not yet filled).
+const VAL_VALID: u64 = 1 << 63;
+
+#[derive(Default)]
+struct Slot {
+    key: AtomicU64,
+    val: AtomicU64,
+}
+
+#[inline]
+fn key_of(mac: MacAddr, vlan: u16) -> u64 {
+    KEY_VALID | (u64::from(vlan & 0x0fff) << 48) | mac.to_u64()
+}
+#[inline]
+fn val_of(port: u16, now: u32) -> u64 {
+    VAL_VALID | (u64::from(port) << 32) | u64::from(now)
+}
+#[inline]
+fn val_port(v: u64) -> u16 {
+    (v >> 32) as u16
+}
+#[inline]
+fn val_time(v: u64) -> u32 {
+    v as u32
+}
+
+/// What learning a source address did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// Already known on this port (maybe refreshed).
+    Known,
+    /// A new entry.
+    New,
+    /// The address moved from another port.
+    Moved { from: u16 },
+    /// The bucket was full of live entries: not learned.
+    Full,
+}
+
+/// One entry, as shown to the operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    pub mac: String,
+    pub vlan: u16,
+    pub port: u16,
+    pub age_s: u32,
+}
+
+pub struct Fdb {
+    slots: Box<[Slot]>,
+    bucket_mask: usize,
+    aging_s: u32,
+}
+
+impl Fdb {
+    /// A table of at least `capacity` entries (rounded up to a power-of-two number of buckets)
+    /// whose entries expire `aging_s` seconds after their MAC was last seen.
+    pub fn new(capacity: usize, aging_s: u32) -> Fdb {
+        let buckets = capacity.div_ceil(BUCKET).max(1).next_power_of_two();
+        let slots = (0..buckets * BUCKET).map(|_| Slot::default()).collect();
+        Fdb {
+            slots,
+            bucket_mask: buckets - 1,
+            aging_s,
+        }
+    }
+
+    /// The number of entries the table can hold.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    #[inline]
+    fn bucket(&self, key: u64) -> &[Slot] {
+        // Fibonacci hashing: the top bits of the product are well mixed.
+        let h = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & self.bucket_mask;
+        &self.slots[h * BUCKET..(h + 1) * BUCKET]
+    }
+
+    /// The port `mac` was last seen on in `vlan`.
+    #[inline]
+    pub fn lookup(&self, mac: MacAddr, vlan: u16) -> Option<u16> {
+        let key = key_of(mac, vlan);
+        for s in self.bucket(key) {
+            if s.key.load(Ordering::Acquire) == key {
+                let v = s.val.load(Ordering::Acquire);
+                return (v & VAL_VALID != 0).then_some(val_port(v));
+            }
+        }
+        None
+    }
+
+    /// Records that `mac` in `vlan` was seen on `port` at `now` (seconds, coarse clock).
+    #[inline]
+    pub fn learn(&self, mac: MacAddr, vlan: u16, port: u16, now: u32) -> Learned {
+        let key = key_of(mac, vlan);
+        let bucket = self.bucket(key);
+        let mut free: Option<&Slot> = None;
+        let mut stale: Option<&Slot> = None;
+        for s in bucket {
+            let k = s.key.load(Ordering::Acquire);
+            if k == key {
+                let v = s.val.load(Ordering::Relaxed);
+                if v & VAL_VALID != 0 && val_port(v) == port && val_time(v) == now {
+                    return Learned::Known;
+                }
+                s.val.store(val_of(port, now), Ordering::Release);
+                return match v {
+                    v if v & VAL_VALID != 0 && val_port(v) != port => Learned::Moved {
+                        from: val_port(v),
+                    },
+                    _ => Learned::Known,
+                };
+            }
+            if k == 0 {
+                free.get_or_insert(s);
+            } else if self.expired(s.val.load(Ordering::Relaxed), now) {
+                stale.get_or_insert(s);
+            }
+        }
+        // Claim an empty slot, else reuse an expired one that aging has not reached yet.
+        for (s, expect) in [(free, 0u64), (stale, u64::MAX)] {
+            let Some(s) = s else { continue };
+            let cur = if expect == 0 {
+                0
+            } else {
+                // Invalidate the old value first so no reader pairs the new key with it.
+                s.val.store(0, Ordering::Release);
+                s.key.load(Ordering::Acquire)
+            };
+            if s
+                .key
+                .compare_exchange(cur, key, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                s.val.store(val_of(port, now), Ordering::Release);
+                return Learned::New;
+            }
+            // Another core took the slot first (possibly with this very key): look again.
+            if s.key.load(Ordering::Acquire) == key {
+                return Learned::Known;
+            }
+        }
+        Learned::Full
+    }
+
+    #[inline]
+    fn expired(&self, v: u64, now: u32) -> bool {
+        v & VAL_VALID == 0 || now.wrapping_sub(val_time(v)) >= self.aging_s
+    }
+
+    /// Removes entries not seen for the aging time; returns how many went. Control side only.
+    /// Racing a PMD core's refresh can drop a live entry: it is relearned by its next frame.
+    pub fn age(&self, now: u32) -> usize {
+        let mut n = 0;
+        for s in self.slots.iter() {
+            let k = s.key.load(Ordering::Acquire);
+            if k != 0 && self.expired(s.val.load(Ordering::Acquire), now) {
+                s.val.store(0, Ordering::Release);
+                if s
+                    .key
+                    .compare_exchange(k, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Forgets everything learned on `port` (it went down or away). Control side only.
+    pub fn flush_port(&self, port: u16) -> usize {
+        let mut n = 0;
+        for s in self.slots.iter() {
+            let k = s.key.load(Ordering::Acquire);
+            let v = s.val.load(Ordering::Acquire);
+            if k != 0 && v & VAL_VALID != 0 && val_port(v) == port {
+                s.val.store(0, Ordering::Release);
+                if s
+                    .key
+                    .compare_exchange(k, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Every live entry (control side; walks the whole table).
+    pub fn entries(&self, now: u32) -> Vec<Entry> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let k = s.key.load(Ordering::Acquire);
+                let v = s.val.load(Ordering::Acquire);
+                (k != 0 && v & VAL_VALID != 0).then(|| Entry {
+                    mac: MacAddr::from_u64(k & 0xffff_ffff_ffff).to_string(),
+                    vlan: ((k >> 48) & 0x0fff) as u16,
+                    port: val_port(v),
+                    age_s: now.wrapping_sub(val_time(v)),
+                })
+            })
+            .collect()
+    }
+
+    /// Number of live entries (control side).
+    pub fn len(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.key.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(i: u64) -> MacAddr {
+        MacAddr::from_u64(0x0200_0000_0000 | i)
+    }
+
+    #[test]
+    fn learns_and_looks_up_per_vlan() {
+        let f = Fdb::new(64, 300);
+        assert_eq!(f.lookup(mac(1), 0), None);
+        assert_eq!(f.learn(mac(1), 0, 3, 10), Learned::New);
+        assert_eq!(f.learn(mac(1), 0, 3, 10), Learned::Known);
+        assert_eq!(f.lookup(mac(1), 0), Some(3));
+        // Same MAC in another VLAN is another entry.
+        assert_eq!(f.lookup(mac(1), 10), None);
+        assert_eq!(f.learn(mac(1), 10, 4, 10), Learned::New);
+        assert_eq!(f.lookup(mac(1), 10), Some(4));
+        assert_eq!(f.lookup(mac(1), 0), Some(3));
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn moves_follow_the_host() {
+        let f = Fdb::new(64, 300);
+        f.learn(mac(7), 0, 1, 0);
+        assert_eq!(f.learn(mac(7), 0, 2, 1), Learned::Moved { from: 1 });
+        assert_eq!(f.lookup(mac(7), 0), Some(2));
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn ages_out_and_refreshes() {
+        let f = Fdb::new(64, 300);
+        f.learn(mac(1), 0, 1, 0);
+        f.learn(mac(2), 0, 2, 0);
+        f.learn(mac(2), 0, 2, 200); // refreshed
+        assert_eq!(f.age(299), 0);
+        assert_eq!(f.age(300), 1);
+        assert_eq!(f.lookup(mac(1), 0), None);
+        assert_eq!(f.lookup(mac(2), 0), Some(2));
+        assert_eq!(f.age(500), 1);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let f = Fdb::new(64, 300);
+        assert_eq!(f.capacity(), 64);
+        let mut full = 0;
+        for i in 0..1000 {
+            if f.learn(mac(i), 0, 1, 0) == Learned::Full {
+                full += 1;
+            }
+        }
+        assert!(f.len() <= 64);
+        assert_eq!(full, 1000 - f.len());
+        // Once entries expire, their slots are reused even before aging runs.
+        assert_eq!(f.learn(mac(5000), 0, 1, 400), Learned::New);
+        assert_eq!(f.lookup(mac(5000), 0), Some(1));
+    }
+
+    #[test]
+    fn flush_port_forgets_only_that_port() {
+        let f = Fdb::new(64, 300);
+        f.learn(mac(1), 0, 1, 0);
+        f.learn(mac(2), 0, 2, 0);
+        assert_eq!(f.flush_port(1), 1);
+        assert_eq!(f.lookup(mac(1), 0), None);
+        assert_eq!(f.lookup(mac(2), 0), Some(2));
+        let e = f.entries(5);
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].mac.as_str(), e[0].port, e[0].age_s), ("02:00:00:00:00:02", 2, 5));
+    }
+
+    #[test]
+    fn concurrent_learning_never_duplicates_a_key() {
+        let f = std::sync::Arc::new(Fdb::new(4096, 300));
+        let hs: Vec<_> = (0..2)
+            .map(|t| {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        f.learn(mac(i), 0, t, 0);
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        let mut keys: Vec<_> = f.entries(0).into_iter().map(|e| e.mac).collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), n);
+        for i in 0..2000 {
+            assert!(f.lookup(mac(i), 0).is_some() || f.len() == f.capacity());
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The L2 forwarding stage: parse, learn, look up, decide the output; and the 802.1Q edit an
+//! egress port needs (push at trunk egress of an access frame, pop at access egress).
+//!
+//! VLAN model: every frame belongs to one VLAN inside the switch. A trunk port (the default)
+//! carries all VLANs: a tagged frame is in its VID, an untagged one in VLAN 0 (the untagged
+//! domain, which leaves trunks untagged). An access port (`vlan=ID`) puts its untagged (or
+//! priority-tagged, VID 0) frames in VLAN ID, drops frames tagged with any other VID, and sends
+//! only VLAN ID frames, untagged.
+use crate::fdb::Fdb;
+use crate::stats::DropReason;
+use crate::wire::{EtherType, EthernetFrame, MacAddr, VlanTag, VLAN_TAG_LEN};
+
+/// Ports per switch: flood sets are `u64` masks.
+pub const MAX_PORTS: usize = 64;
+
+/// A port's 802.1Q role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VlanMode {
+    Trunk,
+    Access(u16),
+}
+
+/// Where a frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Drop(DropReason),
+    Unicast(u16),
+    /// Every port in the mask (never the ingress port).
+    Flood(u64),
+}
+
+/// The frame's VLAN and tag as parsed at ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameVlan {
+    /// The switch-internal VLAN (0 = untagged domain on trunks).
+    pub vlan: u16,
+    /// The frame arrived with an 802.1Q tag.
+    pub tagged: bool,
+    /// Priority code point (the tag's, or 0 untagged).
+    pub pcp: u8,
+}
+
+/// The forwarding configuration: each port's VLAN role and, per VLAN, the ports that carry it.
+pub struct L2 {
+    modes: Vec<VlanMode>,
+    /// Ports carrying each VLAN (4096 masks: 32 KiB, one load per flood).
+    members: Box<[u64; 4096]>,
+}
+
+impl L2 {
+    pub fn new(modes: Vec<VlanMode>) -> L2 {
+        assert!(modes.len() <= MAX_PORTS, "at most {MAX_PORTS} ports");
+        let mut members = Box::new([0u64; 4096]);
+        for (i, m) in modes.iter().enumerate() {
+            match *m {
+                VlanMode::Trunk => members.iter_mut().for_each(|v| *v |= 1 << i),
+                VlanMode::Access(v) => members[usize::from(v & 0x0fff)] |= 1 << i,
+            }
+        }
+        L2 { modes, members }
+    }
+
+    pub fn mode(&self, port: u16) -> VlanMode {
+        self.modes
+            .get(usize::from(port))
+            .copied()
+            .unwrap_or(VlanMode::Trunk)
+    }
+
+    /// Parses and admits a frame at `ingress`: its VLAN, or why it is dropped.
+    #[inline]
+    pub fn admit(&self, ingress: u16, frame: &[u8]) -> Result<(FrameVlan, MacAddr, MacAddr), DropReason> {
+        let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
+        let (tagged, vid, pcp) = match eth.vlan() {
+            Some(t) => (true, t.vid(), t.pcp()),
+            None => (false, 0, 0),
+        };
+        let vlan = match self.mode(ingress) {
+            VlanMode::Trunk => vid,
+            VlanMode::Access(v) if vid == 0 || vid == v => v,
+            VlanMode::Access(_) => return Err(DropReason::VlanFiltered),
+        };
+        if vid == 0x0fff {
+            return Err(DropReason::VlanFiltered); // reserved VID
+        }
+        Ok((FrameVlan { vlan, tagged, pcp }, eth.src(), eth.dst()))
+    }
+
+    /// The forwarding decision for one frame: learn the source, look up the destination.
+    #[inline]
+    pub fn decide(&self, fdb: &Fdb, ingress: u16, frame: &[u8], now: u32) -> (Verdict, FrameVlan) {
+        let none = FrameVlan {
+            vlan: 0,
+            tagged: false,
+            pcp: 0,
+        };
+        let (fv, src, dst) = match self.admit(ingress, frame) {
+            Ok(x) => x,
+            Err(r) => return (Verdict::Drop(r), none),
+        };
+        if src.is_multicast() {
+            return (Verdict::Drop(DropReason::Malformed), fv);
+        }
+        fdb.learn(src, fv.vlan, ingress, now);
+        let flood = self.members[usize::from(fv.vlan)] & !(1u64 << ingress);
+        if !dst.is_multicast() {
+            if let Some(p) = fdb.lookup(dst, fv.vlan) {
+                return if p == ingress {
+                    (Verdict::Drop(DropReason::SamePort), fv)
+                } else if flood & (1u64 << p) != 0 {
+                    (Verdict::Unicast(p), fv)
+                } else {
+                    (Verdict::Drop(DropReason::VlanFiltered), fv)
+                };
+            }
+        }
+        if flood == 0 {
+            return (Verdict::Drop(DropReason::NoEgress), fv);
+        }
+        (Verdict::Flood(flood), fv)
+    }
+
+    /// The TCI the frame must carry out of `egress`, or None for untagged.
+    #[inline]
+    pub fn egress_tci(&self, egress: u16, fv: FrameVlan) -> Option<u16> {
+        match self.mode(egress) {
+            VlanMode::Access(_) => None,
+            VlanMode::Trunk if fv.vlan == 0 => None,
+            VlanMode::Trunk => Some(VlanTag::tci_of(fv.pcp, fv.vlan)),
+        }
+    }
+}
+
+/// A packet buffer whose front can grow or shrink (an mbuf, or a Vec in tests).
+pub trait FrameBuf {
+    fn bytes_mut(&mut self) -> &mut [u8];
+    /// Grows the front by `n` bytes; false if there is no headroom.
+    fn push_front(&mut self, n: usize) -> bool;
+    /// Removes `n` bytes from the front; false if too short.
+    fn pull_front(&mut self, n: usize) -> bool;
+}
+
+impl FrameBuf for crate::dpdk::Mbuf {
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.data_mut()
+    }
+    #[inline]
+    fn push_front(&mut self, n: usize) -> bool {
+        self.prepend(n as u16).is_some()
+    }
+    #[inline]
+    fn pull_front(&mut self, n: usize) -> bool {
+        self.adj(n as u16).is_some()
+    }
+}
+
+/// Makes the frame carry `want` (a TCI) or no tag, given whether it carries one now.
+/// Returns false when the buffer has no headroom for a tag.
+#[inline]
+pub fn retag<B: FrameBuf>(buf: &mut B, tagged: bool, want: Option<u16>) -> bool {
+    match (tagged, want) {
+        (false, None) => true,
+        (true, Some(tci)) => {
+            buf.bytes_mut()[14..16].copy_from_slice(&tci.to_be_bytes());
+            true
+        }
+        (true, None) => {
+            // Slide the addresses forward over the tag, then drop the front.
+            let b = buf.bytes_mut();
+            b.copy_within(0..12, VLAN_TAG_LEN);
+            buf.pull_front(VLAN_TAG_LEN)
+        }
+        (false, Some(tci)) => {
+            if !buf.push_front(VLAN_TAG_LEN) {
+                return false;
+            }
+            let b = buf.bytes_mut();
+            b.copy_within(VLAN_TAG_LEN..VLAN_TAG_LEN + 12, 0);
+            b[12..14].copy_from_slice(&EtherType::VLAN.to_be_bytes());
+            b[14..16].copy_from_slice(&tci.to_be_bytes());
+            true
+        }
+    }
+}
+
+/// A Vec-backed frame buffer with headroom, for tests and benches.
+pub struct VecFrame {
+    pub buf: Vec<u8>,
+    pub off: usize,
+}
+
+impl VecFrame {
+    pub fn new(frame: &[u8]) -> VecFrame {
+        let mut buf = vec![0; 64];
+        buf.extend_from_slice(frame);
+        VecFrame { buf, off: 64 }
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[self.off..]
+    }
+}
+
+impl FrameBuf for VecFrame {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.off..]
+    }
+    fn push_front(&mut self, n: usize) -> bool {
+        if self.off < n {
+            return false;
+        }
+        self.off -= n;
+        true
+    }
+    fn pull_front(&mut self, n: usize) -> bool {
+        if self.buf.len() - self.off < n {
+            return false;
+        }
+        self.off += n;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(dst: u64, src: u64, tag: Option<(u8, u16)>) -> Vec<u8> {
+        let mut f = MacAddr::from_u64(dst).0.to_vec();
+        f.extend(MacAddr::from_u64(src).0);
+        if let Some((pcp, vid)) = tag {
+            f.extend(EtherType::VLAN.to_be_bytes());
+            f.extend(VlanTag::tci_of(pcp, vid).to_be_bytes());
+        }
+        f.extend(EtherType::IPV4.to_be_bytes());
+        f.extend([0xabu8; 46]);
+        f
+    }
+    const BC: u64 = 0xffff_ffff_ffff;
+    const A: u64 = 0x0200_0000_000a;
+    const B: u64 = 0x0200_0000_000b;
+
+    #[test]
+    fn floods_unknown_then_unicasts_after_learning() {
+        let l2 = L2::new(vec![VlanMode::Trunk; 3]);
+        let fdb = Fdb::new(64, 300);
+        let (v, _) = l2.decide(&fdb, 0, &frame(B, A, None), 0);
+        assert_eq!(v, Verdict::Flood(0b110));
+        let (v, _) = l2.decide(&fdb, 1, &frame(A, B, None), 0);
+        assert_eq!(v, Verdict::Unicast(0));
+        let (v, _) = l2.decide(&fdb, 0, &frame(B, A, None), 0);
+        assert_eq!(v, Verdict::Unicast(1));
+        // Broadcast always floods, never back to the ingress.
+        let (v, _) = l2.decide(&fdb, 2, &frame(BC, 0x0200_0000_000c, None), 0);
+        assert_eq!(v, Verdict::Flood(0b011));
+        // A frame for a host on the ingress port is filtered.
+        let (v, _) = l2.decide(&fdb, 0, &frame(A, 0x0200_0000_000d, None), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::SamePort));
+    }
+
+    #[test]
+    fn access_ports_keep_vlans_apart() {
+        // 0: access 10, 1: access 20, 2: access 10, 3: trunk
+        use VlanMode::*;
+        let l2 = L2::new(vec![Access(10), Access(20), Access(10), Trunk]);
+        let fdb = Fdb::new(64, 300);
+        let (v, fv) = l2.decide(&fdb, 0, &frame(BC, A, None), 0);
+        assert_eq!(v, Verdict::Flood(0b1100));
+        assert_eq!(fv.vlan, 10);
+        assert_eq!(l2.egress_tci(3, fv), Some(10));
+        assert_eq!(l2.egress_tci(2, fv), None);
+        // Tagged with another VID at an access port: dropped.
+        let (v, _) = l2.decide(&fdb, 0, &frame(BC, A, Some((0, 20))), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::VlanFiltered));
+        // Priority-tagged (VID 0) is admitted into the port's VLAN.
+        let (v, fv) = l2.decide(&fdb, 1, &frame(BC, B, Some((3, 0))), 0);
+        assert_eq!((v, fv.vlan, fv.pcp), (Verdict::Flood(0b1000), 20, 3));
+        // From the trunk, VID 20 reaches only port 1; untagged reaches no access port.
+        let (v, _) = l2.decide(&fdb, 3, &frame(BC, 0x0200_0000_00ee, Some((5, 20))), 0);
+        assert_eq!(v, Verdict::Flood(0b0010));
+        let (v, _) = l2.decide(&fdb, 3, &frame(BC, 0x0200_0000_00ee, None), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::NoEgress));
+        // A learned MAC in VLAN 10 is not reachable from VLAN 20.
+        let (v, _) = l2.decide(&fdb, 1, &frame(A, B, None), 0);
+        assert_eq!(v, Verdict::Flood(0b1000));
+    }
+
+    #[test]
+    fn trunks_keep_tags_and_pcp() {
+        let l2 = L2::new(vec![VlanMode::Trunk; 2]);
+        let fdb = Fdb::new(64, 300);
+        let (_, fv) = l2.decide(&fdb, 0, &frame(BC, A, Some((5, 100))), 0);
+        assert_eq!(fv, FrameVlan { vlan: 100, tagged: true, pcp: 5 });
+        assert_eq!(l2.egress_tci(1, fv), Some(VlanTag::tci_of(5, 100)));
+    }
+
+    #[test]
+    fn malformed_and_bad_sources_are_dropped() {
+        let l2 = L2::new(vec![VlanMode::Trunk; 2]);
+        let fdb = Fdb::new(64, 300);
+        assert_eq!(l2.decide(&fdb, 0, &[0u8; 10], 0).0, Verdict::Drop(DropReason::Malformed));
+        assert_eq!(
+            l2.decide(&fdb, 0, &frame(A, BC, None), 0).0,
+            Verdict::Drop(DropReason::Malformed)
+        );
+        assert!(fdb.is_empty());
+    }
+
+    #[test]
+    fn retag_pushes_pops_and_rewrites() {
+        let plain = frame(B, A, None);
+        let tagged = frame(B, A, Some((5, 10)));
+        let mut f = VecFrame::new(&plain);
+        assert!(retag(&mut f, false, Some(VlanTag::tci_of(5, 10))));
+        assert_eq!(f.bytes(), &tagged[..]);
+        assert!(retag(&mut f, true, None));
+        assert_eq!(f.bytes(), &plain[..]);
+        let mut f = VecFrame::new(&tagged);
+        assert!(retag(&mut f, true, Some(VlanTag::tci_of(1, 20))));
+        assert_eq!(f.bytes(), &frame(B, A, Some((1, 20)))[..]);
+        let mut f = VecFrame { buf: plain.clone(), off: 0 };
+        assert!(!retag(&mut f, false, Some(1)), "no headroom");
+    }
+}
