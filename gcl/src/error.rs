@@ -45,12 +45,20 @@ pub enum ErrorKind {
         expected: &'static str,
     },
     #[error("`{value}` does not fit in 64 bits (after `{keyword}`)")]
-    NumberOverflows { keyword: &'static str, value: String },
+    NumberOverflows {
+        keyword: &'static str,
+        value: String,
+    },
     #[error("unexpected `{token}` after the value of `{keyword}`")]
-    ExtraToken { keyword: &'static str, token: String },
+    ExtraToken {
+        keyword: &'static str,
+        token: String,
+    },
     #[error("num_tc {0} is outside 1..=8")]
     NumTcOutOfRange(u64),
-    #[error("map has {0} entries, but taprio's map has 16 (one traffic class per priority 0..=15)")]
+    #[error(
+        "map has {0} entries, but taprio's map has 16 (one traffic class per priority 0..=15)"
+    )]
     MapHasWrongLength(usize),
     #[error("map sends priority {priority} to class {class}, but num_tc is {num_tc}")]
     MapClassBeyondNumTc {
@@ -91,7 +99,11 @@ pub struct Warning {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarningKind {
     /// The intervals end before the cycle does: the last entry's gates hold `held` ns longer.
-    ListShorterThanCycle { sum: u64, cycle_time: u64, held: u64 },
+    ListShorterThanCycle {
+        sum: u64,
+        cycle_time: u64,
+        held: u64,
+    },
     /// This entry crosses the cycle's end and is cut to `runs` ns.
     EntryCut { index: usize, runs: u64 },
     /// This entry starts at or after the cycle's end and never runs.

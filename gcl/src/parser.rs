@@ -315,14 +315,26 @@ mod tests {
     fn errors_carry_line_and_reason() {
         let cases: &[(&str, usize, &str)] = &[
             ("bogus 1\n", 1, "unknown keyword `bogus`"),
-            ("num_tc 3\nnum_tc 3\n", 2, "`num_tc` is given twice (first on line 1)"),
+            (
+                "num_tc 3\nnum_tc 3\n",
+                2,
+                "`num_tc` is given twice (first on line 1)",
+            ),
             ("num_tc 9\n", 1, "num_tc 9 is outside 1..=8"),
             ("num_tc 0\n", 1, "num_tc 0 is outside 1..=8"),
             ("num_tc\n", 1, "`num_tc` needs"),
-            ("num_tc 3 4\n", 1, "unexpected `4` after the value of `num_tc`"),
+            (
+                "num_tc 3 4\n",
+                1,
+                "unexpected `4` after the value of `num_tc`",
+            ),
             ("num_tc +3\n", 1, "`+3` is not"),
             ("map 1 2 3\n", 1, "map has 3 entries"),
-            ("base-time 99999999999999999999\n", 1, "does not fit in 64 bits"),
+            (
+                "base-time 99999999999999999999\n",
+                1,
+                "does not fit in 64 bits",
+            ),
             ("base-time -1\n", 1, "`-1` is not nanoseconds"),
             ("sched-entry X 01 5\n", 1, "unknown sched-entry command `X`"),
             ("sched-entry S zz 5\n", 1, "`zz` is not a hex gate mask"),
@@ -348,9 +360,15 @@ mod tests {
             "6: gate mask 0xe opens class 3, but num_tc is 3"
         );
         let e = err(&EXAMPLE.replace("S 06", "S 1ff"));
-        assert!(matches!(e.kind, ErrorKind::MaskClassBeyondNumTc { class: 8, .. }));
+        assert!(matches!(
+            e.kind,
+            ErrorKind::MaskClassBeyondNumTc { class: 8, .. }
+        ));
         let e = err(&EXAMPLE.replace("map 2 2 1 0", "map 2 2 1 3"));
-        assert_eq!(e.to_string(), "2: map sends priority 3 to class 3, but num_tc is 3");
+        assert_eq!(
+            e.to_string(),
+            "2: map sends priority 3 to class 3, but num_tc is 3"
+        );
         let e = err(&EXAMPLE.replace("700000", "0"));
         assert_eq!((e.line, e.kind), (6, ErrorKind::IntervalIsZero));
         let e = err(&EXAMPLE.replace("cycle-time 1000000", "cycle-time 0"));
@@ -362,7 +380,10 @@ mod tests {
         let e = err(&EXAMPLE.replace("1000000000", "18446744073709000000"));
         assert_eq!((e.line, e.kind), (4, ErrorKind::FirstCycleOverflows));
         let e = err(&EXAMPLE.replace("base-time 1000000000\n", ""));
-        assert_eq!((e.line, e.kind), (5, ErrorKind::MissingKeyword("base-time")));
+        assert_eq!(
+            (e.line, e.kind),
+            (5, ErrorKind::MissingKeyword("base-time"))
+        );
         let e = err("num_tc 3\nmap 2 2 1 0 2 2 2 2 2 2 2 2 2 2 2 2\nbase-time 0\n");
         assert_eq!((e.line, e.kind), (3, ErrorKind::NoSchedEntry));
         let e = err("");
@@ -373,6 +394,9 @@ mod tests {
             "7: queues has 2 COUNT@OFFSET pairs, but num_tc is 3"
         );
         let e = err(&with("cycle-time 5\n"));
-        assert_eq!(e.to_string(), "7: `cycle-time` is given twice (first on line 4)");
+        assert_eq!(
+            e.to_string(),
+            "7: `cycle-time` is given twice (first on line 4)"
+        );
     }
 }

@@ -313,7 +313,9 @@ mod tests {
 
     #[test]
     fn always_open_class_and_single_entry() {
-        let l = list("num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1\nbase-time 10\nsched-entry S 3 7\n");
+        let l = list(
+            "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1\nbase-time 10\nsched-entry S 3 7\n",
+        );
         assert!(l.all_gates_always_open());
         assert_eq!(l.gate_close_time(1, 100), None);
         // A single entry: the next operation is the next cycle boundary.
