@@ -75,7 +75,7 @@ impl CoreStats {
         }
     }
     #[inline]
-    pub fn drop(&self, port: u16, r: DropReason, n: u64) {
+    pub fn count_drop(&self, port: u16, r: DropReason, n: u64) {
         self.ports[usize::from(port)].drops[r as usize].add(n);
     }
 }

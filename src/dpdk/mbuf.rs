@@ -183,6 +183,15 @@ impl Burst {
         self.len += 1;
         Ok(())
     }
+    /// Total frame bytes in the burst (reads each mbuf header: call per burst, not per frame).
+    #[inline]
+    pub fn bytes(&self) -> u64 {
+        self.ptrs[..self.len]
+            .iter()
+            // SAFETY: slots 0..len hold valid mbufs owned by this burst.
+            .map(|&p| u64::from(unsafe { (*p).data_len }))
+            .sum()
+    }
     /// Takes every mbuf out, in order.
     #[inline]
     pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {

@@ -1,0 +1,97 @@
+//! The command line. Every option is documented here; `--help` prints it.
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const PORT_HELP: &str = "\
+A switch port (repeatable): NAME[,OPT=VAL...]=KIND:TARGET
+
+Our own per-port options sit with the NAME, before the '=KIND:' that starts the target; the
+TARGET is everything after 'KIND:' and goes to its backend verbatim, so DPDK devargs keep their
+own commas and '='. Port names are what counters, --rxq-affinity and the control socket use.
+
+Kinds:
+  dpdk:DEVARGS   a DPDK ethdev: a PCI address (the I210: 0000:03:00.0) or a vdev string
+                 (net_af_packet0,iface=veth0  net_tap0,iface=tsn0  net_ring0 ...)
+Options:
+  vlan=ID        access port in VLAN ID (1..4094): untagged frames enter VLAN ID, leave
+                 untagged. Without it the port is an 802.1Q trunk carrying every VLAN.
+  rxq=N          rx queues to poll (default 1), spread over the PMD cores
+
+Examples:
+  --port h1=dpdk:net_af_packet0,iface=veth0
+  --port h2,vlan=10=dpdk:net_af_packet1,iface=veth1
+  --port nic,rxq=2=dpdk:0000:03:00.0
+
+Without any --port, the embedded default runs: a TAP uplink the host sees as 'tsn0'.";
+
+/// tsn-vswitch: a poll-mode virtual switch on DPDK with an 802.1Qbv time-aware shaper.
+#[derive(Debug, Parser)]
+#[command(name = "tsn-vswitch", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Ask a running switch over its control socket (stats, fdb, xstats NAME).
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The running switch's control socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CTL)]
+    pub ctl: PathBuf,
+    /// The command: `stats` (ports and counters, JSON), `fdb` (learned MACs, JSON),
+    /// `xstats NAME` (the DPDK extended statistics of a port, JSON).
+    #[arg(required = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+pub const DEFAULT_CTL: &str = "/run/tsn-vswitch/ctl.sock";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long = "port", value_name = "NAME[,OPT=VAL...]=KIND:TARGET", long_help = PORT_HELP)]
+    pub ports: Vec<String>,
+
+    /// Core for control and housekeeping (EAL's main lcore).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub main_core: u32,
+
+    /// Dedicated busy-polling cores: N, N-M or N,M,... (must not include the main core).
+    #[arg(long, value_name = "LIST", default_value = "1")]
+    pub pmd_cores: String,
+
+    /// Pin rx queue Q of port NAME to PMD core CORE (repeatable); others go round-robin.
+    #[arg(long, value_name = "NAME:Q=CORE")]
+    pub rxq_affinity: Vec<String>,
+
+    /// Forwarding database capacity (MAC+VLAN entries; rounded up to a power of two).
+    #[arg(long, value_name = "N", default_value_t = 8192)]
+    pub fdb_size: usize,
+
+    /// Seconds after which an unseen MAC is forgotten.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub fdb_aging: u32,
+
+    /// Control socket path (for `tsn-vswitch ctl`).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CTL)]
+    pub ctl: PathBuf,
+
+    /// Packet buffers in the pool.
+    #[arg(long, value_name = "N", default_value_t = 16383)]
+    pub mbufs: u32,
+
+    /// Memory for DPDK, in MiB (hugepages when available, else anonymous memory).
+    #[arg(long, value_name = "MB", default_value_t = 256)]
+    pub mem: u32,
+
+    /// Log level: error, warn, info, debug, trace. RUST_LOG, when set, overrides it.
+    #[arg(long, value_name = "LEVEL", default_value = "info",
+          value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+}

@@ -1,0 +1,367 @@
+//! The switch's configuration, built from the command line and validated before anything runs.
+//! Each error is one sentence naming the input it rejects.
+use anyhow::{anyhow, bail, Context, Result};
+
+/// What a port is backed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortKind {
+    /// A DPDK ethdev: a PCI address or a vdev string, passed to DPDK verbatim.
+    Dpdk { devargs: String },
+}
+
+/// One `--port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: String,
+    pub kind: PortKind,
+    /// Access VLAN (`vlan=ID`); None = trunk.
+    pub vlan: Option<u16>,
+    /// Rx queues to poll (`rxq=N`).
+    pub rxq: u16,
+}
+
+/// Port kinds, as written after the `=` of a `--port`.
+pub const KINDS: &[&str] = &["dpdk"];
+
+/// The embedded default when no `--port` is given: a TAP uplink the host sees as `tsn0`.
+pub const DEFAULT_PORTS: &[&str] = &["uplink=dpdk:net_tap0,iface=tsn0"];
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+impl PortSpec {
+    /// Parses `NAME[,OPT=VAL...]=KIND:TARGET`. Our options sit with the name, before the
+    /// `=KIND:` that starts the target; the target (DPDK devargs, which have commas and `=` of
+    /// their own) is everything after `KIND:` and is never split.
+    pub fn parse(s: &str) -> Result<PortSpec> {
+        // The first '=' that is followed by "KIND:" ends the name-and-options part. Our option
+        // values never contain ':' so the first `=WORD:` is the kind.
+        let (head, kind, target) = split_kind(s).ok_or_else(|| {
+            anyhow!(
+                "--port '{s}': expected NAME[,OPT=VAL...]=KIND:TARGET, e.g. h1=dpdk:net_af_packet0,iface=veth0"
+            )
+        })?;
+        let mut parts = head.split(',');
+        let name = parts.next().unwrap_or_default();
+        if !valid_name(name) {
+            bail!("--port '{s}': port name '{name}' must be 1-32 characters of [A-Za-z0-9_.-]");
+        }
+        let kind = match kind {
+            "dpdk" => {
+                if target.is_empty() {
+                    bail!("port '{name}': dpdk ports need DEVARGS (a PCI address or a vdev string)");
+                }
+                PortKind::Dpdk {
+                    devargs: target.to_string(),
+                }
+            }
+            other => bail!(
+                "port '{name}': unknown port kind '{other}' (expected one of: {})",
+                KINDS.join(", ")
+            ),
+        };
+        let mut spec = PortSpec {
+            name: name.to_string(),
+            kind,
+            vlan: None,
+            rxq: 1,
+        };
+        for opt in parts {
+            let (k, v) = opt
+                .split_once('=')
+                .ok_or_else(|| anyhow!("port '{name}': option '{opt}' must be KEY=VALUE"))?;
+            match k {
+                "vlan" => {
+                    let id: u16 = v
+                        .parse()
+                        .ok()
+                        .filter(|id| (1..=4094).contains(id))
+                        .ok_or_else(|| anyhow!("port '{name}': vlan={v} is not a VLAN ID (1..=4094)"))?;
+                    spec.vlan = Some(id);
+                }
+                "rxq" => {
+                    spec.rxq = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=64).contains(n))
+                        .ok_or_else(|| anyhow!("port '{name}': rxq={v} is not a queue count (1..=64)"))?;
+                }
+                _ => bail!("port '{name}': unknown port option '{k}' (known: vlan, rxq)"),
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Splits at the first `=KIND:`; None if there is none.
+fn split_kind(s: &str) -> Option<(&str, &str, &str)> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find('=') {
+        let eq = from + i;
+        let rest = &s[eq + 1..];
+        if let Some(colon) = rest.find(':') {
+            let kind = &rest[..colon];
+            if !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Some((&s[..eq], kind, &rest[colon + 1..]));
+            }
+        }
+        from = eq + 1;
+    }
+    None
+}
+
+/// Parses a core list: `1`, `1-3`, `1,3,5-6`.
+pub fn parse_core_list(s: &str) -> Result<Vec<u32>> {
+    let bad = || anyhow!("core list '{s}' is not of the form N, N-M or N,M,...");
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let a: u32 = a.trim().parse().map_err(|_| bad())?;
+        let b: u32 = b.trim().parse().map_err(|_| bad())?;
+        if a > b {
+            return Err(bad());
+        }
+        for c in a..=b {
+            if out.contains(&c) {
+                bail!("core list '{s}' names core {c} twice");
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The cores this process may run on.
+pub fn allowed_cores() -> Vec<u32> {
+    // SAFETY: sched_getaffinity fills a cpu_set_t we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map_or(1, |n| n.get() as u32)).collect();
+        }
+        (0..libc::CPU_SETSIZE as u32)
+            .filter(|&c| libc::CPU_ISSET(c as usize, &set))
+            .collect()
+    }
+}
+
+/// `--rxq-affinity NAME:Q=CORE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RxqAffinity {
+    pub port: String,
+    pub queue: u16,
+    pub core: u32,
+}
+
+impl RxqAffinity {
+    pub fn parse(s: &str) -> Result<RxqAffinity> {
+        let bad = || anyhow!("--rxq-affinity '{s}': expected NAME:QUEUE=CORE, e.g. h1:0=1");
+        let (pq, core) = s.split_once('=').ok_or_else(bad)?;
+        let (port, q) = pq.rsplit_once(':').ok_or_else(bad)?;
+        Ok(RxqAffinity {
+            port: port.to_string(),
+            queue: q.parse().map_err(|_| bad())?,
+            core: core.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Everything the switch needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ports: Vec<PortSpec>,
+    pub main_core: u32,
+    pub pmd_cores: Vec<u32>,
+    pub rxq_affinity: Vec<RxqAffinity>,
+    pub fdb_size: usize,
+    pub fdb_aging_s: u32,
+    pub ctl_path: std::path::PathBuf,
+    pub mbufs: u32,
+    pub mem_mb: u32,
+    pub dpdk_log_level: u32,
+}
+
+impl Config {
+    /// Cross-checks that need the whole picture (names, cores, affinities).
+    pub fn validate(&self) -> Result<()> {
+        if self.ports.is_empty() {
+            bail!("no ports configured");
+        }
+        if self.ports.len() > crate::forward::MAX_PORTS {
+            bail!("at most {} ports are supported", crate::forward::MAX_PORTS);
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                bail!("duplicate port name '{}'", p.name);
+            }
+            let PortKind::Dpdk { devargs } = &p.kind;
+            if let Some(q) = self.ports[..i].iter().find(|q| {
+                let PortKind::Dpdk { devargs: d } = &q.kind;
+                d.split(',').next() == devargs.split(',').next()
+            }) {
+                bail!(
+                    "ports '{}' and '{}' name the same DPDK device '{}'",
+                    q.name,
+                    p.name,
+                    devargs.split(',').next().unwrap_or_default()
+                );
+            }
+        }
+        let allowed = allowed_cores();
+        if !allowed.contains(&self.main_core) {
+            bail!(
+                "--main-core {}: no such core available (available: {:?})",
+                self.main_core,
+                allowed
+            );
+        }
+        if self.pmd_cores.is_empty() {
+            bail!("--pmd-cores: at least one PMD core is needed");
+        }
+        for c in &self.pmd_cores {
+            if !allowed.contains(c) {
+                bail!("--pmd-cores: core {c} is not available (available: {allowed:?})");
+            }
+            if *c == self.main_core {
+                bail!("--pmd-cores: core {c} is the main core; PMD cores must be dedicated");
+            }
+        }
+        for a in &self.rxq_affinity {
+            let port = self
+                .ports
+                .iter()
+                .find(|p| p.name == a.port)
+                .ok_or_else(|| anyhow!("--rxq-affinity: no port named '{}'", a.port))?;
+            if a.queue >= port.rxq {
+                bail!(
+                    "--rxq-affinity: port '{}' has {} rx queue(s); queue {} does not exist",
+                    a.port,
+                    port.rxq,
+                    a.queue
+                );
+            }
+            if !self.pmd_cores.contains(&a.core) {
+                bail!(
+                    "--rxq-affinity: core {} is not a PMD core (--pmd-cores {:?})",
+                    a.core,
+                    self.pmd_cores
+                );
+            }
+        }
+        if self.fdb_size == 0 || self.fdb_size > 1 << 24 {
+            bail!("--fdb-size must be between 1 and {}", 1 << 24);
+        }
+        Ok(())
+    }
+
+    /// Rx queues per PMD core: round-robin over (port, queue), then the pinned ones moved.
+    pub fn rxq_assignment(&self) -> Vec<(u32, usize, u16)> {
+        let mut out = Vec::new();
+        let mut next = 0usize;
+        for (pi, p) in self.ports.iter().enumerate() {
+            for q in 0..p.rxq {
+                let core = match self
+                    .rxq_affinity
+                    .iter()
+                    .find(|a| a.port == p.name && a.queue == q)
+                {
+                    Some(a) => a.core,
+                    None => {
+                        let c = self.pmd_cores[next % self.pmd_cores.len()];
+                        next += 1;
+                        c
+                    }
+                };
+                out.push((core, pi, q));
+            }
+        }
+        out
+    }
+}
+
+/// Maps our log level to DPDK's (1 emergency .. 8 debug). DPDK's INFO is chatty: our `info`
+/// shows its warnings and worse.
+pub fn dpdk_log_level(level: &str) -> u32 {
+    match level {
+        "error" => 4,
+        "warn" | "info" => 5,
+        "debug" => 7,
+        "trace" => 8,
+        _ => 5,
+    }
+}
+
+pub fn parse_ports(args: &[String]) -> Result<Vec<PortSpec>> {
+    args.iter()
+        .map(|a| PortSpec::parse(a))
+        .collect::<Result<Vec<_>>>()
+        .context("invalid --port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_specs_keep_devargs_whole() {
+        let p = PortSpec::parse("h1=dpdk:net_af_packet0,iface=veth0").unwrap();
+        assert_eq!(p.name, "h1");
+        assert_eq!(
+            p.kind,
+            PortKind::Dpdk {
+                devargs: "net_af_packet0,iface=veth0".into()
+            }
+        );
+        assert_eq!((p.vlan, p.rxq), (None, 1));
+        let p = PortSpec::parse("h2,vlan=10,rxq=2=dpdk:0000:03:00.0").unwrap();
+        assert_eq!((p.vlan, p.rxq), (Some(10), 2));
+        assert_eq!(
+            p.kind,
+            PortKind::Dpdk {
+                devargs: "0000:03:00.0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn port_spec_errors_name_the_input() {
+        for (s, want) in [
+            ("a", "expected NAME"),
+            ("=dpdk:net_null0", "port name ''"),
+            ("a=bogus:x", "unknown port kind 'bogus'"),
+            ("a,vlan=0=dpdk:net_null0", "vlan=0"),
+            ("a,vlan=5000=dpdk:net_null0", "vlan=5000"),
+            ("a,vlan=x=dpdk:net_null0", "vlan=x"),
+            ("a,speed=1=dpdk:net_null0", "unknown port option 'speed'"),
+            ("a=dpdk:", "need DEVARGS"),
+        ] {
+            let e = PortSpec::parse(s).unwrap_err().to_string();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn core_lists() {
+        assert_eq!(parse_core_list("1").unwrap(), vec![1]);
+        assert_eq!(parse_core_list("1-3,5").unwrap(), vec![1, 2, 3, 5]);
+        for bad in ["", "1-", "3-1", "a", "1,1"] {
+            assert!(parse_core_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rxq_affinity_syntax() {
+        let a = RxqAffinity::parse("h1:1=3").unwrap();
+        assert_eq!((a.port.as_str(), a.queue, a.core), ("h1", 1, 3));
+        assert!(RxqAffinity::parse("h1=3").is_err());
+        assert!(RxqAffinity::parse("h1:x=3").is_err());
+    }
+}

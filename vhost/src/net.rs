@@ -1,0 +1,287 @@
+//! virtio-net on top of the split ring (virtio 1.1 §5.1.6): guest TX chains copied out with the
+//! header skipped, frames copied into guest RX chains behind a zeroed header, merging several
+//! chains per frame when VIRTIO_NET_F_MRG_RXBUF is negotiated.
+//!
+//! No offloads are negotiated, so the TX header carries nothing we must honour and the RX header
+//! is all zeroes (GSO_NONE, no checksum flags) apart from `num_buffers`.
+
+use crate::error::VirtqError;
+use crate::memory::{read_guest, write_guest, GuestMemory};
+use crate::metrics::QueueMetrics;
+use crate::virtqueue::{ChainWalker, Ring, VIRTQ_DESC_F_WRITE};
+
+/// Frames per burst, as in DPDK's PMDs: bounds the work between two publication checks.
+pub const MAX_BURST: usize = 32;
+/// `struct virtio_net_hdr_mrg_rxbuf`: with VERSION_1 or MRG_RXBUF (§5.1.6).
+pub const HDR_LEN_MRG: usize = 12;
+/// `struct virtio_net_hdr` of legacy devices without MRG_RXBUF.
+pub const HDR_LEN_LEGACY: usize = 10;
+/// Offset of `num_buffers` in the 12-byte header.
+const NUM_BUFFERS_OFF: usize = 10;
+
+/// Ring-walking state a PMD handle owns.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct VqState {
+    /// Next avail ring entry to consume.
+    pub last_avail: u16,
+    /// Next used ring entry to fill (published once per burst).
+    pub used_idx: u16,
+    /// EVENT_IDX: whether a notification decision was already taken since the ring started.
+    pub signalled_valid: bool,
+    /// Last guest memory region hit (translation cache).
+    pub hint: usize,
+}
+
+/// What one burst works on.
+pub(crate) struct Burst<'a> {
+    pub ring: &'a Ring,
+    pub mem: &'a GuestMemory,
+    pub hdr_len: usize,
+    pub mrg: bool,
+    pub metrics: &'a QueueMetrics,
+}
+
+/// §2.6.6 / Linux vhost: avail idx may run ahead of us by at most the queue size.
+fn pending(ring: &Ring, last_avail: u16) -> Result<u16, VirtqError> {
+    let idx = ring.avail_idx();
+    let n = idx.wrapping_sub(last_avail);
+    if n > ring.size() {
+        return Err(VirtqError::AvailIdxJump {
+            last: last_avail,
+            idx,
+            size: ring.size(),
+        });
+    }
+    Ok(n)
+}
+
+fn head_at(ring: &Ring, idx: u16) -> Result<u16, VirtqError> {
+    let head = ring.avail_entry(idx);
+    if head >= ring.size() {
+        return Err(VirtqError::DescIndexOutOfRange {
+            index: u32::from(head),
+            size: ring.size(),
+        });
+    }
+    Ok(head)
+}
+
+enum TxOutcome {
+    Frame(usize),
+    Short,
+    Oversize,
+}
+
+fn read_tx_chain(b: &Burst<'_>, st: &mut VqState, head: u16, dst: &mut [u8]) -> Result<TxOutcome, VirtqError> {
+    let mut walker = ChainWalker::new(b.ring, b.mem, head);
+    let mut skip = b.hdr_len as u64;
+    let mut total: u64 = 0;
+    let mut oversize = false;
+    while let Some(d) = walker.next_desc(&mut st.hint)? {
+        if d.flags & VIRTQ_DESC_F_WRITE != 0 {
+            return Err(VirtqError::WritableInTxChain);
+        }
+        let bad = VirtqError::BufferOutOfMemory {
+            addr: d.addr,
+            len: d.len,
+        };
+        let mut len = u64::from(d.len);
+        let s = skip.min(len);
+        let addr = d.addr.checked_add(s).ok_or(bad)?;
+        len -= s;
+        skip -= s;
+        if len == 0 {
+            continue;
+        }
+        let off = total;
+        total = total.checked_add(len).ok_or(VirtqError::LengthOverflow)?;
+        if oversize || total > dst.len() as u64 {
+            oversize = true;
+            continue;
+        }
+        read_guest(b.mem, &mut st.hint, addr, &mut dst[off as usize..total as usize]).ok_or(bad)?;
+    }
+    Ok(if skip > 0 || total == 0 {
+        TxOutcome::Short
+    } else if oversize {
+        TxOutcome::Oversize
+    } else {
+        TxOutcome::Frame(total as usize)
+    })
+}
+
+/// Guest TX → `bufs`. Returns (frames written, violation if one stopped the burst). Consumed
+/// chains are written to the used ring with length 0 (the device wrote nothing), not yet published.
+pub(crate) fn dequeue(
+    b: &Burst<'_>,
+    st: &mut VqState,
+    bufs: &mut [&mut [u8]],
+    lens: &mut [usize],
+) -> (usize, Option<VirtqError>) {
+    let n = match pending(b.ring, st.last_avail) {
+        Ok(n) => usize::from(n).min(bufs.len()).min(lens.len()).min(MAX_BURST),
+        Err(e) => return (0, Some(e)),
+    };
+    let mut out = 0;
+    for _ in 0..n {
+        let head = match head_at(b.ring, st.last_avail) {
+            Ok(h) => h,
+            Err(e) => return (out, Some(e)),
+        };
+        match read_tx_chain(b, st, head, bufs[out]) {
+            Ok(TxOutcome::Frame(len)) => {
+                lens[out] = len;
+                out += 1;
+                b.metrics.bytes.add(len as u64);
+            }
+            Ok(TxOutcome::Short) => b.metrics.drop_short.add(1),
+            Ok(TxOutcome::Oversize) => b.metrics.drop_oversize.add(1),
+            Err(e) => return (out, Some(e)),
+        }
+        b.ring.write_used(st.used_idx, head, 0);
+        st.used_idx = st.used_idx.wrapping_add(1);
+        st.last_avail = st.last_avail.wrapping_add(1);
+    }
+    b.metrics.packets.add(out as u64);
+    (out, None)
+}
+
+/// The byte stream "header then frame" written into RX chains.
+struct RxSource<'a> {
+    hdr: [u8; HDR_LEN_MRG],
+    hdr_len: usize,
+    frame: &'a [u8],
+    pos: usize,
+    /// Host addresses of the two `num_buffers` bytes, found while writing the header.
+    nb: [Option<*mut u8>; 2],
+}
+
+impl RxSource<'_> {
+    fn total(&self) -> usize {
+        self.hdr_len + self.frame.len()
+    }
+    fn done(&self) -> bool {
+        self.pos >= self.total()
+    }
+}
+
+/// Fills one RX chain from `src`; returns the bytes written into it.
+fn write_rx_chain(b: &Burst<'_>, st: &mut VqState, head: u16, src: &mut RxSource<'_>) -> Result<u32, VirtqError> {
+    let mut walker = ChainWalker::new(b.ring, b.mem, head);
+    let mut written: u32 = 0;
+    while !src.done() {
+        let Some(d) = walker.next_desc(&mut st.hint)? else { break };
+        if d.flags & VIRTQ_DESC_F_WRITE == 0 {
+            return Err(VirtqError::ReadOnlyInRxChain);
+        }
+        let bad = VirtqError::BufferOutOfMemory {
+            addr: d.addr,
+            len: d.len,
+        };
+        let mut room = d.len as usize;
+        let mut addr = d.addr;
+        while room > 0 && !src.done() {
+            let n;
+            if src.pos < src.hdr_len {
+                n = room.min(src.hdr_len - src.pos);
+                let part = &src.hdr[src.pos..src.pos + n];
+                write_guest(b.mem, &mut st.hint, addr, part).ok_or(bad)?;
+                if b.mrg {
+                    for (k, slot) in src.nb.iter_mut().enumerate() {
+                        let byte = NUM_BUFFERS_OFF + k;
+                        if (src.pos..src.pos + n).contains(&byte) {
+                            let a = addr + (byte - src.pos) as u64;
+                            *slot = b.mem.gpa_to_host(a, 1, &mut st.hint);
+                        }
+                    }
+                }
+            } else {
+                let fpos = src.pos - src.hdr_len;
+                n = room.min(src.frame.len() - fpos);
+                write_guest(b.mem, &mut st.hint, addr, &src.frame[fpos..fpos + n]).ok_or(bad)?;
+            }
+            // n <= room <= d.len, so these stay inside the descriptor's checked range.
+            src.pos += n;
+            room -= n;
+            addr = addr.checked_add(n as u64).ok_or(bad)?;
+            written += n as u32;
+        }
+    }
+    Ok(written)
+}
+
+/// Frames → guest RX. Returns (frames delivered, violation if one stopped the burst). Delivery is
+/// all-or-nothing per frame and in order: the first frame that finds too few guest buffers ends
+/// the burst, and its partially used chains are given back (not consumed).
+pub(crate) fn enqueue(b: &Burst<'_>, st: &mut VqState, frames: &[&[u8]]) -> (usize, Option<VirtqError>) {
+    let mut left = match pending(b.ring, st.last_avail) {
+        Ok(n) => n,
+        Err(e) => return (0, Some(e)),
+    };
+    let attempted = frames.len().min(MAX_BURST);
+    let mut done = 0;
+    let mut bytes = 0u64;
+    'frames: for frame in &frames[..attempted] {
+        let saved = *st;
+        let saved_left = left;
+        let mut src = RxSource {
+            hdr: [0; HDR_LEN_MRG],
+            hdr_len: b.hdr_len,
+            frame,
+            pos: 0,
+            nb: [None, None],
+        };
+        if !b.mrg && b.hdr_len == HDR_LEN_MRG {
+            // §5.1.6.4: num_buffers is 1 when MRG_RXBUF is not negotiated.
+            src.hdr[NUM_BUFFERS_OFF..].copy_from_slice(&1u16.to_le_bytes());
+        }
+        let mut nbufs: u16 = 0;
+        loop {
+            if left == 0 {
+                *st = saved;
+                left = saved_left;
+                break 'frames;
+            }
+            let res = head_at(b.ring, st.last_avail).and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src)?)));
+            let (head, wrote) = match res {
+                Ok(x) => x,
+                Err(e) => {
+                    *st = saved;
+                    b.metrics.packets.add(done as u64);
+                    b.metrics.bytes.add(bytes);
+                    return (done, Some(e));
+                }
+            };
+            b.ring.write_used(st.used_idx, head, wrote);
+            st.used_idx = st.used_idx.wrapping_add(1);
+            st.last_avail = st.last_avail.wrapping_add(1);
+            left -= 1;
+            nbufs += 1;
+            if src.done() {
+                break;
+            }
+            if !b.mrg {
+                // One chain per frame without MRG_RXBUF, and this one is too small.
+                *st = saved;
+                left = saved_left;
+                break 'frames;
+            }
+        }
+        if b.mrg {
+            for (k, p) in src.nb.iter().enumerate() {
+                if let Some(p) = p {
+                    // SAFETY: p was translated for one byte inside guest memory during this burst,
+                    // and the memory table cannot change before the burst ends.
+                    unsafe { std::ptr::write_volatile(*p, nbufs.to_le_bytes()[k]) };
+                }
+            }
+        }
+        bytes += frame.len() as u64;
+        done += 1;
+    }
+    let _ = left;
+    b.metrics.packets.add(done as u64);
+    b.metrics.bytes.add(bytes);
+    b.metrics.drop_no_buffer.add((attempted - done) as u64);
+    (done, None)
+}

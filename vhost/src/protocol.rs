@@ -1,0 +1,525 @@
+//! vhost-user message framing over a Unix stream socket (QEMU docs/interop/vhost-user.rst).
+//!
+//! We frame messages ourselves instead of using rust-vmm's `vhost` crate: the backend must fstat
+//! every memory fd, close the fds of any rejected message, and never block a PMD core; owning the
+//! ~300 lines of framing makes each of those a visible, tested line rather than a property of a
+//! dependency's internals. Messages are processed one at a time on the control thread.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use bitflags::bitflags;
+
+use crate::error::ProtocolError;
+
+/// Header flag bits (vhost-user.rst "Header").
+pub const VERSION: u32 = 0x1;
+pub const VERSION_MASK: u32 = 0x3;
+pub const FLAG_REPLY: u32 = 0x4;
+pub const FLAG_NEED_REPLY: u32 = 0x8;
+
+/// Largest payload accepted; SET_MEM_TABLE with 8 regions is 264 bytes, GET_CONFIG at most 268.
+pub const MAX_PAYLOAD: usize = 4096;
+/// At most 8 fds arrive with one message (SET_MEM_TABLE).
+pub const MAX_FDS: usize = 8;
+/// Regions in one SET_MEM_TABLE.
+pub const MAX_REGIONS: usize = 8;
+/// SET_VRING_KICK/CALL/ERR payload: the queue index is in bits 0-7 ...
+pub const VRING_INDEX_MASK: u64 = 0xff;
+/// ... and bit 8 says "no fd attached, poll instead".
+pub const VRING_NOFD_MASK: u64 = 0x100;
+
+/// Requests sent by the frontend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Request {
+    GetFeatures = 1,
+    SetFeatures = 2,
+    SetOwner = 3,
+    ResetOwner = 4,
+    SetMemTable = 5,
+    SetLogBase = 6,
+    SetLogFd = 7,
+    SetVringNum = 8,
+    SetVringAddr = 9,
+    SetVringBase = 10,
+    GetVringBase = 11,
+    SetVringKick = 12,
+    SetVringCall = 13,
+    SetVringErr = 14,
+    GetProtocolFeatures = 15,
+    SetProtocolFeatures = 16,
+    GetQueueNum = 17,
+    SetVringEnable = 18,
+    SendRarp = 19,
+    NetSetMtu = 20,
+    SetBackendReqFd = 21,
+    IotlbMsg = 22,
+    SetVringEndian = 23,
+    GetConfig = 24,
+    SetConfig = 25,
+    GetInflightFd = 31,
+    SetInflightFd = 32,
+    ResetDevice = 34,
+    GetMaxMemSlots = 36,
+    AddMemReg = 37,
+    RemMemReg = 38,
+    SetStatus = 39,
+    GetStatus = 40,
+}
+
+impl Request {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        use Request::*;
+        Some(match v {
+            1 => GetFeatures,
+            2 => SetFeatures,
+            3 => SetOwner,
+            4 => ResetOwner,
+            5 => SetMemTable,
+            6 => SetLogBase,
+            7 => SetLogFd,
+            8 => SetVringNum,
+            9 => SetVringAddr,
+            10 => SetVringBase,
+            11 => GetVringBase,
+            12 => SetVringKick,
+            13 => SetVringCall,
+            14 => SetVringErr,
+            15 => GetProtocolFeatures,
+            16 => SetProtocolFeatures,
+            17 => GetQueueNum,
+            18 => SetVringEnable,
+            19 => SendRarp,
+            20 => NetSetMtu,
+            21 => SetBackendReqFd,
+            22 => IotlbMsg,
+            23 => SetVringEndian,
+            24 => GetConfig,
+            25 => SetConfig,
+            31 => GetInflightFd,
+            32 => SetInflightFd,
+            34 => ResetDevice,
+            36 => GetMaxMemSlots,
+            37 => AddMemReg,
+            38 => RemMemReg,
+            39 => SetStatus,
+            40 => GetStatus,
+            _ => return None,
+        })
+    }
+
+    /// Requests that always answer with a payload; need-reply changes nothing for them.
+    pub fn has_reply(self) -> bool {
+        use Request::*;
+        matches!(
+            self,
+            GetFeatures
+                | GetProtocolFeatures
+                | GetVringBase
+                | GetQueueNum
+                | GetConfig
+                | GetInflightFd
+                | GetMaxMemSlots
+                | GetStatus
+        )
+    }
+}
+
+bitflags! {
+    /// Virtio device feature bits this backend knows (virtio 1.1 §5.1.3, §6; vhost-user.rst).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct VirtioFeatures: u64 {
+        const NET_MTU = 1 << 3;
+        const NET_MRG_RXBUF = 1 << 15;
+        const NET_STATUS = 1 << 16;
+        const NET_MQ = 1 << 22;
+        /// Dirty logging for live migration: never advertised (no SET_LOG_BASE support).
+        const LOG_ALL = 1 << 26;
+        const RING_INDIRECT_DESC = 1 << 28;
+        const RING_EVENT_IDX = 1 << 29;
+        const PROTOCOL_FEATURES = 1 << 30;
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+impl VirtioFeatures {
+    /// What this backend offers: no offloads (so no header fields to honour), no logging.
+    pub fn offered() -> Self {
+        Self::NET_MTU
+            | Self::NET_MRG_RXBUF
+            | Self::NET_STATUS
+            | Self::NET_MQ
+            | Self::RING_INDIRECT_DESC
+            | Self::RING_EVENT_IDX
+            | Self::PROTOCOL_FEATURES
+            | Self::VERSION_1
+    }
+}
+
+bitflags! {
+    /// vhost-user protocol feature bits (vhost-user.rst "Protocol features").
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ProtocolFeatures: u64 {
+        const MQ = 1 << 0;
+        /// Never advertised: dirty logging is not supported.
+        const LOG_SHMFD = 1 << 1;
+        const RARP = 1 << 2;
+        const REPLY_ACK = 1 << 3;
+        const NET_MTU = 1 << 4;
+        const BACKEND_REQ = 1 << 5;
+        const CONFIG = 1 << 9;
+        const CONFIGURE_MEM_SLOTS = 1 << 15;
+        const STATUS = 1 << 16;
+    }
+}
+
+impl ProtocolFeatures {
+    /// QEMU 7.2's vhost-user-net and DPDK's virtio-user both work with this set.
+    pub fn offered() -> Self {
+        Self::MQ | Self::REPLY_ACK | Self::NET_MTU | Self::STATUS
+    }
+}
+
+/// Marker for `#[repr(C)]` payloads without padding whose every bit pattern is valid, so they can
+/// be read from and written to raw message bytes.
+///
+/// # Safety
+/// Implementors must be `#[repr(C)]`, contain only integers and have no padding bytes.
+pub unsafe trait Pod: Copy + Default {
+    /// Reads `Self` from exactly `size_of::<Self>()` bytes.
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: the length is checked above and any bit pattern is a valid `Self` (trait contract).
+        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<Self>()) })
+    }
+
+    /// Reads `Self` from the start of `b`, which may be longer.
+    fn from_prefix(b: &[u8]) -> Option<Self> {
+        b.get(..size_of::<Self>()).and_then(Self::from_bytes)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `Self` has no padding (trait contract), so every byte is initialised.
+        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>()) }
+    }
+}
+
+/// The 12-byte message header; fields are native-endian.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Header {
+    pub request: u32,
+    pub flags: u32,
+    pub size: u32,
+}
+
+/// SET_VRING_NUM / SET_VRING_BASE / GET_VRING_BASE / SET_VRING_ENABLE payload.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VringState {
+    pub index: u32,
+    pub num: u32,
+}
+
+/// SET_VRING_ADDR payload. Note the order: desc, **used**, avail, log. Ring addresses are
+/// frontend virtual addresses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VringAddr {
+    pub index: u32,
+    pub flags: u32,
+    pub desc_user_addr: u64,
+    pub used_user_addr: u64,
+    pub avail_user_addr: u64,
+    pub log_guest_addr: u64,
+}
+
+/// One region of SET_MEM_TABLE.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryRegion {
+    pub guest_phys_addr: u64,
+    pub memory_size: u64,
+    pub userspace_addr: u64,
+    pub mmap_offset: u64,
+}
+
+/// The fixed part of SET_MEM_TABLE, followed by `nregions` [`MemoryRegion`]s.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryTableHeader {
+    pub nregions: u32,
+    pub padding: u32,
+}
+
+// SAFETY: all four are repr(C), integer-only, and their fields are laid out without padding.
+unsafe impl Pod for Header {}
+// SAFETY: as above.
+unsafe impl Pod for VringState {}
+// SAFETY: as above (u32, u32, then u64s at 8-byte offsets).
+unsafe impl Pod for VringAddr {}
+// SAFETY: as above.
+unsafe impl Pod for MemoryRegion {}
+// SAFETY: as above.
+unsafe impl Pod for MemoryTableHeader {}
+// SAFETY: a plain integer.
+unsafe impl Pod for u64 {}
+
+/// One received message with the fds that came with it. Dropping it closes the fds.
+#[derive(Debug)]
+pub struct Message {
+    pub header: Header,
+    pub payload: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
+impl Message {
+    pub fn request(&self) -> Option<Request> {
+        Request::from_u32(self.header.request)
+    }
+
+    pub fn need_reply(&self) -> bool {
+        self.header.flags & FLAG_NEED_REPLY != 0
+    }
+
+    /// The payload as `T`, requiring its exact size.
+    pub fn body<T: Pod>(&self) -> Result<T, ProtocolError> {
+        T::from_bytes(&self.payload).ok_or(ProtocolError::BadPayloadSize {
+            request: self.header.request,
+            size: self.payload.len(),
+            expected: size_of::<T>(),
+        })
+    }
+
+    /// Requires an empty payload.
+    pub fn no_body(&self) -> Result<(), ProtocolError> {
+        if self.payload.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::BadPayloadSize {
+                request: self.header.request,
+                size: self.payload.len(),
+                expected: 0,
+            })
+        }
+    }
+}
+
+/// One end of a vhost-user connection.
+#[derive(Debug)]
+pub struct Endpoint {
+    stream: UnixStream,
+}
+
+const CMSG_BUF_LEN: usize = 128;
+
+impl Endpoint {
+    pub fn new(stream: UnixStream) -> Self {
+        Endpoint { stream }
+    }
+
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// One recvmsg into `buf`, appending any SCM_RIGHTS fds to `fds`. Returns the bytes read.
+    fn recv_some(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<usize, ProtocolError> {
+        // u64 elements keep the control buffer aligned for cmsghdr.
+        let mut cbuf = [0u64; CMSG_BUF_LEN / 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        loop {
+            // SAFETY: msghdr is plain data; all-zero is a valid empty value.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = CMSG_BUF_LEN as _;
+            // SAFETY: msg points at live buffers of the stated sizes for the duration of the call.
+            let n = unsafe {
+                libc::recvmsg(self.stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            // Take ownership of every fd first, so that any error below closes them.
+            let mut cmsg = if msg.msg_controllen > 0 {
+                // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
+                unsafe { libc::CMSG_FIRSTHDR(&msg) }
+            } else {
+                std::ptr::null_mut()
+            };
+            while !cmsg.is_null() {
+                // SAFETY: cmsg is a header inside cbuf, as returned by CMSG_FIRSTHDR/NXTHDR.
+                let c = unsafe { &*cmsg };
+                if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_RIGHTS {
+                    // SAFETY: CMSG_LEN(0) is a pure computation.
+                    let hdr_len = unsafe { libc::CMSG_LEN(0) } as usize;
+                    let count = (c.cmsg_len as usize).saturating_sub(hdr_len) / size_of::<RawFd>();
+                    // SAFETY: the data of an SCM_RIGHTS cmsg is `count` fds inside cbuf.
+                    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+                    for i in 0..count {
+                        // SAFETY: i < count, inside the cmsg data; the fd is fresh and ours.
+                        let fd = unsafe { std::ptr::read_unaligned(data.add(i)) };
+                        // SAFETY: the kernel just installed this fd for us; nobody else owns it.
+                        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+                // SAFETY: as for CMSG_FIRSTHDR.
+                cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+            }
+            if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+                fds.clear();
+                return Err(ProtocolError::FdOverflow);
+            }
+            return Ok(n as usize);
+        }
+    }
+
+    fn recv_exact(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<(), ProtocolError> {
+        let mut got = 0;
+        while got < buf.len() {
+            let n = self.recv_some(&mut buf[got..], fds)?;
+            if n == 0 {
+                return Err(if got == 0 {
+                    ProtocolError::Disconnected
+                } else {
+                    ProtocolError::Truncated {
+                        got,
+                        want: buf.len(),
+                    }
+                });
+            }
+            got += n;
+        }
+        Ok(())
+    }
+
+    /// Reads one whole message (blocking, honouring the socket's read timeout).
+    pub fn recv_message(&self) -> Result<Message, ProtocolError> {
+        let mut fds = Vec::new();
+        let mut hb = [0u8; size_of::<Header>()];
+        self.recv_exact(&mut hb, &mut fds)?;
+        let header = Header::from_bytes(&hb).expect("header buffer has header size");
+        if header.flags & VERSION_MASK != VERSION {
+            return Err(ProtocolError::BadVersion(header.flags & VERSION_MASK));
+        }
+        let size = header.size as usize;
+        if size > MAX_PAYLOAD {
+            return Err(ProtocolError::PayloadTooLarge {
+                size,
+                max: MAX_PAYLOAD,
+            });
+        }
+        let mut payload = vec![0u8; size];
+        match self.recv_exact(&mut payload, &mut fds) {
+            Ok(()) => {}
+            Err(ProtocolError::Disconnected) => {
+                return Err(ProtocolError::Truncated {
+                    got: size_of::<Header>(),
+                    want: size_of::<Header>() + size,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        if fds.len() > MAX_FDS {
+            return Err(ProtocolError::FdOverflow);
+        }
+        Ok(Message {
+            header,
+            payload,
+            fds,
+        })
+    }
+
+    /// Sends one message; `fds` travel with its first byte.
+    pub fn send(
+        &self,
+        request: u32,
+        flags: u32,
+        payload: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), ProtocolError> {
+        if fds.len() > MAX_FDS {
+            return Err(ProtocolError::FdOverflow);
+        }
+        let header = Header {
+            request,
+            flags: flags | VERSION,
+            size: payload.len() as u32,
+        };
+        let mut buf = Vec::with_capacity(size_of::<Header>() + payload.len());
+        buf.extend_from_slice(header.as_bytes());
+        buf.extend_from_slice(payload);
+        let mut sent = 0;
+        let mut cbuf = [0u64; CMSG_BUF_LEN / 8];
+        while sent < buf.len() {
+            let mut iov = libc::iovec {
+                iov_base: buf[sent..].as_ptr() as *mut libc::c_void,
+                iov_len: buf.len() - sent,
+            };
+            // SAFETY: msghdr is plain data; all-zero is a valid empty value.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            if sent == 0 && !fds.is_empty() {
+                let data_len = std::mem::size_of_val(fds) as u32;
+                // SAFETY: pure computations of cmsg sizes.
+                let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+                msg.msg_control = cbuf.as_mut_ptr().cast();
+                msg.msg_controllen = space as _;
+                // SAFETY: cbuf is aligned and at least `space` bytes (8 fds need 56).
+                let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+                // SAFETY: c points into cbuf, which has room for the header and data.
+                unsafe {
+                    (*c).cmsg_level = libc::SOL_SOCKET;
+                    (*c).cmsg_type = libc::SCM_RIGHTS;
+                    (*c).cmsg_len = libc::CMSG_LEN(data_len) as _;
+                    let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                    for (i, fd) in fds.iter().enumerate() {
+                        std::ptr::write_unaligned(data.add(i), fd.as_raw_fd());
+                    }
+                }
+            }
+            // SAFETY: msg references live buffers; MSG_NOSIGNAL turns a closed peer into EPIPE.
+            let n = unsafe { libc::sendmsg(self.stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            sent += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Sends a reply (REPLY flag set) to `request`.
+    pub fn reply(&self, request: u32, payload: &[u8]) -> Result<(), ProtocolError> {
+        self.send(request, FLAG_REPLY, payload, &[])
+    }
+
+    /// Frontend side: waits for the reply to `request` and returns its payload.
+    pub fn recv_reply(&self, request: u32) -> Result<Vec<u8>, ProtocolError> {
+        let m = self.recv_message()?;
+        if m.header.request != request || m.header.flags & FLAG_REPLY == 0 {
+            return Err(ProtocolError::UnexpectedReply {
+                request,
+                got: m.header.request,
+            });
+        }
+        Ok(m.payload)
+    }
+}
