@@ -5,7 +5,8 @@
 use std::env;
 use std::path::PathBuf;
 
-const SETUP_HINT: &str = "run `sudo scripts/setup.sh` (installs Debian's dpdk-dev, libdpdk-dev, libclang-dev)";
+const SETUP_HINT: &str =
+    "run `sudo scripts/setup.sh` (installs Debian's dpdk-dev, libdpdk-dev, libclang-dev)";
 
 fn main() {
     println!("cargo:rerun-if-changed=src/dpdk/shim.h");

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 /// Turns the command line into a validated configuration (no side effects).
 pub fn build_config(a: &RunArgs) -> Result<Config> {
     let port_args: Vec<String> = if a.ports.is_empty() {
-        config::DEFAULT_PORTS.iter().map(|s| s.to_string()).collect()
+        config::DEFAULT_PORTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         a.ports.clone()
     };
@@ -116,7 +119,8 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
             .with_context(|| format!("port '{}'", spec.name))?;
         eth.set_promiscuous()
             .with_context(|| format!("port '{}'", spec.name))?;
-        eth.start().with_context(|| format!("port '{}'", spec.name))?;
+        eth.start()
+            .with_context(|| format!("port '{}'", spec.name))?;
         let link = eth.link();
         tracing::info!(
             port = %spec.name, driver = %info.driver, id = eth.id, rxq = spec.rxq, txq = ntxq,
@@ -168,7 +172,9 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         .map(|v| v.into_iter().map(Some).collect())
         .collect();
     for (lcore, p, q) in cfg.rxq_assignment() {
-        let rxq = rxqs_by_port[p][usize::from(q)].take().expect("assigned once");
+        let rxq = rxqs_by_port[p][usize::from(q)]
+            .take()
+            .expect("assigned once");
         let core = cores
             .iter_mut()
             .find(|c| c.lcore == lcore)

@@ -29,8 +29,7 @@ pub const DEFAULT_PORTS: &[&str] = &["uplink=dpdk:net_tap0,iface=tsn0"];
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 32
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
@@ -54,7 +53,9 @@ impl PortSpec {
         let kind = match kind {
             "dpdk" => {
                 if target.is_empty() {
-                    bail!("port '{name}': dpdk ports need DEVARGS (a PCI address or a vdev string)");
+                    bail!(
+                        "port '{name}': dpdk ports need DEVARGS (a PCI address or a vdev string)"
+                    );
                 }
                 PortKind::Dpdk {
                     devargs: target.to_string(),
@@ -81,15 +82,19 @@ impl PortSpec {
                         .parse()
                         .ok()
                         .filter(|id| (1..=4094).contains(id))
-                        .ok_or_else(|| anyhow!("port '{name}': vlan={v} is not a VLAN ID (1..=4094)"))?;
+                        .ok_or_else(|| {
+                            anyhow!("port '{name}': vlan={v} is not a VLAN ID (1..=4094)")
+                        })?;
                     spec.vlan = Some(id);
                 }
                 "rxq" => {
-                    spec.rxq = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=64).contains(n))
-                        .ok_or_else(|| anyhow!("port '{name}': rxq={v} is not a queue count (1..=64)"))?;
+                    spec.rxq =
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=64).contains(n))
+                            .ok_or_else(|| {
+                                anyhow!("port '{name}': rxq={v} is not a queue count (1..=64)")
+                            })?;
                 }
                 _ => bail!("port '{name}': unknown port option '{k}' (known: vlan, rxq)"),
             }
@@ -145,7 +150,8 @@ pub fn allowed_cores() -> Vec<u32> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return (0..std::thread::available_parallelism().map_or(1, |n| n.get() as u32)).collect();
+            return (0..std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+                .collect();
         }
         (0..libc::CPU_SETSIZE as u32)
             .filter(|&c| libc::CPU_ISSET(c as usize, &set))

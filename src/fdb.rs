@@ -121,9 +121,9 @@ impl Fdb {
                 }
                 s.val.store(val_of(port, now), Ordering::Release);
                 return match v {
-                    v if v & VAL_VALID != 0 && val_port(v) != port => Learned::Moved {
-                        from: val_port(v),
-                    },
+                    v if v & VAL_VALID != 0 && val_port(v) != port => {
+                        Learned::Moved { from: val_port(v) }
+                    }
                     _ => Learned::Known,
                 };
             }
@@ -143,8 +143,7 @@ impl Fdb {
                 s.val.store(0, Ordering::Release);
                 s.key.load(Ordering::Acquire)
             };
-            if s
-                .key
+            if s.key
                 .compare_exchange(cur, key, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
@@ -172,8 +171,7 @@ impl Fdb {
             let k = s.key.load(Ordering::Acquire);
             if k != 0 && self.expired(s.val.load(Ordering::Acquire), now) {
                 s.val.store(0, Ordering::Release);
-                if s
-                    .key
+                if s.key
                     .compare_exchange(k, 0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
@@ -192,8 +190,7 @@ impl Fdb {
             let v = s.val.load(Ordering::Acquire);
             if k != 0 && v & VAL_VALID != 0 && val_port(v) == port {
                 s.val.store(0, Ordering::Release);
-                if s
-                    .key
+                if s.key
                     .compare_exchange(k, 0, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
@@ -307,7 +304,10 @@ mod tests {
         assert_eq!(f.lookup(mac(2), 0), Some(2));
         let e = f.entries(5);
         assert_eq!(e.len(), 1);
-        assert_eq!((e[0].mac.as_str(), e[0].port, e[0].age_s), ("02:00:00:00:00:02", 2, 5));
+        assert_eq!(
+            (e[0].mac.as_str(), e[0].port, e[0].age_s),
+            ("02:00:00:00:00:02", 2, 5)
+        );
     }
 
     #[test]

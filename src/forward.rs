@@ -69,7 +69,11 @@ impl L2 {
 
     /// Parses and admits a frame at `ingress`: its VLAN, or why it is dropped.
     #[inline]
-    pub fn admit(&self, ingress: u16, frame: &[u8]) -> Result<(FrameVlan, MacAddr, MacAddr), DropReason> {
+    pub fn admit(
+        &self,
+        ingress: u16,
+        frame: &[u8],
+    ) -> Result<(FrameVlan, MacAddr, MacAddr), DropReason> {
         let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
         let (tagged, vid, pcp) = match eth.vlan() {
             Some(t) => (true, t.vid(), t.pcp()),
@@ -290,7 +294,14 @@ mod tests {
         let l2 = L2::new(vec![VlanMode::Trunk; 2]);
         let fdb = Fdb::new(64, 300);
         let (_, fv) = l2.decide(&fdb, 0, &frame(BC, A, Some((5, 100))), 0);
-        assert_eq!(fv, FrameVlan { vlan: 100, tagged: true, pcp: 5 });
+        assert_eq!(
+            fv,
+            FrameVlan {
+                vlan: 100,
+                tagged: true,
+                pcp: 5
+            }
+        );
         assert_eq!(l2.egress_tci(1, fv), Some(VlanTag::tci_of(5, 100)));
     }
 
@@ -298,7 +309,10 @@ mod tests {
     fn malformed_and_bad_sources_are_dropped() {
         let l2 = L2::new(vec![VlanMode::Trunk; 2]);
         let fdb = Fdb::new(64, 300);
-        assert_eq!(l2.decide(&fdb, 0, &[0u8; 10], 0).0, Verdict::Drop(DropReason::Malformed));
+        assert_eq!(
+            l2.decide(&fdb, 0, &[0u8; 10], 0).0,
+            Verdict::Drop(DropReason::Malformed)
+        );
         assert_eq!(
             l2.decide(&fdb, 0, &frame(A, BC, None), 0).0,
             Verdict::Drop(DropReason::Malformed)
@@ -318,7 +332,10 @@ mod tests {
         let mut f = VecFrame::new(&tagged);
         assert!(retag(&mut f, true, Some(VlanTag::tci_of(1, 20))));
         assert_eq!(f.bytes(), &frame(B, A, Some((1, 20)))[..]);
-        let mut f = VecFrame { buf: plain.clone(), off: 0 };
+        let mut f = VecFrame {
+            buf: plain.clone(),
+            off: 0,
+        };
         assert!(!retag(&mut f, false, Some(1)), "no headroom");
     }
 }

@@ -5,7 +5,7 @@ pub mod config;
 pub mod ctl;
 pub mod dpdk;
 pub mod fdb;
-pub mod pmd;
 pub mod forward;
+pub mod pmd;
 pub mod stats;
 pub mod wire;

@@ -12,8 +12,10 @@ impl Counter {
     /// Adds `n`. Only the owning core may call this (load+store is not an atomic add).
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
     #[inline]
     pub fn get(&self) -> u64 {

@@ -24,7 +24,10 @@ pub struct EalConfig {
 /// Whether hugepages are usable: hugetlbfs mounted and enough free 2 MiB pages for `mem_mb`.
 pub fn hugepages_available(mem_mb: u32) -> bool {
     let mounted = std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs")))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        })
         .unwrap_or(false);
     let free_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -52,11 +55,18 @@ impl Eal {
     /// (the switch, testpmd peers) run side by side without `--file-prefix` clashes.
     pub fn init(cfg: &EalConfig) -> Result<Eal, DpdkError> {
         if EAL_UP.swap(true, Ordering::SeqCst) {
-            return Err(DpdkError::EalInit("EAL is already initialised in this process".into()));
+            return Err(DpdkError::EalInit(
+                "EAL is already initialised in this process".into(),
+            ));
         }
         let no_huge = !hugepages_available(cfg.mem_mb);
         let mut lcores = vec![cfg.main_core];
-        lcores.extend(cfg.pmd_cores.iter().copied().filter(|&c| c != cfg.main_core));
+        lcores.extend(
+            cfg.pmd_cores
+                .iter()
+                .copied()
+                .filter(|&c| c != cfg.main_core),
+        );
         let lcores: Vec<String> = lcores.iter().map(u32::to_string).collect();
         let mut args: Vec<String> = vec![
             "tsn-vswitch".into(),
@@ -88,8 +98,10 @@ impl Eal {
             .iter()
             .map(|a| CString::new(a.as_str()).expect("no NUL in EAL args"))
             .collect();
-        let mut argv: Vec<*mut libc::c_char> =
-            cargs.iter().map(|a| a.as_ptr() as *mut libc::c_char).collect();
+        let mut argv: Vec<*mut libc::c_char> = cargs
+            .iter()
+            .map(|a| a.as_ptr() as *mut libc::c_char)
+            .collect();
         // SAFETY: argv points at NUL-terminated strings that outlive the call; EAL may permute
         // the argv array (it is ours) but does not free the strings.
         let rc = unsafe { ffi::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };

@@ -148,9 +148,8 @@ impl EthPort {
         let mut txqs = Vec::new();
         for q in 0..ntxq {
             // SAFETY: NULL txconf = driver defaults.
-            let rc = unsafe {
-                ffi::rte_eth_tx_queue_setup(self.id, q, ntx, socket, std::ptr::null())
-            };
+            let rc =
+                unsafe { ffi::rte_eth_tx_queue_setup(self.id, q, ntx, socket, std::ptr::null()) };
             if rc != 0 {
                 return Err(port_err("tx queue setup", self.id, rc));
             }
@@ -201,7 +200,10 @@ impl EthPort {
         if rc != 0 {
             return (false, 0);
         }
-        (u32::from(l.link_status()) == ffi::RTE_ETH_LINK_UP, l.link_speed)
+        (
+            u32::from(l.link_status()) == ffi::RTE_ETH_LINK_UP,
+            l.link_speed,
+        )
     }
 
     pub fn mac(&self) -> [u8; 6] {
@@ -313,8 +315,8 @@ impl TxHandle {
         let (ptrs, len) = b.raw_parts();
         // SAFETY: this core has exclusive use of the queue (unshared, or the lock is held);
         // the driver takes ownership of the first `n` mbufs.
-        let n = unsafe { ffi::rte_eth_tx_burst(port, queue, ptrs.as_mut_ptr(), *len as u16) }
-            as usize;
+        let n =
+            unsafe { ffi::rte_eth_tx_burst(port, queue, ptrs.as_mut_ptr(), *len as u16) } as usize;
         if self.shared {
             lock.store(false, Ordering::Release);
         }

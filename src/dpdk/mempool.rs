@@ -27,10 +27,12 @@ impl Mempool {
                 socket,
             )
         };
-        NonNull::new(p).map(Mempool).ok_or_else(|| DpdkError::Mempool {
-            name: name.into(),
-            reason: last_error(),
-        })
+        NonNull::new(p)
+            .map(Mempool)
+            .ok_or_else(|| DpdkError::Mempool {
+                name: name.into(),
+                reason: last_error(),
+            })
     }
 
     pub fn as_ptr(&self) -> *mut ffi::rte_mempool {

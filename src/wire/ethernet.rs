@@ -53,7 +53,9 @@ impl std::str::FromStr for MacAddr {
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for b in out.iter_mut() {
-            let p = parts.next().ok_or_else(|| format!("'{s}' is not a MAC address"))?;
+            let p = parts
+                .next()
+                .ok_or_else(|| format!("'{s}' is not a MAC address"))?;
             *b = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address"))?;
         }
         if parts.next().is_some() {
@@ -201,7 +203,10 @@ mod tests {
 
     #[test]
     fn rejects_truncated() {
-        assert_eq!(EthernetFrame::new_checked(&[0u8; 13][..]).err(), Some(Truncated));
+        assert_eq!(
+            EthernetFrame::new_checked(&[0u8; 13][..]).err(),
+            Some(Truncated)
+        );
         let t = frame(true);
         assert!(EthernetFrame::new_checked(&t[..16]).is_err());
     }

@@ -78,7 +78,10 @@ mod tests {
         h[16..20].copy_from_slice(&[10, 0, 0, 2]);
         let p = Ipv4Packet::new_checked(&h[..]).unwrap();
         assert_eq!((p.header_len(), p.dscp(), p.total_len()), (20, 46, 28));
-        assert_eq!((p.protocol(), p.src(), p.dst()), (17, [10, 0, 0, 1], [10, 0, 0, 2]));
+        assert_eq!(
+            (p.protocol(), p.src(), p.dst()),
+            (17, [10, 0, 0, 1], [10, 0, 0, 2])
+        );
         assert_eq!(p.payload().len(), 8);
         h[0] = 0x4f; // IHL 60 > buffer
         assert!(Ipv4Packet::new_checked(&h[..]).is_err());
