@@ -4,7 +4,7 @@
 # Safe to run again: it only installs what is missing and only raises the hugepage count.
 set -euo pipefail
 
-PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config iproute2 procps)
+PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config iproute2 procps iputils-ping)
 # Extra peers for the test suite / comparisons (later issues add qemu, openvswitch).
 PKGS+=(${TSN_EXTRA_PKGS:-})
 
