@@ -1,6 +1,8 @@
 //! tsn-vswitch: a poll-mode L2 switch on DPDK.
 pub mod app;
+pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod dpdk;
@@ -8,4 +10,5 @@ pub mod fdb;
 pub mod forward;
 pub mod pmd;
 pub mod stats;
+pub mod tas;
 pub mod wire;

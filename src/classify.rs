@@ -1,0 +1,1 @@
+//! Classification of frames to traffic classes: filled by the TAS work.
