@@ -38,6 +38,23 @@ pub struct Cli {
 pub enum Cmd {
     /// Ask a running switch over its control socket (stats, fdb, xstats NAME).
     Ctl(CtlArgs),
+    /// Gate control lists (802.1Qbv): check a file before deploying it.
+    #[command(subcommand)]
+    Gcl(GclCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GclCmd {
+    /// Validate a taprio-style GCL file and print the schedule, like a dry run of `tc`.
+    /// On error prints `FILE:LINE: reason` and exits non-zero.
+    Check {
+        /// The GCL file (num_tc, map, base-time, [cycle-time], [cycle-time-extension], sched-entry ...).
+        file: PathBuf,
+        /// Also print the gate state at T (ns, same clock as base-time):
+        /// `T gates=0xMM next=T_NS` (bit i = class i open; time of the next gate change).
+        #[arg(long = "at", value_name = "T_NS")]
+        at: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Args)]

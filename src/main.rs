@@ -1,6 +1,6 @@
 use clap::Parser;
 use std::io::IsTerminal;
-use tsn_vswitch::cli::{Cli, Cmd};
+use tsn_vswitch::cli::{Cli, Cmd, GclCmd};
 use tsn_vswitch::{app, ctl};
 
 fn main() {
@@ -14,6 +14,7 @@ fn main() {
         .init();
 
     let result = match cli.cmd {
+        Some(Cmd::Gcl(GclCmd::Check { file, at })) => gcl_check(&file, &at),
         Some(Cmd::Ctl(c)) => ctl::request(&c.ctl, &c.command).map(|out| println!("{out}")),
         None => app::build_config(&cli.run).and_then(app::run),
     };
@@ -22,4 +23,14 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `tsn-vswitch gcl check FILE [--at T]...`
+fn gcl_check(file: &std::path::Path, at: &[u64]) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
+    let report =
+        gcl::check_report(&text, at).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
+    print!("{report}");
+    Ok(())
 }
