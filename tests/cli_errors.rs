@@ -229,6 +229,9 @@ fn help_documents_every_option() {
         "dpdk:",
         "ctl",
     ] {
-        assert!(text.contains(needle), "--help does not mention {needle}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "--help does not mention {needle}:\n{text}"
+        );
     }
 }

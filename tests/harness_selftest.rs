@@ -28,7 +28,10 @@ fn linked_pair_carries_frames_tags_ping_and_udp() {
     // Another socket on the sender sees the frame only as PACKET_OUTGOING, which the capture
     // helpers filter out.
     let own = ra2.capture_all_directions(&m, Instant::now() + Duration::from_millis(300));
-    assert!(!own.is_empty(), "second socket on a did not see a's outgoing frame");
+    assert!(
+        !own.is_empty(),
+        "second socket on a did not see a's outgoing frame"
+    );
     assert!(own.iter().all(|f| f.outgoing()), "{own:?}");
     assert!(ra2.capture(&m, Duration::from_millis(100)).is_empty());
     ra2.send(&frame(BROADCAST, a.mac, None, ETH_TEST, &m));
@@ -36,17 +39,37 @@ fn linked_pair_carries_frames_tags_ping_and_udp() {
 
     // Tagged frame: the kernel moves the tag to auxdata; the harness puts it back.
     let m = marker("tagged");
-    ra.send(&frame(b.mac, a.mac, Some(VlanTag::new(100, 5)), ETH_TEST, &m));
-    let f = rb.wait_for(&m, T).expect("b did not receive a's tagged frame");
+    ra.send(&frame(
+        b.mac,
+        a.mac,
+        Some(VlanTag::new(100, 5)),
+        ETH_TEST,
+        &m,
+    ));
+    let f = rb
+        .wait_for(&m, T)
+        .expect("b did not receive a's tagged frame");
     assert_eq!(f.vlan(), Some(VlanTag::new(100, 5)), "{}", f.describe());
-    assert!(f.tag_from_aux, "tag expected via PACKET_AUXDATA: {}", f.describe());
+    assert!(
+        f.tag_from_aux,
+        "tag expected via PACKET_AUXDATA: {}",
+        f.describe()
+    );
     assert_eq!(f.ethertype(), ETH_TEST);
     assert_eq!(f.dst(), b.mac);
 
     // Other direction, other tag; nothing of it comes back to b as incoming.
     let m = marker("tagged-back");
-    rb.send(&frame(a.mac, b.mac, Some(VlanTag::new(4094, 7)), ETH_TEST, &m));
-    let f = ra.wait_for(&m, T).expect("a did not receive b's tagged frame");
+    rb.send(&frame(
+        a.mac,
+        b.mac,
+        Some(VlanTag::new(4094, 7)),
+        ETH_TEST,
+        &m,
+    ));
+    let f = ra
+        .wait_for(&m, T)
+        .expect("a did not receive b's tagged frame");
     assert_eq!(f.vlan(), Some(VlanTag::new(4094, 7)), "{}", f.describe());
     assert!(rb.capture(&m, Duration::from_millis(300)).is_empty());
 
@@ -66,15 +89,25 @@ fn root_end_sees_host_frames_with_tags() {
     let outside = h.raw_root_end();
 
     let m = marker("out");
-    inside.send(&frame(BROADCAST, h.mac, Some(VlanTag::new(10, 3)), ETH_TEST, &m));
-    let f = outside.wait_for(&m, T).expect("root end did not see the host's frame");
+    inside.send(&frame(
+        BROADCAST,
+        h.mac,
+        Some(VlanTag::new(10, 3)),
+        ETH_TEST,
+        &m,
+    ));
+    let f = outside
+        .wait_for(&m, T)
+        .expect("root end did not see the host's frame");
     assert_eq!(f.vlan(), Some(VlanTag::new(10, 3)), "{}", f.describe());
     assert_eq!(f.src(), Host::mac_for(1));
 
     let m = marker("in");
     let src = [0x02, 0, 0, 0, 0, 0x42];
     outside.send(&frame(h.mac, src, None, ETH_TEST, &m));
-    let f = inside.wait_for(&m, T).expect("host did not see the root end's frame");
+    let f = inside
+        .wait_for(&m, T)
+        .expect("host did not see the root end's frame");
     assert_eq!(f.vlan(), None);
     assert_eq!(f.src(), src);
     assert_eq!(f.pkttype, PACKET_HOST, "{}", f.describe());
@@ -99,6 +132,9 @@ fn cleanup_on_drop_and_of_leftovers() {
     let mut lab = lab;
     lab.add_host("h1", 1);
     drop(lab);
-    assert!(!list_links().contains(&root_if), "link {root_if} left after drop");
+    assert!(
+        !list_links().contains(&root_if),
+        "link {root_if} left after drop"
+    );
     assert!(!list_netns().contains(&ns), "netns {ns} left after drop");
 }

@@ -71,10 +71,7 @@ fn learn(
         &m,
         &[("witness", witness)],
     );
-    if let Err(fdb) = lab
-        .switch()
-        .wait_fdb(host.mac, vlan, &host.name, WAIT)
-    {
+    if let Err(fdb) = lab.switch().wait_fdb(host.mac, vlan, &host.name, WAIT) {
         panic!(
             "fdb never showed {} vlan {vlan} on port {}: {fdb:?}",
             mac_str(&host.mac),
@@ -145,7 +142,11 @@ fn learned_unicast_reaches_only_its_port() {
     assert_eq!(at2[0].data, f12, "frame altered: {}", at2[0].describe());
     assert_eq!(at1[0].data, f21, "frame altered: {}", at1[0].describe());
     assert_never(
-        &[("h3", &r3), ("h1 (own frame back)", &r1), ("h2 (own frame back)", &r2)],
+        &[
+            ("h3", &r3),
+            ("h1 (own frame back)", &r1),
+            ("h2 (own frame back)", &r2),
+        ],
         &m12,
     );
     assert_never(&[("h3", &r3), ("h2 (own frame back)", &r2)], &m21);
@@ -157,7 +158,9 @@ fn learned_unicast_reaches_only_its_port() {
         let entries: Vec<_> = fdb.iter().filter(|e| e.mac == mac).collect();
         assert!(!entries.is_empty(), "{mac} missing from fdb {fdb:?}");
         assert!(
-            entries.iter().all(|e| e.port == h.name && e.vlan == NO_VLAN),
+            entries
+                .iter()
+                .all(|e| e.port == h.name && e.vlan == NO_VLAN),
             "{mac} should be on port {} vlan 0 only: {fdb:?}",
             h.name
         );
@@ -202,7 +205,10 @@ fn access_ports_keep_vlans_apart() {
     lab.add_host("h1", 1);
     lab.add_host("h2", 2);
     lab.add_host("h3", 3);
-    lab.start_switch(&[("h1", "vlan=10"), ("h2", "vlan=20"), ("h3", "vlan=10")], &[]);
+    lab.start_switch(
+        &[("h1", "vlan=10"), ("h2", "vlan=20"), ("h3", "vlan=10")],
+        &[],
+    );
     let (h1, h2, h3) = (lab.host("h1"), lab.host("h2"), lab.host("h3"));
     let (r1, r2, r3) = (h1.raw(), h2.raw(), h3.raw());
 
@@ -210,7 +216,12 @@ fn access_ports_keep_vlans_apart() {
     let m = marker("bc-vlan10");
     let f = frame(BROADCAST, h1.mac, None, ETH_TEST, &m);
     let got = deliver(&r1, &f, &m, &[("h3", &r3)]);
-    assert_eq!(got[0].vlan(), None, "access port must strip: {}", got[0].describe());
+    assert_eq!(
+        got[0].vlan(),
+        None,
+        "access port must strip: {}",
+        got[0].describe()
+    );
     assert_eq!(got[0].data, f);
     assert_never(&[("h2 (vlan 20)", &r2), ("h1 (ingress)", &r1)], &m);
 
@@ -281,9 +292,24 @@ fn tagged_frames_cross_trunks_and_access_ports() {
     let m = marker("vid10");
     let f = frame(BROADCAST, t1.mac, Some(VlanTag::new(10, 3)), ETH_TEST, &m);
     let got = deliver(&rt1, &f, &m, &[("a1", &ra1), ("t2", &rt2)]);
-    assert_eq!(got[0].vlan(), None, "access port must strip: {}", got[0].describe());
-    assert_eq!(got[0].data, untag(&f), "frame altered: {}", got[0].describe());
-    assert_eq!(got[1].vlan(), Some(VlanTag::new(10, 3)), "{}", got[1].describe());
+    assert_eq!(
+        got[0].vlan(),
+        None,
+        "access port must strip: {}",
+        got[0].describe()
+    );
+    assert_eq!(
+        got[0].data,
+        untag(&f),
+        "frame altered: {}",
+        got[0].describe()
+    );
+    assert_eq!(
+        got[1].vlan(),
+        Some(VlanTag::new(10, 3)),
+        "{}",
+        got[1].describe()
+    );
     assert_eq!(got[1].data, f);
 
     // Access port, untagged -> both trunks tagged VID 10.
@@ -308,7 +334,13 @@ fn tagged_frames_cross_trunks_and_access_ports() {
     for vid in [20u16, 100, 4094] {
         let m = marker(&format!("vid{vid}-to-access"));
         for dst in [BROADCAST, a1.mac] {
-            rt1.send(&frame(dst, t1.mac, Some(VlanTag::new(vid, 0)), ETH_TEST, &m));
+            rt1.send(&frame(
+                dst,
+                t1.mac,
+                Some(VlanTag::new(vid, 0)),
+                ETH_TEST,
+                &m,
+            ));
         }
         // Still flooded within its VLAN to the other trunk.
         deliver(
@@ -358,7 +390,10 @@ fn counters_follow_forwarded_frames() {
     assert_eq!(vlan_of("h1"), None);
     assert_eq!(vlan_of("h2"), None);
     assert_eq!(vlan_of("h3"), Some(10));
-    assert!(stats.iter().all(|p| p.drops.is_object()), "drops must be an object: {stats:?}");
+    assert!(
+        stats.iter().all(|p| p.drops.is_object()),
+        "drops must be an object: {stats:?}"
+    );
 
     learn(&lab, h2, &r2, None, &r1, NO_VLAN);
     let before = sw.stats();

@@ -134,8 +134,11 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, 
 
 /// Run a set-up command that must succeed (e.g. `ip ...`).
 pub fn sh(args: &[&str]) {
-    let out = run_with_timeout(Command::new(args[0]).args(&args[1..]), Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_with_timeout(
+        Command::new(args[0]).args(&args[1..]),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         out.status.success(),
         "command {:?} failed ({}): {}{}",
@@ -148,7 +151,10 @@ pub fn sh(args: &[&str]) {
 
 /// Run a clean-up command, ignoring failure.
 fn sh_quiet(args: &[&str]) {
-    let _ = run_with_timeout(Command::new(args[0]).args(&args[1..]), Duration::from_secs(30));
+    let _ = run_with_timeout(
+        Command::new(args[0]).args(&args[1..]),
+        Duration::from_secs(30),
+    );
 }
 
 /// Strip ANSI escape sequences (coloured log output) from text.
@@ -301,6 +307,17 @@ fn cleanup_prefix(prefix: &str) {
     for ns in list_netns() {
         if is_stale(&ns, prefix) {
             sh_quiet(&["ip", "netns", "del", &ns]);
+        }
+    }
+    // Temp dirs (switch logs) kept by failed tests of runs that are gone.
+    if let Ok(rd) = fs::read_dir(std::env::temp_dir()) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix("tsnt-") {
+                if rest.starts_with(FAMILY) && is_stale(rest, prefix) {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
         }
     }
 }
@@ -486,8 +503,10 @@ pub fn udp_exchange(a: &Host, b: &Host, timeout: Duration) -> Result<(), String>
     let sb = b.udp(0);
     let addr_a = sa.local_addr().unwrap();
     let addr_b = sb.local_addr().unwrap();
-    sa.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    sb.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    sa.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    sb.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let req = marker("udp-req");
     let rep = marker("udp-rep");
     let deadline = Instant::now() + timeout;
@@ -495,7 +514,8 @@ pub fn udp_exchange(a: &Host, b: &Host, timeout: Duration) -> Result<(), String>
     let mut got_req = false;
     while Instant::now() < deadline {
         if !got_req {
-            sa.send_to(&req, addr_b).map_err(|e| format!("send a->b: {e}"))?;
+            sa.send_to(&req, addr_b)
+                .map_err(|e| format!("send a->b: {e}"))?;
             if let Ok((n, from)) = sb.recv_from(&mut buf) {
                 if buf[..n] == req[..] && from == addr_a {
                     got_req = true;
@@ -503,7 +523,8 @@ pub fn udp_exchange(a: &Host, b: &Host, timeout: Duration) -> Result<(), String>
             }
         }
         if got_req {
-            sb.send_to(&rep, addr_a).map_err(|e| format!("send b->a: {e}"))?;
+            sb.send_to(&rep, addr_a)
+                .map_err(|e| format!("send b->a: {e}"))?;
             if let Ok((n, from)) = sa.recv_from(&mut buf) {
                 if buf[..n] == rep[..] && from == addr_b {
                     return Ok(());
@@ -776,8 +797,7 @@ impl RawSocket {
         let mut tag_from_aux = false;
         if let Some(a) = aux {
             if a.tp_status & TP_STATUS_VLAN_VALID != 0 && buf.len() >= 12 {
-                let tpid = if a.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 && a.tp_vlan_tpid != 0
-                {
+                let tpid = if a.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 && a.tp_vlan_tpid != 0 {
                     a.tp_vlan_tpid
                 } else {
                     TPID_8021Q
@@ -932,7 +952,10 @@ impl Lab {
         let mut args = Vec::new();
         for (i, (name, opts)) in ports.iter().enumerate() {
             let h = self.host(name);
-            let root_if = h.root_if.as_deref().expect("host linked directly has no port");
+            let root_if = h
+                .root_if
+                .as_deref()
+                .expect("host linked directly has no port");
             let spec = if opts.is_empty() {
                 name.to_string()
             } else {
@@ -1090,7 +1113,11 @@ impl Switch {
     /// `tsn-vswitch ctl --ctl PATH <what>` parsed as JSON.
     pub fn ctl_json(&self, what: &str) -> Result<serde_json::Value, String> {
         let out = run_with_timeout(
-            Command::new(BIN).arg("ctl").arg("--ctl").arg(&self.ctl).arg(what),
+            Command::new(BIN)
+                .arg("ctl")
+                .arg("--ctl")
+                .arg(&self.ctl)
+                .arg(what),
             Duration::from_secs(15),
         )?;
         if !out.status.success() {
