@@ -20,7 +20,11 @@ pub enum ProtocolError {
         expected: usize,
     },
     #[error("request {request} came with {got} file descriptors, {want} expected")]
-    BadFdCount { request: u32, got: usize, want: usize },
+    BadFdCount {
+        request: u32,
+        got: usize,
+        want: usize,
+    },
     #[error("more file descriptors arrived than fit the control buffer; they were closed")]
     FdOverflow,
     #[error("request {0} is not supported by this backend")]
@@ -67,7 +71,9 @@ pub enum VirtqError {
     AvailIdxJump { last: u16, idx: u16, size: u16 },
     #[error("descriptor index {index} is out of range for a queue of size {size}")]
     DescIndexOutOfRange { index: u32, size: u16 },
-    #[error("a descriptor chain is longer than the queue size {0} (loop or over-long chain, §2.6.5.3)")]
+    #[error(
+        "a descriptor chain is longer than the queue size {0} (loop or over-long chain, §2.6.5.3)"
+    )]
     ChainTooLong(u16),
     #[error("an indirect table of {0} bytes is empty or not a multiple of 16 (§2.6.5.3.1)")]
     BadIndirectLen(u32),

@@ -72,7 +72,12 @@ enum TxOutcome {
     Oversize,
 }
 
-fn read_tx_chain(b: &Burst<'_>, st: &mut VqState, head: u16, dst: &mut [u8]) -> Result<TxOutcome, VirtqError> {
+fn read_tx_chain(
+    b: &Burst<'_>,
+    st: &mut VqState,
+    head: u16,
+    dst: &mut [u8],
+) -> Result<TxOutcome, VirtqError> {
     let mut walker = ChainWalker::new(b.ring, b.mem, head);
     let mut skip = b.hdr_len as u64;
     let mut total: u64 = 0;
@@ -99,7 +104,13 @@ fn read_tx_chain(b: &Burst<'_>, st: &mut VqState, head: u16, dst: &mut [u8]) -> 
             oversize = true;
             continue;
         }
-        read_guest(b.mem, &mut st.hint, addr, &mut dst[off as usize..total as usize]).ok_or(bad)?;
+        read_guest(
+            b.mem,
+            &mut st.hint,
+            addr,
+            &mut dst[off as usize..total as usize],
+        )
+        .ok_or(bad)?;
     }
     Ok(if skip > 0 || total == 0 {
         TxOutcome::Short
@@ -119,7 +130,10 @@ pub(crate) fn dequeue(
     lens: &mut [usize],
 ) -> (usize, Option<VirtqError>) {
     let n = match pending(b.ring, st.last_avail) {
-        Ok(n) => usize::from(n).min(bufs.len()).min(lens.len()).min(MAX_BURST),
+        Ok(n) => usize::from(n)
+            .min(bufs.len())
+            .min(lens.len())
+            .min(MAX_BURST),
         Err(e) => return (0, Some(e)),
     };
     let mut out = 0;
@@ -166,11 +180,18 @@ impl RxSource<'_> {
 }
 
 /// Fills one RX chain from `src`; returns the bytes written into it.
-fn write_rx_chain(b: &Burst<'_>, st: &mut VqState, head: u16, src: &mut RxSource<'_>) -> Result<u32, VirtqError> {
+fn write_rx_chain(
+    b: &Burst<'_>,
+    st: &mut VqState,
+    head: u16,
+    src: &mut RxSource<'_>,
+) -> Result<u32, VirtqError> {
     let mut walker = ChainWalker::new(b.ring, b.mem, head);
     let mut written: u32 = 0;
     while !src.done() {
-        let Some(d) = walker.next_desc(&mut st.hint)? else { break };
+        let Some(d) = walker.next_desc(&mut st.hint)? else {
+            break;
+        };
         if d.flags & VIRTQ_DESC_F_WRITE == 0 {
             return Err(VirtqError::ReadOnlyInRxChain);
         }
@@ -213,7 +234,11 @@ fn write_rx_chain(b: &Burst<'_>, st: &mut VqState, head: u16, src: &mut RxSource
 /// Frames → guest RX. Returns (frames delivered, violation if one stopped the burst). Delivery is
 /// all-or-nothing per frame and in order: the first frame that finds too few guest buffers ends
 /// the burst, and its partially used chains are given back (not consumed).
-pub(crate) fn enqueue(b: &Burst<'_>, st: &mut VqState, frames: &[&[u8]]) -> (usize, Option<VirtqError>) {
+pub(crate) fn enqueue(
+    b: &Burst<'_>,
+    st: &mut VqState,
+    frames: &[&[u8]],
+) -> (usize, Option<VirtqError>) {
     let mut left = match pending(b.ring, st.last_avail) {
         Ok(n) => n,
         Err(e) => return (0, Some(e)),
@@ -242,7 +267,8 @@ pub(crate) fn enqueue(b: &Burst<'_>, st: &mut VqState, frames: &[&[u8]]) -> (usi
                 left = saved_left;
                 break 'frames;
             }
-            let res = head_at(b.ring, st.last_avail).and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src)?)));
+            let res = head_at(b.ring, st.last_avail)
+                .and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src)?)));
             let (head, wrote) = match res {
                 Ok(x) => x,
                 Err(e) => {

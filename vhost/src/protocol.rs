@@ -343,9 +343,8 @@ impl Endpoint {
             msg.msg_control = cbuf.as_mut_ptr().cast();
             msg.msg_controllen = CMSG_BUF_LEN as _;
             // SAFETY: msg points at live buffers of the stated sizes for the duration of the call.
-            let n = unsafe {
-                libc::recvmsg(self.stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
-            };
+            let n =
+                unsafe { libc::recvmsg(self.stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {

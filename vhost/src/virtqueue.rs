@@ -127,7 +127,10 @@ impl Ring {
     /// used_event, after avail->ring (§2.6.7, EVENT_IDX).
     #[inline]
     pub fn used_event(&self) -> u16 {
-        u16::from_le(self.avail_u16(4 + 2 * self.size as usize).load(Ordering::Relaxed))
+        u16::from_le(
+            self.avail_u16(4 + 2 * self.size as usize)
+                .load(Ordering::Relaxed),
+        )
     }
 
     /// Descriptor `i` of the main table; `None` when out of range.
@@ -252,13 +255,12 @@ impl<'a> ChainWalker<'a> {
             if count > u32::from(self.ttl) {
                 return Err(VirtqError::ChainTooLong(self.ring.size));
             }
-            let table = self
-                .mem
-                .gpa_to_host(d.addr, u64::from(d.len), hint)
-                .ok_or(VirtqError::IndirectOutOfMemory {
+            let table = self.mem.gpa_to_host(d.addr, u64::from(d.len), hint).ok_or(
+                VirtqError::IndirectOutOfMemory {
                     addr: d.addr,
                     len: d.len,
-                })?;
+                },
+            )?;
             self.next = None;
             self.indirect = Some((table, count, Some(0)));
             return self.next_desc(hint);

@@ -1,0 +1,533 @@
+//! Ring logic against an in-memory mock guest: no protocol, configs published directly.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::error::VirtqError;
+use crate::memory::GuestMemory;
+use crate::queue::{QueueConfig, QueueShared, RxQueue, TxQueue};
+use crate::testutil::{eventfd, eventfd_take, MockGuest, MockVring};
+use crate::virtqueue::{Desc, Ring, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
+
+const QSZ: u16 = 16;
+const HDR: usize = 12;
+
+struct H {
+    g: MockGuest,
+    vr: MockVring,
+    mem: Arc<GuestMemory>,
+    shared: Arc<QueueShared>,
+    call: Arc<OwnedFd>,
+    retired: Vec<Arc<QueueConfig>>,
+    /// Next free data address.
+    data: u64,
+}
+
+impl H {
+    fn new(mrg: bool, event_idx: bool) -> H {
+        let g = MockGuest::new(1 << 20);
+        let vr = MockVring::new(&g, g.gpa_base, QSZ);
+        let mem = Arc::new(g.memory());
+        let shared = Arc::new(QueueShared::new(0));
+        let data = g.gpa_base + 0x10000;
+        let mut h = H {
+            g,
+            vr,
+            mem,
+            shared,
+            call: Arc::new(eventfd()),
+            retired: Vec::new(),
+            data,
+        };
+        h.publish(1, mrg, event_idx);
+        h
+    }
+
+    fn publish(&mut self, start_id: u64, mrg: bool, event_idx: bool) {
+        let ring = Ring::new(
+            &self.mem,
+            QSZ,
+            self.g.uva(self.vr.desc),
+            self.g.uva(self.vr.avail),
+            self.g.uva(self.vr.used),
+        )
+        .unwrap();
+        let cfg = QueueConfig {
+            mem: Some(self.mem.clone()),
+            ring: Some(ring),
+            start_id,
+            base: 0,
+            call: Some(self.call.clone()),
+            hdr_len: HDR,
+            mrg,
+            event_idx,
+        };
+        if let Some(old) = self.shared.publish(cfg) {
+            self.retired.push(old);
+        }
+    }
+
+    fn rx(&self) -> RxQueue {
+        RxQueue::new(self.shared.clone())
+    }
+
+    fn tx(&self) -> TxQueue {
+        TxQueue::new(self.shared.clone())
+    }
+
+    fn buf(&mut self, bytes: &[u8]) -> u64 {
+        let a = self.data;
+        self.g.write(a, bytes);
+        self.data += (bytes.len() as u64 + 15) & !15;
+        a
+    }
+
+    fn space(&mut self, len: u32) -> u64 {
+        self.buf(&vec![0xee; len as usize])
+    }
+
+    fn notified(&self) -> u64 {
+        eventfd_take(self.call.as_fd())
+    }
+}
+
+fn frame(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+}
+
+fn dequeue(rx: &mut RxQueue, n: usize) -> Vec<Vec<u8>> {
+    let mut store = vec![vec![0u8; 2048]; n];
+    let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
+    let mut lens = vec![0; n];
+    let got = rx.dequeue_burst(&mut bufs, &mut lens);
+    (0..got).map(|i| store[i][..lens[i]].to_vec()).collect()
+}
+
+#[test]
+fn tx_strips_header_in_any_layout() {
+    let mut h = H::new(true, false);
+    let f1 = frame(60, 1);
+    let f2 = frame(100, 2);
+    let f3 = frame(64, 3);
+    // Header and frame in separate descriptors.
+    let (a, b) = (h.buf(&[0xaa; HDR]), h.buf(&f1));
+    h.vr.add_chain(&h.g, &[(a, HDR as u32, false), (b, 60, false)]);
+    // Header and frame in one descriptor.
+    let mut one = vec![0xbb; HDR];
+    one.extend_from_slice(&f2);
+    let a = h.buf(&one);
+    h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    // Header split across descriptors, frame split too.
+    let mut all = vec![0xcc; HDR];
+    all.extend_from_slice(&f3);
+    let (a, b, c) = (h.buf(&all[..5]), h.buf(&all[5..20]), h.buf(&all[20..]));
+    h.vr.add_chain(
+        &h.g,
+        &[
+            (a, 5, false),
+            (b, 15, false),
+            (c, (all.len() - 20) as u32, false),
+        ],
+    );
+
+    let mut rx = h.rx();
+    let got = dequeue(&mut rx, 8);
+    assert_eq!(got, vec![f1.clone(), f2.clone(), f3.clone()]);
+    assert_eq!(h.vr.used_idx(&h.g), 3);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, 0));
+    assert_eq!(h.vr.used_elem(&h.g, 1), (2, 0));
+    assert_eq!(h.vr.used_elem(&h.g, 2), (3, 0));
+    assert_eq!(rx.metrics().packets.get(), 3);
+    assert_eq!(rx.metrics().bytes.get(), (60 + 100 + 64) as u64);
+    // Poll mode: the guest is told not to kick.
+    assert_eq!(h.vr.used_flags(&h.g), 1);
+    assert!(dequeue(&mut rx, 8).is_empty());
+}
+
+#[test]
+fn tx_drops_short_and_oversize_but_consumes_them() {
+    let mut h = H::new(true, false);
+    let a = h.buf(&[0; 8]);
+    h.vr.add_chain(&h.g, &[(a, 8, false)]); // shorter than the header
+    let big = h.space(HDR as u32 + 4000);
+    h.vr.add_chain(&h.g, &[(big, HDR as u32 + 4000, false)]); // longer than 2048
+    let mut rx = h.rx();
+    assert!(dequeue(&mut rx, 4).is_empty());
+    assert_eq!(h.vr.used_idx(&h.g), 2);
+    assert_eq!(rx.metrics().drop_short.get(), 1);
+    assert_eq!(rx.metrics().drop_oversize.get(), 1);
+}
+
+#[test]
+fn tx_burst_is_bounded_by_buffers_and_32() {
+    let mut h = H::new(true, false);
+    let f = frame(60, 9);
+    let mut one = vec![0; HDR];
+    one.extend_from_slice(&f);
+    let a = h.buf(&one);
+    for _ in 0..QSZ {
+        h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    }
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 5).len(), 5);
+    assert_eq!(h.vr.used_idx(&h.g), 5);
+    assert_eq!(dequeue(&mut rx, 64).len(), 11);
+    assert_eq!(h.vr.used_idx(&h.g), 16);
+}
+
+#[test]
+fn rx_mergeable_spans_chains_and_sets_num_buffers() {
+    let mut h = H::new(true, false);
+    let bufs: Vec<u64> = (0..3).map(|_| h.space(1000)).collect();
+    for &b in &bufs {
+        h.vr.add_chain(&h.g, &[(b, 1000, true)]);
+    }
+    let f = frame(2500, 7);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.vr.used_idx(&h.g), 3);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, 1000));
+    assert_eq!(h.vr.used_elem(&h.g, 1), (1, 1000));
+    assert_eq!(h.vr.used_elem(&h.g, 2), (2, 512));
+    let hdr = h.g.read(bufs[0], HDR);
+    assert_eq!(&hdr[..10], &[0; 10], "no offloads: zero header");
+    assert_eq!(u16::from_le_bytes([hdr[10], hdr[11]]), 3);
+    let mut got = h.g.read(bufs[0] + HDR as u64, 1000 - HDR);
+    got.extend(h.g.read(bufs[1], 1000));
+    got.extend(h.g.read(bufs[2], 512));
+    assert_eq!(got, f);
+    assert_eq!(tx.metrics().bytes.get(), 2500);
+    // One used-idx update, one interrupt for the burst.
+    assert_eq!(h.notified(), 1);
+}
+
+#[test]
+fn rx_header_split_across_descriptors() {
+    let mut h = H::new(true, false);
+    let (a, b, c) = (h.space(4), h.space(8), h.space(200));
+    h.vr.add_chain(&h.g, &[(a, 4, true), (b, 8, true), (c, 200, true)]);
+    let f = frame(150, 1);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, 162));
+    assert_eq!(
+        h.g.read(b + 6, 2),
+        vec![1, 0],
+        "num_buffers at header offset 10"
+    );
+    assert_eq!(h.g.read(c, 150), f);
+}
+
+#[test]
+fn rx_without_mrg_uses_one_chain_and_num_buffers_one() {
+    let mut h = H::new(false, false);
+    let small = h.space(100);
+    h.vr.add_chain(&h.g, &[(small, 100, true)]);
+    let mut tx = h.tx();
+    let f = frame(200, 3);
+    assert_eq!(tx.enqueue_burst(&[&f]), 0, "does not fit one chain");
+    assert_eq!(h.vr.used_idx(&h.g), 0);
+    let f2 = frame(60, 4);
+    assert_eq!(tx.enqueue_burst(&[&f2]), 1, "the chain was not consumed");
+    assert_eq!(h.g.read(small + 10, 2), vec![1, 0]);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, 72));
+}
+
+#[test]
+fn rx_out_of_buffers_gives_back_partial_frames() {
+    let mut h = H::new(true, false);
+    let a = h.space(100);
+    h.vr.add_chain(&h.g, &[(a, 100, true)]);
+    let mut tx = h.tx();
+    let small = frame(50, 1);
+    let big = frame(500, 2);
+    assert_eq!(tx.enqueue_burst(&[&small, &big, &small]), 1);
+    assert_eq!(tx.metrics().drop_no_buffer.get(), 2);
+    let b = h.space(300);
+    let c = h.space(300);
+    h.vr.add_chain(&h.g, &[(b, 300, true)]);
+    h.vr.add_chain(&h.g, &[(c, 300, true)]);
+    assert_eq!(tx.enqueue_burst(&[&big]), 1);
+    assert_eq!(h.vr.used_idx(&h.g), 3);
+    assert_eq!(h.vr.used_elem(&h.g, 1), (1, 300));
+    assert_eq!(h.vr.used_elem(&h.g, 2), (2, 212));
+}
+
+#[test]
+fn indirect_descriptors_both_directions() {
+    let mut h = H::new(true, false);
+    let f = frame(80, 5);
+    let (a, b) = (h.buf(&[0; HDR]), h.buf(&f));
+    let table = h.space(64);
+    h.vr.add_indirect(&h.g, table, &[(a, HDR as u32, false), (b, 80, false)]);
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 2), vec![f.clone()]);
+
+    let mut h = H::new(true, false);
+    let (a, b) = (h.space(HDR as u32), h.space(100));
+    let table = h.space(64);
+    h.vr.add_indirect(&h.g, table, &[(a, HDR as u32, true), (b, 100, true)]);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.g.read(b, 80), f);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, 92));
+}
+
+#[test]
+fn event_idx_notifies_only_when_asked() {
+    let mut h = H::new(true, true);
+    let mut tx = h.tx();
+    let f = frame(60, 1);
+    let post = |h: &mut H, n: usize| {
+        for _ in 0..n {
+            let a = h.space(200);
+            h.vr.add_chain(&h.g, &[(a, 200, true)]);
+        }
+    };
+    post(&mut h, 8);
+    // The first decision after a start always notifies.
+    h.vr.set_used_event(&h.g, 100);
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.notified(), 1);
+    // Poll mode: avail_event parked a full wrap away.
+    assert_eq!(h.vr.avail_event(&h.g), 0xffff);
+    // used 1 -> 2, the guest wants an event after idx 100: no.
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.notified(), 0);
+    // used 2 -> 4 crossing used_event = 2: yes, once for the burst.
+    h.vr.set_used_event(&h.g, 2);
+    assert_eq!(tx.enqueue_burst(&[&f, &f]), 2);
+    assert_eq!(h.notified(), 1);
+    assert_eq!(tx.metrics().notifications.get(), 2);
+}
+
+#[test]
+fn no_interrupt_flag_is_honoured_without_event_idx() {
+    let mut h = H::new(true, false);
+    let mut tx = h.tx();
+    for _ in 0..4 {
+        let a = h.space(200);
+        h.vr.add_chain(&h.g, &[(a, 200, true)]);
+    }
+    let f = frame(60, 1);
+    h.vr.set_avail_flags(&h.g, 1);
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.notified(), 0);
+    h.vr.set_avail_flags(&h.g, 0);
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.notified(), 1);
+}
+
+/// Runs one dequeue on a fresh harness after `setup` corrupted its ring; returns the error.
+fn broken_by(setup: impl FnOnce(&mut H)) -> (VirtqError, H, RxQueue) {
+    let mut h = H::new(true, false);
+    setup(&mut h);
+    let mut rx = h.rx();
+    assert!(dequeue(&mut rx, 4).is_empty());
+    let e = rx.take_error().expect("queue broken");
+    assert_eq!(rx.take_error(), None, "reported once");
+    assert_eq!(rx.error(), Some(e));
+    assert_eq!(rx.metrics().errors.get(), 1);
+    assert!(h.shared.is_broken());
+    (e, h, rx)
+}
+
+#[test]
+fn descriptor_loop_is_bounded() {
+    let (e, ..) = broken_by(|h| {
+        let a = h.space(64);
+        let d = |next| Desc {
+            addr: a,
+            len: 64,
+            flags: VIRTQ_DESC_F_NEXT,
+            next,
+        };
+        h.vr.set_desc(&h.g, 0, d(1));
+        h.vr.set_desc(&h.g, 1, d(0));
+        h.vr.push_avail(&h.g, 0);
+    });
+    assert_eq!(e, VirtqError::ChainTooLong(QSZ));
+}
+
+#[test]
+fn out_of_range_indices_break_the_queue() {
+    let (e, ..) = broken_by(|h| h.vr.push_avail(&h.g, QSZ));
+    assert!(matches!(
+        e,
+        VirtqError::DescIndexOutOfRange { index: 16, .. }
+    ));
+    let (e, ..) = broken_by(|h| {
+        let a = h.space(64);
+        h.vr.set_desc(
+            &h.g,
+            0,
+            Desc {
+                addr: a,
+                len: 64,
+                flags: VIRTQ_DESC_F_NEXT,
+                next: 999,
+            },
+        );
+        h.vr.push_avail(&h.g, 0);
+    });
+    assert!(matches!(
+        e,
+        VirtqError::DescIndexOutOfRange { index: 999, .. }
+    ));
+}
+
+#[test]
+fn avail_idx_jump_is_rejected() {
+    let (e, h, mut rx) = broken_by(|h| h.vr.set_avail_idx(&h.g, QSZ + 1));
+    assert_eq!(
+        e,
+        VirtqError::AvailIdxJump {
+            last: 0,
+            idx: 17,
+            size: QSZ
+        }
+    );
+    assert_eq!(h.vr.used_idx(&h.g), 0, "nothing replayed");
+    assert!(!rx.sync(), "stays broken");
+}
+
+#[test]
+fn bad_buffers_and_lengths() {
+    let (e, ..) = broken_by(|h| {
+        h.vr.add_chain(&h.g, &[(0x10, 64, false)]);
+    });
+    assert!(matches!(
+        e,
+        VirtqError::BufferOutOfMemory { addr: 0x10, .. }
+    ));
+    let (e, ..) = broken_by(|h| {
+        h.vr.add_chain(&h.g, &[(u64::MAX - 4, 64, false)]);
+    });
+    assert!(matches!(e, VirtqError::BufferOutOfMemory { .. }));
+    let (e, ..) = broken_by(|h| {
+        let a = h.space(64);
+        h.vr.add_chain(&h.g, &[(a, 64, true)]);
+    });
+    assert_eq!(e, VirtqError::WritableInTxChain);
+    // An over-long chain: QSZ + 1 descriptors via an indirect table of 17 entries.
+    let (e, ..) = broken_by(|h| {
+        let a = h.space(64);
+        let table = h.space(16 * 17);
+        let bufs: Vec<(u64, u32, bool)> = (0..17).map(|_| (a, 4, false)).collect();
+        h.vr.add_indirect(&h.g, table, &bufs);
+    });
+    assert_eq!(e, VirtqError::ChainTooLong(QSZ));
+}
+
+#[test]
+fn bad_indirect_tables() {
+    let ind = |len: u32, flags: u16| {
+        move |h: &mut H| {
+            let table = h.space(64);
+            h.vr.set_desc(
+                &h.g,
+                0,
+                Desc {
+                    addr: table,
+                    len,
+                    flags: VIRTQ_DESC_F_INDIRECT | flags,
+                    next: 1,
+                },
+            );
+            h.vr.push_avail(&h.g, 0);
+        }
+    };
+    assert_eq!(broken_by(ind(20, 0)).0, VirtqError::BadIndirectLen(20));
+    assert_eq!(broken_by(ind(0, 0)).0, VirtqError::BadIndirectLen(0));
+    assert_eq!(
+        broken_by(ind(32, VIRTQ_DESC_F_NEXT)).0,
+        VirtqError::IndirectWithNext
+    );
+    let (e, ..) = broken_by(|h| {
+        let a = h.space(64);
+        let table = h.space(32);
+        h.vr.add_indirect(&h.g, table, &[(a, 16, false)]);
+        // Make the table's only entry itself indirect.
+        MockVring::write_desc_at(
+            &h.g,
+            table,
+            Desc {
+                addr: a,
+                len: 16,
+                flags: VIRTQ_DESC_F_INDIRECT,
+                next: 0,
+            },
+        );
+    });
+    assert_eq!(e, VirtqError::NestedIndirect);
+    let (e, ..) = broken_by(|h| {
+        h.vr.set_desc(
+            &h.g,
+            0,
+            Desc {
+                addr: 0x100,
+                len: 32,
+                flags: VIRTQ_DESC_F_INDIRECT,
+                next: 0,
+            },
+        );
+        h.vr.push_avail(&h.g, 0);
+    });
+    assert!(matches!(e, VirtqError::IndirectOutOfMemory { .. }));
+}
+
+#[test]
+fn read_only_descriptor_in_rx_chain_breaks_guest_rx() {
+    let mut h = H::new(true, false);
+    let a = h.space(200);
+    h.vr.add_chain(&h.g, &[(a, 200, false)]);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&frame(60, 1)]), 0);
+    assert_eq!(tx.take_error(), Some(VirtqError::ReadOnlyInRxChain));
+    assert_eq!(h.g.read(a, 4), vec![0xee; 4], "nothing written");
+    let _ = VIRTQ_DESC_F_WRITE;
+}
+
+#[test]
+fn restart_clears_broken_state() {
+    let (_, mut h, mut rx) = broken_by(|h| h.vr.set_avail_idx(&h.g, 100));
+    // The frontend restarts the ring from base 0 with a sane avail idx.
+    h.vr = MockVring::new(&h.g, h.g.gpa_base, QSZ);
+    h.publish(2, true, false);
+    assert!(rx.sync());
+    assert_eq!(rx.error(), None);
+}
+
+#[test]
+fn old_memory_stays_mapped_until_the_handle_lets_go() {
+    let mut h = H::new(true, false);
+    let mut rx = h.rx();
+    assert!(dequeue(&mut rx, 1).is_empty()); // the handle now runs on table A
+    let old = Arc::downgrade(&h.mem);
+    // The control side installs table B (same file, new mapping) and drops its own reference.
+    h.mem = Arc::new(h.g.memory());
+    h.publish(1, true, false);
+    let reclaim = |h: &mut H| h.retired.retain(|c| Arc::strong_count(c) > 1);
+    reclaim(&mut h);
+    assert_eq!(h.retired.len(), 1, "handle still holds A");
+    assert!(old.upgrade().is_some(), "A still mapped");
+    // Next burst: quiescent point, handle switches to B.
+    let f = frame(60, 1);
+    let mut one = vec![0; HDR];
+    one.extend_from_slice(&f);
+    let a = h.buf(&one);
+    h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    assert_eq!(dequeue(&mut rx, 1), vec![f]);
+    reclaim(&mut h);
+    assert!(h.retired.is_empty());
+    assert!(old.upgrade().is_none(), "A unmapped once released");
+}
+
+#[test]
+fn not_ready_queue_moves_nothing() {
+    let h = H::new(true, false);
+    h.shared.publish(QueueConfig::default());
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&frame(60, 1)]), 0);
+    assert_eq!(tx.metrics().drop_not_ready.get(), 1);
+}
