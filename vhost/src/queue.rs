@@ -84,6 +84,8 @@ pub struct QueueShared {
     acked_gen: AtomicU64,
     last_avail: AtomicU32,
     attached: AtomicBool,
+    /// Whether the handle's current config lets it touch the ring (written under the slot lock).
+    running: AtomicBool,
     broken: AtomicBool,
     pub(crate) metrics: QueueMetrics,
 }
@@ -97,6 +99,7 @@ impl QueueShared {
             acked_gen: AtomicU64::new(0),
             last_avail: AtomicU32::new(0),
             attached: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             broken: AtomicBool::new(false),
             metrics: QueueMetrics::default(),
         }
@@ -118,9 +121,14 @@ impl QueueShared {
         Some(old)
     }
 
-    /// Control side: true once the PMD handle (if any) runs on the latest published config.
+    /// Control side, after publishing a config that stops the ring: true once the PMD handle
+    /// cannot touch the ring any more — no handle, or it acknowledged the latest config, or the
+    /// config it runs on is itself not running (a handle that is not polled because its queue is
+    /// disabled then does not delay GET_VRING_BASE). `running` is stored under the slot lock, so
+    /// a handle that picked up a running config before our publication is seen as running.
     pub(crate) fn quiescent(&self) -> bool {
         !self.attached.load(Ordering::Acquire)
+            || !self.running.load(Ordering::Acquire)
             || self.acked_gen.load(Ordering::Acquire) == self.gen.load(Ordering::Acquire)
     }
 
@@ -196,6 +204,9 @@ impl Handle {
         };
         let cfg = slot.clone();
         let g = self.shared.gen.load(Ordering::Acquire);
+        self.shared
+            .running
+            .store(cfg.ring.is_some(), Ordering::Release);
         drop(slot);
         if cfg.start_id != self.cfg.start_id {
             // The frontend (re)started the ring: start from its base, forget old errors.
@@ -304,6 +315,7 @@ fn finish(ring: &Ring, cfg: &QueueConfig, st: &mut VqState, shared: &QueueShared
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.set_last_avail(self.st.last_avail);
+        self.shared.running.store(false, Ordering::Release);
         self.shared.attached.store(false, Ordering::Release);
     }
 }

@@ -487,6 +487,39 @@ fn status_gates_readiness() {
     assert!(rxq.sync() && txq.sync());
     assert_eq!(fe.set_state(Request::SetVringEnable, 1, 0).unwrap(), 0);
     assert!(!rxq.sync() && txq.sync());
+    // Vring 1's handle runs on a stopped config, so GET_VRING_BASE need not wait for it even
+    // though nobody polls it.
+    let r = fe
+        .get(
+            Request::GetVringBase,
+            VringState { index: 1, num: 0 }.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(VringState::from_bytes(&r).unwrap().num, 0);
+    assert_eq!(_be.with(|d| d.control_stats().stop_timeouts), 0);
+}
+
+#[test]
+fn stop_of_a_running_unpolled_handle_times_out_boundedly() {
+    let dev = VhostUserNet::new(NetConfig {
+        stop_timeout: Duration::from_millis(20),
+        ..NetConfig::default()
+    });
+    let (mut rxq, mut txq) = dev.queue_pair(0).unwrap();
+    let (be, stream) = Backend::start(dev);
+    let mut fe = Frontend::new(stream);
+    let guest = Guest::new();
+    qemu_handshake(&mut fe, &guest);
+    wait_ready(&mut rxq, &mut txq);
+    let r = fe
+        .get(
+            Request::GetVringBase,
+            VringState { index: 0, num: 0 }.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(VringState::from_bytes(&r).unwrap().num, 0);
+    assert_eq!(be.with(|d| d.control_stats().stop_timeouts), 1);
+    assert!(!txq.sync());
 }
 
 #[test]
