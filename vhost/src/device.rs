@@ -480,8 +480,7 @@ impl VhostUserNet {
             SetVringBase => {
                 let s: VringState = msg.body()?;
                 let i = self.vring_index(u64::from(s.index))?;
-                let base = u16::try_from(s.num)
-                    .map_err(|_| DeviceError::OutOfOrder(msg.header.request))?;
+                let base = u16::try_from(s.num).map_err(|_| DeviceError::BadVringBase(s.num))?;
                 self.vrings[i].base = base;
                 self.publish(i);
                 Ok(None)

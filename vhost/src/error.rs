@@ -112,8 +112,8 @@ pub enum DeviceError {
     ProtocolFeaturesNotOffered(u64),
     #[error("MTU {mtu} is outside 68..={max}")]
     BadMtu { mtu: u64, max: u16 },
-    #[error("request {0} arrived before its precondition was met")]
-    OutOfOrder(u32),
+    #[error("vring base {0} does not fit a split ring's 16-bit index")]
+    BadVringBase(u32),
     #[error("no frontend is connected")]
     NotConnected,
 }

@@ -140,7 +140,10 @@ pub(crate) fn dequeue(
     for _ in 0..n {
         let head = match head_at(b.ring, st.last_avail) {
             Ok(h) => h,
-            Err(e) => return (out, Some(e)),
+            Err(e) => {
+                b.metrics.packets.add(out as u64);
+                return (out, Some(e));
+            }
         };
         match read_tx_chain(b, st, head, bufs[out]) {
             Ok(TxOutcome::Frame(len)) => {
@@ -150,7 +153,10 @@ pub(crate) fn dequeue(
             }
             Ok(TxOutcome::Short) => b.metrics.drop_short.add(1),
             Ok(TxOutcome::Oversize) => b.metrics.drop_oversize.add(1),
-            Err(e) => return (out, Some(e)),
+            Err(e) => {
+                b.metrics.packets.add(out as u64);
+                return (out, Some(e));
+            }
         }
         b.ring.write_used(st.used_idx, head, 0);
         st.used_idx = st.used_idx.wrapping_add(1);
