@@ -7,6 +7,7 @@ use crate::dpdk::{self, Eal, EalConfig, EthPort, Mempool, TxHandle};
 use crate::fdb::Fdb;
 use crate::forward::{VlanMode, L2};
 use crate::pmd::{PmdCore, Shared};
+use crate::port::{RxPort, SpinLock, TxPort, VhostRx, VhostTx};
 use crate::stats::{self, CoreStats};
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -51,11 +52,148 @@ pub fn build_config(a: &RunArgs) -> Result<Config> {
     Ok(cfg)
 }
 
+/// A vhost-user port's control side: the device state machine and its socket.
+struct VhostCtl {
+    dev: vhost::VhostUserNet,
+    path: std::path::PathBuf,
+    listener: Option<vhost::Listener>,
+    /// Client mode: when the last connection attempt was made.
+    last_try: Option<Instant>,
+    /// Vrings whose breakage has been logged (one error log per episode).
+    broken_logged: Vec<bool>,
+}
+
+enum Backend {
+    Eth(EthPort),
+    Vhost(Box<VhostCtl>),
+}
+
 /// A port as the control side sees it.
 struct Port {
     spec: PortSpec,
-    eth: EthPort,
+    backend: Backend,
     link: (bool, u32),
+}
+
+impl Port {
+    fn link_now(&self) -> (bool, u32) {
+        match &self.backend {
+            Backend::Eth(e) => e.link(),
+            Backend::Vhost(v) => (v.dev.link_up(), 0),
+        }
+    }
+}
+
+/// Per-port queues handed to the PMD cores: rx queues, and the tx path each core uses.
+struct PortQueues {
+    rx: Vec<Option<RxPort>>,
+    tx_for_core: Box<dyn Fn(usize) -> TxPort>,
+}
+
+fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Result<(Port, PortQueues)> {
+    let ctx = || format!("port '{}'", spec.name);
+    match &spec.kind {
+        PortKind::Dpdk { devargs } => {
+            let mut eth = EthPort::open(devargs).with_context(ctx)?;
+            let info = eth.info()?;
+            if spec.rxq > info.max_rx_queues {
+                anyhow::bail!(
+                    "port '{}': rxq={} but the device has at most {} rx queues",
+                    spec.name,
+                    spec.rxq,
+                    info.max_rx_queues
+                );
+            }
+            // One tx queue per PMD core where the device has enough; otherwise cores share.
+            let ntxq = npmd.min(info.max_tx_queues).max(1);
+            let (rxqs, txqs) = eth.setup(spec.rxq, ntxq, 1024, pool).with_context(ctx)?;
+            eth.set_promiscuous().with_context(ctx)?;
+            eth.start().with_context(ctx)?;
+            let link = eth.link();
+            tracing::info!(
+                port = %spec.name, driver = %info.driver, id = eth.id, rxq = spec.rxq, txq = ntxq,
+                mac = %crate::wire::MacAddr(eth.mac()), vlan = ?spec.vlan,
+                link = if link.0 { "up" } else { "down" },
+                "port started"
+            );
+            let txqs: Vec<_> = txqs
+                .into_iter()
+                .map(|q| Arc::new((q, AtomicBool::new(false))))
+                .collect();
+            let shared = usize::from(ntxq) < usize::from(npmd);
+            let queues = PortQueues {
+                rx: rxqs.into_iter().map(|q| Some(RxPort::Eth(q))).collect(),
+                tx_for_core: Box::new(move |k| {
+                    TxPort::Eth(TxHandle::new(txqs[k % txqs.len()].clone(), shared))
+                }),
+            };
+            Ok((
+                Port {
+                    spec: spec.clone(),
+                    backend: Backend::Eth(eth),
+                    link,
+                },
+                queues,
+            ))
+        }
+        PortKind::VhostUser { path, client } => {
+            let dev = vhost::VhostUserNet::new(vhost::NetConfig {
+                queue_pairs: spec.rxq,
+                ..Default::default()
+            });
+            let mut rx = Vec::new();
+            let mut tx = Vec::new();
+            for q in 0..spec.rxq {
+                let (r, t) = dev
+                    .queue_pair(q)
+                    .expect("fresh device has every queue pair");
+                rx.push(Some(RxPort::Vhost(VhostRx::new(r, pool.clone()))));
+                tx.push(SpinLock::new(t));
+            }
+            let tx = Arc::new(tx);
+            let listener = if *client {
+                None
+            } else {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("port '{}': cannot create {}", spec.name, dir.display())
+                    })?;
+                }
+                let l = vhost::Listener::bind(path).with_context(|| {
+                    format!("port '{}': cannot listen on {}", spec.name, path.display())
+                })?;
+                l.listener().set_nonblocking(true)?;
+                Some(l)
+            };
+            tracing::info!(
+                port = %spec.name, socket = %path.display(), queues = spec.rxq,
+                mode = if *client { "client" } else { "server" }, vlan = ?spec.vlan,
+                "vhost-user port ready"
+            );
+            let nvrings = usize::from(spec.rxq) * 2;
+            let queues = PortQueues {
+                rx,
+                tx_for_core: Box::new(move |k| {
+                    let first = k % tx.len();
+                    TxPort::Vhost(VhostTx::new(tx.clone(), first))
+                }),
+            };
+            Ok((
+                Port {
+                    spec: spec.clone(),
+                    backend: Backend::Vhost(Box::new(VhostCtl {
+                        dev,
+                        path: path.clone(),
+                        listener,
+                        last_try: None,
+                        broken_logged: vec![false; nvrings],
+                    })),
+                    link: (false, 0),
+                },
+                queues,
+            ))
+        }
+    }
 }
 
 /// Runs the switch until SIGINT/SIGTERM.
@@ -98,47 +236,11 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
 
     // Ports: probe, configure, start. Any failure names the port and stops here.
     let mut ports: Vec<Port> = Vec::new();
-    let mut rxqs_by_port = Vec::new();
-    let mut txqs_by_port = Vec::new();
+    let mut queues: Vec<PortQueues> = Vec::new();
     for spec in &cfg.ports {
-        let PortKind::Dpdk { devargs } = &spec.kind;
-        let mut eth = EthPort::open(devargs).with_context(|| format!("port '{}'", spec.name))?;
-        let info = eth.info()?;
-        if spec.rxq > info.max_rx_queues {
-            anyhow::bail!(
-                "port '{}': rxq={} but the device has at most {} rx queues",
-                spec.name,
-                spec.rxq,
-                info.max_rx_queues
-            );
-        }
-        // One tx queue per PMD core where the device has enough; otherwise cores share.
-        let ntxq = npmd.min(info.max_tx_queues).max(1);
-        let (rxqs, txqs) = eth
-            .setup(spec.rxq, ntxq, 1024, &pool)
-            .with_context(|| format!("port '{}'", spec.name))?;
-        eth.set_promiscuous()
-            .with_context(|| format!("port '{}'", spec.name))?;
-        eth.start()
-            .with_context(|| format!("port '{}'", spec.name))?;
-        let link = eth.link();
-        tracing::info!(
-            port = %spec.name, driver = %info.driver, id = eth.id, rxq = spec.rxq, txq = ntxq,
-            mac = %crate::wire::MacAddr(eth.mac()), vlan = ?spec.vlan,
-            link = if link.0 { "up" } else { "down" },
-            "port started"
-        );
-        rxqs_by_port.push(rxqs);
-        txqs_by_port.push(
-            txqs.into_iter()
-                .map(|q| Arc::new((q, AtomicBool::new(false))))
-                .collect::<Vec<_>>(),
-        );
-        ports.push(Port {
-            spec: spec.clone(),
-            eth,
-            link,
-        });
+        let (p, q) = open_port(spec, npmd, &pool)?;
+        ports.push(p);
+        queues.push(q);
     }
 
     let modes = cfg
@@ -154,34 +256,28 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         now_s: Default::default(),
     });
 
-    // PMD cores: their rx queues and one tx handle per port.
+    // PMD cores: their rx queues and one tx path per port.
     let mut cores: Vec<PmdCore> = Vec::new();
     let mut core_stats = Vec::new();
     for (k, &lcore) in cfg.pmd_cores.iter().enumerate() {
         let st = Arc::new(CoreStats::new());
         core_stats.push(st.clone());
         let mut c = PmdCore::new(lcore, shared.clone(), st, ports.len());
-        for (p, txqs) in txqs_by_port.iter().enumerate() {
-            let shared_q = txqs.len() < cfg.pmd_cores.len();
-            c.tx[p] = Some(TxHandle::new(txqs[k % txqs.len()].clone(), shared_q));
+        for (p, q) in queues.iter().enumerate() {
+            c.tx[p] = Some((q.tx_for_core)(k));
         }
         cores.push(c);
     }
-    let mut rxqs_by_port: Vec<Vec<Option<dpdk::RxQueue>>> = rxqs_by_port
-        .into_iter()
-        .map(|v| v.into_iter().map(Some).collect())
-        .collect();
     for (lcore, p, q) in cfg.rxq_assignment() {
-        let rxq = rxqs_by_port[p][usize::from(q)]
-            .take()
-            .expect("assigned once");
+        let rxq = queues[p].rx[usize::from(q)].take().expect("assigned once");
         let core = cores
             .iter_mut()
             .find(|c| c.lcore == lcore)
             .expect("validated");
         tracing::info!(port = %cfg.ports[p].name, queue = q, core = lcore, "rx queue assigned");
-        core.rxqs.push((p as u16, rxq));
+        core.rxqs.push((p as u16, q, rxq));
     }
+    drop(queues);
 
     let ctl = CtlServer::bind(&cfg.ctl_path)?;
 
@@ -197,28 +293,39 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         "forwarding"
     );
 
-    // Control loop: clock, aging, link changes, control socket.
+    // Control loop: vhost-user protocol, control socket, clock, aging, link changes.
     let start = Instant::now();
-    let mut last_house = Instant::now();
+    let mut last_house = Instant::now() - Duration::from_secs(2);
     while !stop_signal.load(Ordering::Relaxed) {
         let now_s = start.elapsed().as_secs() as u32;
         shared.now_s.store(now_s, Ordering::Relaxed);
+        wait_for_events(&ports, &ctl, Duration::from_millis(100));
+        for p in ports.iter_mut() {
+            if let Backend::Vhost(v) = &mut p.backend {
+                serve_vhost(&p.spec.name, v, false);
+            }
+        }
+        ctl.poll(|words| control(words, &ports, &core_stats, &shared, now_s, &pool));
         if last_house.elapsed() >= Duration::from_secs(1) {
             last_house = Instant::now();
             let aged = shared.fdb.age(now_s);
             if aged > 0 {
                 tracing::debug!(aged, "fdb entries aged out");
             }
-            for p in ports.iter_mut() {
-                let l = p.eth.link();
+            for (i, p) in ports.iter_mut().enumerate() {
+                if let Backend::Vhost(v) = &mut p.backend {
+                    serve_vhost(&p.spec.name, v, true);
+                }
+                let l = p.link_now();
                 if l.0 != p.link.0 {
                     tracing::info!(port = %p.spec.name, up = l.0, speed_mbps = l.1, "link changed");
+                    if !l.0 {
+                        shared.fdb.flush_port(i as u16);
+                    }
                 }
                 p.link = l;
             }
         }
-        ctl.poll(|words| control(words, &ports, &core_stats, &shared, now_s, &pool));
-        std::thread::sleep(Duration::from_millis(20));
     }
 
     tracing::info!("stopping");
@@ -230,11 +337,101 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
             port = %p.spec.name, rx = t.rx_packets, tx = t.tx_packets,
             drops = t.drops.values().sum::<u64>(), "final counters"
         );
-        p.eth.stop();
+        if let Backend::Eth(e) = &mut p.backend {
+            e.stop();
+        }
     }
     drop(ctl);
     drop(ports);
     Ok(())
+}
+
+/// Sleeps until a control-side socket is readable (or `timeout`): vhost-user sockets and
+/// listeners, the control socket. Signals interrupt it.
+fn wait_for_events(ports: &[Port], ctl: &CtlServer, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds = vec![libc::pollfd {
+        fd: ctl.raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    for p in ports {
+        if let Backend::Vhost(v) = &p.backend {
+            let fd = match (v.dev.socket(), &v.listener) {
+                (Some(s), _) => s.as_raw_fd(),
+                (None, Some(l)) => l.listener().as_raw_fd(),
+                (None, None) => continue,
+            };
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+    // SAFETY: fds is a valid array of pollfd for the duration of the call.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as i32,
+        )
+    };
+}
+
+/// The control side of one vhost-user port: accept or (re)connect, handle pending messages,
+/// report broken queues once. `housekeeping` runs the once-a-second parts.
+fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
+    if !v.dev.is_connected() {
+        let stream = match &v.listener {
+            Some(l) => l.accept().ok(),
+            None if housekeeping
+                && v.last_try
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) =>
+            {
+                v.last_try = Some(Instant::now());
+                std::os::unix::net::UnixStream::connect(&v.path).ok()
+            }
+            None => None,
+        };
+        if let Some(s) = stream {
+            let _ = s.set_nonblocking(false);
+            tracing::info!(port = name, socket = %v.path.display(), "vhost-user frontend connected");
+            v.dev.attach(s);
+        }
+    }
+    // Handle what is pending, bounded so one chatty guest cannot starve the rest.
+    for _ in 0..256 {
+        if !v.dev.is_connected() {
+            break;
+        }
+        match v.dev.poll_message(Duration::ZERO) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                if v.dev.is_connected() {
+                    tracing::warn!(port = name, error = %e, "vhost-user request failed");
+                } else {
+                    tracing::info!(port = name, reason = %e, "vhost-user frontend disconnected");
+                    break;
+                }
+            }
+        }
+    }
+    if housekeeping {
+        v.dev.service();
+        for (i, logged) in v.broken_logged.iter_mut().enumerate() {
+            let broken = v.dev.vring_broken(i as u16);
+            if broken && !*logged {
+                tracing::error!(
+                    port = name,
+                    vring = i,
+                    "guest violated the virtio ring protocol: queue stopped until the guest resets it"
+                );
+            }
+            *logged = broken;
+        }
+    }
 }
 
 fn control(
@@ -252,14 +449,45 @@ fn control(
                 .enumerate()
                 .map(|(i, p)| {
                     let t = stats::totals(cores, i as u16);
+                    let backend = match &p.backend {
+                        Backend::Eth(e) => json!({
+                            "kind": "dpdk",
+                            "device": e.dev_name,
+                            "mac": crate::wire::MacAddr(e.mac()).to_string(),
+                        }),
+                        Backend::Vhost(v) => {
+                            let m = v.dev.metrics();
+                            let c = v.dev.control_stats();
+                            json!({
+                                "kind": if v.listener.is_some() { "vhost-user" } else { "vhost-user-client" },
+                                "socket": v.path.display().to_string(),
+                                "connected": v.dev.is_connected(),
+                                "queue_pairs": v.dev.queue_pairs(),
+                                "ready_queue_pairs": v.dev.ready_queue_pairs(),
+                                "features": format!("{:#x}", v.dev.acked_features().bits()),
+                                "mtu": v.dev.mtu(),
+                                "connections": c.connections,
+                                "messages": c.messages,
+                                "message_errors": c.errors,
+                                "queue_errors": m.queue_errors,
+                                "from_guest_packets": m.from_guest_packets,
+                                "to_guest_packets": m.to_guest_packets,
+                                "guest_drops": {
+                                    "short": m.drop_short,
+                                    "oversize": m.drop_oversize,
+                                    "no_buffer": m.drop_no_buffer,
+                                    "not_ready": m.drop_not_ready,
+                                },
+                                "notifications": m.notifications,
+                            })
+                        }
+                    };
                     json!({
                         "name": p.spec.name,
-                        "kind": "dpdk",
-                        "device": p.eth.dev_name,
+                        "backend": backend,
                         "vlan": p.spec.vlan,
                         "link_up": p.link.0,
                         "speed_mbps": p.link.1,
-                        "mac": crate::wire::MacAddr(p.eth.mac()).to_string(),
                         "rx_packets": t.rx_packets,
                         "rx_bytes": t.rx_bytes,
                         "tx_packets": t.tx_packets,
@@ -294,11 +522,14 @@ fn control(
             json!({ "entries": entries })
         }
         ["xstats", name] => match ports.iter().find(|p| p.spec.name == *name) {
-            Some(p) => json!(p
-                .eth
+            Some(Port {
+                backend: Backend::Eth(e),
+                ..
+            }) => json!(e
                 .xstats()
                 .into_iter()
                 .collect::<std::collections::BTreeMap<_, _>>()),
+            Some(_) => json!({"error": format!("port '{name}' is not a DPDK port")}),
             None => json!({"error": format!("no port named '{name}'")}),
         },
         _ => json!({"error": format!(

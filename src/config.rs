@@ -7,6 +7,23 @@ use anyhow::{anyhow, bail, Context, Result};
 pub enum PortKind {
     /// A DPDK ethdev: a PCI address or a vdev string, passed to DPDK verbatim.
     Dpdk { devargs: String },
+    /// A vhost-user socket for a QEMU guest: the switch listens (`client == false`, QEMU
+    /// connects with `reconnect=1`) or connects and keeps retrying (`client == true`, QEMU is
+    /// the server).
+    VhostUser {
+        path: std::path::PathBuf,
+        client: bool,
+    },
+}
+
+impl PortKind {
+    /// The DPDK device name (first devargs field) of a dpdk port.
+    pub fn dpdk_device(&self) -> Option<&str> {
+        match self {
+            PortKind::Dpdk { devargs } => devargs.split(',').next(),
+            PortKind::VhostUser { .. } => None,
+        }
+    }
 }
 
 /// One `--port`.
@@ -16,12 +33,12 @@ pub struct PortSpec {
     pub kind: PortKind,
     /// Access VLAN (`vlan=ID`); None = trunk.
     pub vlan: Option<u16>,
-    /// Rx queues to poll (`rxq=N`).
+    /// Rx queues to poll (`rxq=N`; for vhost-user, the queue pairs offered: `queues=N`).
     pub rxq: u16,
 }
 
 /// Port kinds, as written after the `=` of a `--port`.
-pub const KINDS: &[&str] = &["dpdk"];
+pub const KINDS: &[&str] = &["dpdk", "vhost-user", "vhost-user-client"];
 
 /// The embedded default when no `--port` is given: a TAP uplink the host sees as `tsn0`.
 pub const DEFAULT_PORTS: &[&str] = &["uplink=dpdk:net_tap0,iface=tsn0"];
@@ -61,6 +78,15 @@ impl PortSpec {
                     devargs: target.to_string(),
                 }
             }
+            "vhost-user" | "vhost-user-client" => {
+                if target.is_empty() {
+                    bail!("port '{name}': {kind} ports need a socket PATH");
+                }
+                PortKind::VhostUser {
+                    path: target.into(),
+                    client: kind == "vhost-user-client",
+                }
+            }
             other => bail!(
                 "port '{name}': unknown port kind '{other}' (expected one of: {})",
                 KINDS.join(", ")
@@ -87,7 +113,7 @@ impl PortSpec {
                         })?;
                     spec.vlan = Some(id);
                 }
-                "rxq" => {
+                "rxq" | "queues" => {
                     spec.rxq =
                         v.parse()
                             .ok()
@@ -96,7 +122,7 @@ impl PortSpec {
                                 anyhow!("port '{name}': rxq={v} is not a queue count (1..=64)")
                             })?;
                 }
-                _ => bail!("port '{name}': unknown port option '{k}' (known: vlan, rxq)"),
+                _ => bail!("port '{name}': unknown port option '{k}' (known: vlan, rxq, queues)"),
             }
         }
         Ok(spec)
@@ -208,17 +234,30 @@ impl Config {
             if self.ports[..i].iter().any(|q| q.name == p.name) {
                 bail!("duplicate port name '{}'", p.name);
             }
-            let PortKind::Dpdk { devargs } = &p.kind;
-            if let Some(q) = self.ports[..i].iter().find(|q| {
-                let PortKind::Dpdk { devargs: d } = &q.kind;
-                d.split(',').next() == devargs.split(',').next()
-            }) {
-                bail!(
-                    "ports '{}' and '{}' name the same DPDK device '{}'",
-                    q.name,
-                    p.name,
-                    devargs.split(',').next().unwrap_or_default()
-                );
+            if let Some(dev) = p.kind.dpdk_device() {
+                if let Some(q) = self.ports[..i]
+                    .iter()
+                    .find(|q| q.kind.dpdk_device() == Some(dev))
+                {
+                    bail!(
+                        "ports '{}' and '{}' name the same DPDK device '{dev}'",
+                        q.name,
+                        p.name
+                    );
+                }
+            }
+            if let PortKind::VhostUser { path, .. } = &p.kind {
+                if let Some(q) = self.ports[..i]
+                    .iter()
+                    .find(|q| matches!(&q.kind, PortKind::VhostUser { path: o, .. } if o == path))
+                {
+                    bail!(
+                        "ports '{}' and '{}' use the same socket {}",
+                        q.name,
+                        p.name,
+                        path.display()
+                    );
+                }
             }
         }
         let allowed = allowed_cores();

@@ -35,6 +35,12 @@ impl CtlServer {
         })
     }
 
+    /// The listening socket's fd, for the control loop's poll.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.listener.as_raw_fd()
+    }
+
     /// Serves every pending connection with `handle(command words) -> JSON`.
     pub fn poll(&self, mut handle: impl FnMut(&[&str]) -> serde_json::Value) {
         while let Ok((stream, _)) = self.listener.accept() {

@@ -9,6 +9,7 @@ pub mod dpdk;
 pub mod fdb;
 pub mod forward;
 pub mod pmd;
+pub mod port;
 pub mod stats;
 pub mod tas;
 pub mod wire;

@@ -15,7 +15,11 @@ fn main() {
 
     let result = match cli.cmd {
         Some(Cmd::Gcl(GclCmd::Check { file, at })) => gcl_check(&file, &at),
-        Some(Cmd::Ctl(c)) => ctl::request(&c.ctl, &c.command).map(|out| println!("{out}")),
+        Some(Cmd::Ctl(c)) => ctl::request(&c.ctl, &c.command).map(|out| {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{out}");
+        }),
         None => app::build_config(&cli.run).and_then(app::run),
     };
     if let Err(e) = result {

@@ -1,9 +1,10 @@
 //! The per-core poll-mode loop, top to bottom as in DPDK's l2fwd:
 //! poll an rx queue, classify and forward each frame, buffer it per egress port, transmit.
 //! A PMD core never blocks, allocates, logs or makes a syscall on this path.
-use crate::dpdk::{Burst, Mbuf, Mempool, RxQueue, TxHandle};
+use crate::dpdk::{Burst, Mbuf, Mempool};
 use crate::fdb::Fdb;
 use crate::forward::{retag, FrameVlan, Verdict, L2};
+use crate::port::{RxPort, TxPort};
 use crate::stats::{CoreStats, DropReason};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -22,8 +23,9 @@ pub struct Shared {
 /// One PMD core's state: the rx queues it owns, a tx handle and a pending burst per port.
 pub struct PmdCore {
     pub lcore: u32,
-    pub rxqs: Vec<(u16, RxQueue)>,
-    pub tx: Vec<Option<TxHandle>>,
+    /// (port index, queue index, queue).
+    pub rxqs: Vec<(u16, u16, RxPort)>,
+    pub tx: Vec<Option<TxPort>>,
     pub pending: Vec<Burst>,
     pub stats: Arc<CoreStats>,
     pub shared: Arc<Shared>,
@@ -50,7 +52,7 @@ impl PmdCore {
             let mut busy = false;
             for i in 0..self.rxqs.len() {
                 // 1. poll
-                let (port, ref mut q) = self.rxqs[i];
+                let (port, _queue, ref mut q) = self.rxqs[i];
                 if q.rx_burst(&mut rx) == 0 {
                     continue;
                 }

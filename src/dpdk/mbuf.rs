@@ -110,6 +110,17 @@ impl Mbuf {
         Some(self.data_mut())
     }
 
+    /// The whole data room after the headroom, writable: where a received frame is copied.
+    #[inline]
+    pub fn room_mut(&mut self) -> &mut [u8] {
+        let m = self.raw_mut();
+        let room = usize::from(m.buf_len.saturating_sub(m.data_off));
+        // SAFETY: buf_addr + data_off .. buf_addr + buf_len is the mbuf's own data room.
+        unsafe {
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(m.data_off as usize), room)
+        }
+    }
+
     /// Sets the frame length (single segment), bounded by the data room.
     pub fn set_len(&mut self, len: u16) -> bool {
         let m = self.raw_mut();
@@ -191,6 +202,84 @@ impl Burst {
             // SAFETY: slots 0..len hold valid mbufs owned by this burst.
             .map(|&p| u64::from(unsafe { (*p).data_len }))
             .sum()
+    }
+    /// The frame bytes of entry `i` (None past the end).
+    #[inline]
+    pub fn data(&self, i: usize) -> Option<&[u8]> {
+        let p = *self.ptrs[..self.len].get(i)?;
+        // SAFETY: entries 0..len are valid mbufs owned by this burst; single segment.
+        let m = unsafe { &*p };
+        // SAFETY: buf_addr + data_off .. + data_len lies in the data room (DPDK invariant).
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        })
+    }
+    /// Mutable access to entry `i` as an `Mbuf` (None past the end).
+    #[inline]
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Mbuf> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: Mbuf is repr(transparent) over a non-null pointer; entry i is a valid owned mbuf.
+        Some(unsafe { &mut *(self.ptrs.as_mut_ptr().add(i) as *mut Mbuf) })
+    }
+    /// The data rooms of all entries, writable (for copying frames in).
+    #[inline]
+    pub fn rooms_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
+        self.ptrs[..self.len].iter().map(|&p| {
+            // SAFETY: each entry is a distinct valid mbuf owned by this burst, so the rooms
+            // do not overlap; the borrow of self keeps them alive.
+            let m = unsafe { &mut *p };
+            let room = usize::from(m.buf_len.saturating_sub(m.data_off));
+            // SAFETY: buf_addr + data_off .. buf_addr + buf_len is the mbuf's data room.
+            unsafe {
+                std::slice::from_raw_parts_mut(
+                    (m.buf_addr as *mut u8).add(m.data_off as usize),
+                    room,
+                )
+            }
+        })
+    }
+    /// Frees the first `n` entries (their frames were copied elsewhere).
+    #[inline]
+    pub fn free_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        if n > 0 {
+            // SAFETY: entries 0..n are owned mbufs; they are removed from the burst below.
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), n as u32) };
+            self.consume_front(n);
+        }
+    }
+    /// Moves the first `n` entries to the end of `out` (which must have room).
+    #[inline]
+    pub fn move_front_to(&mut self, n: usize, out: &mut Burst) {
+        let n = n.min(self.len).min(BURST - out.len);
+        out.ptrs[out.len..out.len + n].copy_from_slice(&self.ptrs[..n]);
+        out.len += n;
+        self.consume_front(n);
+    }
+    /// Tops the burst up to `BURST` mbufs from `pool`; false if the pool is short.
+    #[inline]
+    pub fn refill(&mut self, pool: &super::Mempool) -> bool {
+        let want = BURST - self.len;
+        if want == 0 {
+            return true;
+        }
+        // SAFETY: the slots len..BURST are free; on success all `want` get fresh owned mbufs.
+        let rc = unsafe {
+            ffi::rte_pktmbuf_alloc_bulk(
+                pool.as_ptr(),
+                self.ptrs.as_mut_ptr().add(self.len),
+                want as u32,
+            )
+        };
+        if rc == 0 {
+            self.len = BURST;
+        }
+        rc == 0
     }
     /// Takes every mbuf out, in order.
     #[inline]

@@ -1,0 +1,184 @@
+//! What a PMD core polls and transmits to, whatever the port's kind: an ethdev queue, or a
+//! vhost-user guest's virtqueue (frames copied between mbufs and guest buffers).
+use crate::dpdk::{Burst, Mempool, RxQueue, TxHandle, BURST};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A receive queue owned by one PMD core.
+pub enum RxPort {
+    Eth(RxQueue),
+    Vhost(VhostRx),
+}
+
+impl RxPort {
+    /// Receives up to a burst into the empty `b`.
+    #[inline]
+    pub fn rx_burst(&mut self, b: &mut Burst) -> usize {
+        match self {
+            RxPort::Eth(q) => q.rx_burst(b),
+            RxPort::Vhost(q) => q.rx_burst(b),
+        }
+    }
+}
+
+/// A transmit path to a port, as one PMD core holds it.
+#[derive(Clone)]
+pub enum TxPort {
+    Eth(TxHandle),
+    Vhost(VhostTx),
+}
+
+impl TxPort {
+    /// Sends what it can of `b`; what was not taken stays in `b` (the caller drops and counts it).
+    #[inline]
+    pub fn tx_burst(&self, b: &mut Burst) -> usize {
+        match self {
+            TxPort::Eth(q) => q.tx_burst(b),
+            TxPort::Vhost(q) => q.tx_burst(b),
+        }
+    }
+}
+
+/// Guest TX → mbufs. Keeps a burst of spare mbufs so an idle guest costs no allocation: the
+/// guest's frames are copied straight into their data rooms, and only the used ones are
+/// replaced.
+pub struct VhostRx {
+    q: vhost::RxQueue,
+    spare: Burst,
+    pool: Arc<Mempool>,
+}
+
+impl VhostRx {
+    pub fn new(q: vhost::RxQueue, pool: Arc<Mempool>) -> VhostRx {
+        VhostRx {
+            q,
+            spare: Burst::default(),
+            pool,
+        }
+    }
+
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Burst) -> usize {
+        if !self.spare.is_full() && !self.spare.refill(&self.pool) {
+            return 0; // pool exhausted: leave the frames in the guest's ring
+        }
+        let mut lens = [0usize; BURST];
+        let n = {
+            let mut bufs: [&mut [u8]; BURST] = Default::default();
+            let mut rooms = self.spare.rooms_mut();
+            for b in bufs.iter_mut() {
+                match rooms.next() {
+                    Some(r) => *b = r,
+                    None => break,
+                }
+            }
+            self.q.dequeue_burst(&mut bufs, &mut lens)
+        };
+        for (i, &len) in lens.iter().enumerate().take(n) {
+            if let Some(m) = self.spare.get_mut(i) {
+                m.set_len(len as u16);
+            }
+        }
+        self.spare.move_front_to(n, out);
+        n
+    }
+
+    /// The vhost queue's own error (a misbehaving guest), taken once for logging.
+    pub fn take_error(&mut self) -> Option<vhost::VirtqError> {
+        self.q.take_error()
+    }
+}
+
+/// Mbufs → guest RX. Always under a spin lock: a guest may enable fewer queues than there are
+/// PMD cores, and cores then share one; uncontended, the lock is one CAS per burst.
+#[derive(Clone)]
+pub struct VhostTx {
+    qs: Arc<Vec<SpinLock<vhost::TxQueue>>>,
+    /// The queue this core prefers (core index modulo queue pairs).
+    first: usize,
+}
+
+impl VhostTx {
+    pub fn new(qs: Arc<Vec<SpinLock<vhost::TxQueue>>>, first: usize) -> VhostTx {
+        VhostTx { qs, first }
+    }
+
+    #[inline]
+    fn tx_burst(&self, b: &mut Burst) -> usize {
+        let n = self.qs.len();
+        let mut frames: [&[u8]; BURST] = [&[]; BURST];
+        let len = b.len();
+        for (i, f) in frames.iter_mut().enumerate().take(len) {
+            *f = b.data(i).unwrap_or(&[]);
+        }
+        // The preferred queue if the guest enabled it, else the first one that is.
+        for k in 0..n {
+            let mut q = self.qs[(self.first + k) % n].lock();
+            if q.sync() {
+                let sent = q.enqueue_burst(&frames[..len]);
+                drop(q);
+                b.free_front(sent);
+                return sent;
+            }
+        }
+        0
+    }
+}
+
+/// A minimal spin lock for the per-burst sharing of a transmit queue (never held across more
+/// than one burst, never taken on the control side).
+pub struct SpinLock<T> {
+    locked: AtomicBool,
+    value: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: access to `value` is serialised by `locked`.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the value; T: Send suffices.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    pub fn new(v: T) -> SpinLock<T> {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: std::cell::UnsafeCell::new(v),
+        }
+    }
+
+    #[inline]
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        SpinGuard { l: self }
+    }
+}
+
+pub struct SpinGuard<'a, T> {
+    l: &'a SpinLock<T>,
+}
+
+impl<T> std::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.l.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock exclusively.
+        unsafe { &mut *self.l.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.l.locked.store(false, Ordering::Release);
+    }
+}
