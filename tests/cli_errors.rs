@@ -35,6 +35,10 @@ fn expect_error(name: &str, args: &[&str], needles: &[&[&str]], bound: Duration)
         "[{name}] expected a non-zero exit (not a signal) for {args:?}, got {}\nstderr:\n{stderr}\nstdout:\n{stdout}",
         out.status
     );
+    assert!(
+        out.status.code() != Some(101) && !stderr.contains("panicked"),
+        "[{name}] the switch panicked instead of reporting an error for {args:?}\nstderr:\n{stderr}"
+    );
     let found = stderr.lines().any(|line| {
         let l = line.to_lowercase();
         l.contains("error")

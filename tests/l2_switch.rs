@@ -433,3 +433,68 @@ fn counters_follow_forwarded_frames() {
     let status = lab.stop_switch();
     assert!(status.success(), "switch exit on SIGTERM: {status}");
 }
+
+#[test]
+fn explicit_options_forward_and_fdb_ages_out() {
+    let mut lab = Lab::new("options");
+    lab.add_host("h1", 1);
+    lab.add_host("h2", 2);
+    let (if1, if2) = (
+        lab.host("h1").root_if.clone().unwrap(),
+        lab.host("h2").root_if.clone().unwrap(),
+    );
+    let args: Vec<String> = [
+        "--port",
+        &format!("h1,rxq=2=dpdk:net_af_packet0,iface={if1},qpairs=2"),
+        "--port",
+        &format!("h2=dpdk:net_af_packet1,iface={if2}"),
+        "--main-core",
+        "0",
+        "--pmd-cores",
+        "1",
+        "--rxq-affinity",
+        "h1:1=1",
+        "--fdb-size",
+        "1024",
+        "--fdb-aging",
+        "2",
+        "--log-level",
+        "info",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    lab.start_switch_args(args);
+    let (h1, h2) = (lab.host("h1"), lab.host("h2"));
+
+    let (ok, out) = h1.ping_until_ok(h2.ip, Duration::from_secs(30));
+    assert!(ok, "ping h1 -> h2 never succeeded:\n{out}");
+    udp_exchange(h1, h2, WAIT).unwrap_or_else(|e| panic!("UDP h1 <-> h2: {e}"));
+
+    // A MAC seen once is learned, then ages out (--fdb-aging 2) once it stays silent.
+    let (r1, r2) = (h1.raw(), h2.raw());
+    let ghost = [0x02, 0, 0, 0, 0, 0x77];
+    let m = marker("ghost");
+    deliver(
+        &r1,
+        &frame(BROADCAST, ghost, None, ETH_TEST, &m),
+        &m,
+        &[("h2", &r2)],
+    );
+    if let Err(fdb) = lab.switch().wait_fdb(ghost, NO_VLAN, "h1", WAIT) {
+        panic!("fdb never learned {}: {fdb:?}", mac_str(&ghost));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fdb = lab.switch().fdb();
+        if !fdb.iter().any(|e| e.mac == mac_str(&ghost)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} still in the fdb 30 s after it went silent (--fdb-aging 2): {fdb:?}",
+            mac_str(&ghost)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -976,6 +976,13 @@ impl Lab {
         self.switch.as_ref().unwrap()
     }
 
+    /// Start the switch with exactly `args` (plus `--ctl`/`--log-level` defaults); waits until ready.
+    pub fn start_switch_args(&mut self, args: Vec<String>) -> &Switch {
+        let sw = Switch::start(&self.dir, args);
+        self.switch = Some(sw);
+        self.switch.as_ref().unwrap()
+    }
+
     pub fn switch(&self) -> &Switch {
         self.switch.as_ref().expect("switch not started")
     }
