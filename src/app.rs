@@ -479,6 +479,9 @@ fn control(
                                     "not_ready": m.drop_not_ready,
                                 },
                                 "notifications": m.notifications,
+                                "vring_packets": (0..v.dev.queue_pairs() * 2)
+                                    .map(|i| v.dev.vring_metrics(i).map_or(0, |m| m.packets.get()))
+                                    .collect::<Vec<_>>(),
                             })
                         }
                     };

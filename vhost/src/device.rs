@@ -14,7 +14,7 @@ use std::{io, mem::size_of};
 
 use crate::error::{DeviceError, ProtocolError};
 use crate::memory::GuestMemory;
-use crate::metrics::MetricsSnapshot;
+use crate::metrics::{MetricsSnapshot, QueueMetrics};
 use crate::net::{HDR_LEN_LEGACY, HDR_LEN_MRG};
 use crate::protocol::{
     Endpoint, MemoryRegion, MemoryTableHeader, Message, Pod, ProtocolFeatures, Request,
@@ -393,6 +393,12 @@ impl VhostUserNet {
         self.queues
             .get(usize::from(i))
             .is_some_and(|q| q.is_broken())
+    }
+
+    /// Counters of vring `i` alone (guest TX vrings are odd), e.g. to see which guest queues
+    /// carried traffic.
+    pub fn vring_metrics(&self, i: u16) -> Option<&QueueMetrics> {
+        self.queues.get(usize::from(i)).map(|q| q.metrics())
     }
 
     /// Sum of all queue counters (relaxed reads; off the fast path).
