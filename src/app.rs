@@ -243,6 +243,17 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         queues.push(q);
     }
 
+    // Tell the operator how to attach a guest to each vhost-user port.
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if let PortKind::VhostUser { path, client } = &p.kind {
+            println!(
+                "# guest on port '{}':\n{}",
+                p.name,
+                config::qemu_command(path, *client, p.rxq, i)
+            );
+        }
+    }
+
     let modes = cfg
         .ports
         .iter()

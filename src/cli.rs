@@ -12,17 +12,25 @@ own commas and '='. Port names are what counters, --rxq-affinity and the control
 Kinds:
   dpdk:DEVARGS   a DPDK ethdev: a PCI address (the I210: 0000:03:00.0) or a vdev string
                  (net_af_packet0,iface=veth0  net_tap0,iface=tsn0  net_ring0 ...)
+  vhost-user:PATH
+                 a QEMU guest: the switch listens on PATH; QEMU connects with
+                 -chardev socket,path=PATH,reconnect=1 (survives a switch restart)
+  vhost-user-client:PATH
+                 a QEMU guest that listens (-chardev socket,path=PATH,server=on): the switch
+                 connects, and retries every second while it cannot
 Options:
   vlan=ID        access port in VLAN ID (1..4094): untagged frames enter VLAN ID, leave
                  untagged. Without it the port is an 802.1Q trunk carrying every VLAN.
   rxq=N          rx queues to poll (default 1), spread over the PMD cores
+  queues=N       vhost-user: queue pairs offered to the guest (multiqueue; same as rxq)
 
 Examples:
   --port h1=dpdk:net_af_packet0,iface=veth0
   --port h2,vlan=10=dpdk:net_af_packet1,iface=veth1
   --port nic,rxq=2=dpdk:0000:03:00.0
+  --port vm1,queues=2=vhost-user:/run/tsn-vswitch/vm1.sock
 
-Without any --port, the embedded default runs: a TAP uplink the host sees as 'tsn0'.";
+Without any --port, the embedded default runs: vhost-user sockets /run/tsn-vswitch/vm1.sock and\nvm2.sock for two QEMU guests (the QEMU command lines are printed at start) and a TAP uplink\nthe host sees as 'tsn0'.";
 
 /// tsn-vswitch: a poll-mode virtual switch on DPDK with an 802.1Qbv time-aware shaper.
 #[derive(Debug, Parser)]

@@ -40,8 +40,40 @@ pub struct PortSpec {
 /// Port kinds, as written after the `=` of a `--port`.
 pub const KINDS: &[&str] = &["dpdk", "vhost-user", "vhost-user-client"];
 
-/// The embedded default when no `--port` is given: a TAP uplink the host sees as `tsn0`.
-pub const DEFAULT_PORTS: &[&str] = &["uplink=dpdk:net_tap0,iface=tsn0"];
+/// The embedded default when no `--port` is given: two vhost-user sockets for QEMU guests in
+/// the run directory, and a TAP uplink the host sees as `tsn0`.
+pub const DEFAULT_PORTS: &[&str] = &[
+    "vm1=vhost-user:/run/tsn-vswitch/vm1.sock",
+    "vm2=vhost-user:/run/tsn-vswitch/vm2.sock",
+    "uplink=dpdk:net_tap0,iface=tsn0",
+];
+
+/// The QEMU options that attach a guest to a vhost-user port (memory must be shared with the
+/// switch, hence the memfd backend). `index` picks a distinct MAC.
+pub fn qemu_command(path: &std::path::Path, client: bool, queues: u16, index: usize) -> String {
+    let chardev = if client {
+        format!("socket,id=c0,path={},server=on,wait=off", path.display())
+    } else {
+        format!("socket,id=c0,path={},reconnect=1", path.display())
+    };
+    let (mq, netq) = if queues > 1 {
+        (",mq=on".to_string(), format!(",queues={queues}"))
+    } else {
+        (String::new(), String::new())
+    };
+    [
+        "qemu-system-x86_64 -machine q35,memory-backend=mem -m 1G".to_string(),
+        "-object memory-backend-memfd,id=mem,size=1G,share=on".to_string(),
+        format!("-chardev {chardev}"),
+        format!("-netdev vhost-user,id=n0,chardev=c0{netq}"),
+        format!(
+            "-device virtio-net-pci,netdev=n0,mac=02:00:00:00:01:{:02x}{mq}",
+            (index + 1) & 0xff
+        ),
+        "... (your disk, kernel and console options)".to_string(),
+    ]
+    .join(" \\\n    ")
+}
 
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
