@@ -228,6 +228,30 @@ impl Console {
     }
 }
 
+/// Removes `$TMPDIR/tsn-qemu-<pid>-…` directories of test processes that are gone (kept by a
+/// failed test for inspection). Once per process.
+pub fn remove_stale_dirs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let Ok(rd) = fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("tsn-qemu-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    });
+}
+
 fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
@@ -290,6 +314,7 @@ impl Guest {
         } else {
             format!("{ip}/24")
         };
+        remove_stale_dirs();
         let dir = std::env::temp_dir().join(format!(
             "tsn-qemu-{}-{}-{}",
             std::process::id(),
@@ -662,13 +687,15 @@ impl Testpmd {
         let mut args: Vec<String> = vec![
             "-l".into(),
             "0,1".into(),
-            "--in-memory".into(),
             "--no-pci".into(),
             format!("--file-prefix={prefix}"),
         ];
-        // No hugepages to spare: testpmd's own buffers in ordinary memory are fine for vhost.
-        if hugepages_free() < 256 {
-            args.extend(["--no-huge".into(), "-m".into(), "512".into()]);
+        // Without hugepages to spare, testpmd's own buffers in ordinary memory do for vhost
+        // (--in-memory is refused together with --no-huge).
+        if hugepages_free() < 64 || std::env::var_os("TSN_TESTPMD_NO_HUGE").is_some() {
+            args.extend(["--no-huge", "-m", "256", "--no-shconf"].map(String::from));
+        } else {
+            args.push("--in-memory".into());
         }
         for (i, s) in sockets.iter().enumerate() {
             if !client {
@@ -689,6 +716,8 @@ impl Testpmd {
             "--forward-mode=io".into(),
             "--auto-start".into(),
             "--stats-period=1".into(),
+            // 36 MB of mbufs instead of the default ~340 MB.
+            "--total-num-mbufs=16384".into(),
         ]);
         if queues > 1 {
             args.push(format!("--rxq={queues}"));
@@ -707,19 +736,22 @@ impl Testpmd {
             log: log.to_path_buf(),
             client,
         };
-        if !client {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !t.sockets.iter().all(|s| s.exists()) {
-                if let Some(Ok(Some(st))) = t.child.as_mut().map(|c| c.try_wait()) {
-                    panic!("testpmd exited ({st}):\n{}", t.log_tail());
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "testpmd sockets not created:\n{}",
-                    t.log_tail()
-                );
-                thread::sleep(Duration::from_millis(100));
+        // Ready once forwarding has started (listening sockets exist by then; in client mode it
+        // connects, and retries, in the background).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !fs::read_to_string(&t.log)
+            .unwrap_or_default()
+            .contains("packet forwarding - ports=")
+        {
+            if let Some(Ok(Some(st))) = t.child.as_mut().map(|c| c.try_wait()) {
+                panic!("testpmd exited ({st}):\n{}", t.log_tail());
             }
+            assert!(
+                Instant::now() < deadline,
+                "testpmd did not start forwarding:\n{}",
+                t.log_tail()
+            );
+            thread::sleep(Duration::from_millis(100));
         }
         t
     }
