@@ -205,6 +205,35 @@ fn write_rx_chain(
             addr: d.addr,
             len: d.len,
         };
+        // Fast path: the whole header and frame fit in this first buffer, which lies in one
+        // region (the common case: 2 KiB guest buffers, one translation per frame).
+        let whole = src.hdr_len + src.frame.len();
+        if src.pos == 0 && d.len as usize >= whole {
+            if let Some(p) = b.mem.gpa_to_host(d.addr, whole as u64, &mut st.hint) {
+                // SAFETY: [p, p + whole) was bounds-checked against one mapped region above;
+                // the sources are our own buffers, so the ranges cannot overlap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.hdr.as_ptr(), p, src.hdr_len);
+                    std::ptr::copy_nonoverlapping(
+                        src.frame.as_ptr(),
+                        p.add(src.hdr_len),
+                        src.frame.len(),
+                    );
+                }
+                if b.mrg && src.hdr_len > NUM_BUFFERS_OFF + 1 {
+                    // SAFETY: both bytes lie inside the header just written.
+                    src.nb = unsafe {
+                        [
+                            Some(p.add(NUM_BUFFERS_OFF)),
+                            Some(p.add(NUM_BUFFERS_OFF + 1)),
+                        ]
+                    };
+                }
+                src.pos = whole;
+                written = whole as u32;
+                break;
+            }
+        }
         let mut room = d.len as usize;
         let mut addr = d.addr;
         while room > 0 && !src.done() {
@@ -253,7 +282,9 @@ pub(crate) fn enqueue(
     let mut done = 0;
     let mut bytes = 0u64;
     'frames: for frame in &frames[..attempted] {
-        let saved = *st;
+        // Only the ring positions need restoring if the frame does not fit (the translation
+        // hint is a cache); saving two u16s, not the whole state, keeps this in registers.
+        let saved = (st.last_avail, st.used_idx);
         let saved_left = left;
         let mut src = RxSource {
             hdr: [0; HDR_LEN_MRG],
@@ -269,7 +300,7 @@ pub(crate) fn enqueue(
         let mut nbufs: u16 = 0;
         loop {
             if left == 0 {
-                *st = saved;
+                (st.last_avail, st.used_idx) = saved;
                 left = saved_left;
                 break 'frames;
             }
@@ -278,7 +309,7 @@ pub(crate) fn enqueue(
             let (head, wrote) = match res {
                 Ok(x) => x,
                 Err(e) => {
-                    *st = saved;
+                    (st.last_avail, st.used_idx) = saved;
                     b.metrics.packets.add(done as u64);
                     b.metrics.bytes.add(bytes);
                     return (done, Some(e));
@@ -294,7 +325,7 @@ pub(crate) fn enqueue(
             }
             if !b.mrg {
                 // One chain per frame without MRG_RXBUF, and this one is too small.
-                *st = saved;
+                (st.last_avail, st.used_idx) = saved;
                 left = saved_left;
                 break 'frames;
             }
