@@ -70,6 +70,14 @@ if [ -z "$DEB" ]; then
   # apt-get download writes to the current directory; _apt cannot write there (unsandboxed).
   (cd "$OUT/deb" && apt-get download -q "$KPKG" 2>&1 | grep -v -i 'unsandboxed' >&2 || true)
   DEB="$(ls "$OUT"/deb/"${KPKG}"_*.deb 2>/dev/null | head -n1 || true)"
+  if [ -z "$DEB" ]; then
+    # Stale package lists (the mirror moved on to a newer kernel): refresh and resolve again.
+    apt-get update -qq
+    KPKG="$(apt-cache depends linux-image-cloud-amd64 \
+      | awk '/Depends: linux-image-[0-9].*-cloud-amd64$/ {print $2; exit}')"
+    (cd "$OUT/deb" && apt-get download -q "$KPKG" 2>&1 | grep -v -i 'unsandboxed' >&2 || true)
+    DEB="$(ls "$OUT"/deb/"${KPKG}"_*.deb 2>/dev/null | head -n1 || true)"
+  fi
 fi
 [ -n "$DEB" ] || { echo "guest: apt-get download $KPKG failed" >&2; exit 1; }
 dpkg-deb -x "$DEB" "$WORK/kernel"
