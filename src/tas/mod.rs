@@ -84,9 +84,14 @@ struct Wire {
     ns_per_byte: u64,
 }
 
+/// Slowest link modelled: keeps `wire bytes × ns_per_byte` inside u64 (2^17 × 2^45).
+const MIN_LINK_BPS: u64 = 1_000_000;
+/// Longest frame modelled (longer ones are timed as this long: no real frame is).
+const MAX_LEN: usize = 65_535;
+
 impl Wire {
     fn new(bps: u64) -> Self {
-        let bps = bps.max(1);
+        let bps = bps.max(MIN_LINK_BPS);
         let fp = (8_000_000_000u128 << 32).div_ceil(u128::from(bps));
         Self {
             bps,
@@ -97,8 +102,9 @@ impl Wire {
     /// Nanoseconds frame of `len` occupies the wire (rounded up).
     #[inline]
     fn ns(&self, len: usize) -> u64 {
-        let v = (wire_bytes(len) as u128 * u128::from(self.ns_per_byte) + 0xffff_ffff) >> 32;
-        u64::try_from(v).unwrap_or(u64::MAX)
+        // ≤ 65 559 bytes × ≤ 8000·2^32: no overflow (see MIN_LINK_BPS).
+        let bytes = wire_bytes(len.min(MAX_LEN)) as u64;
+        (bytes * self.ns_per_byte).div_ceil(1 << 32)
     }
 
     /// Largest frame length whose wire time is at most `ns` (0: none fits).
@@ -114,8 +120,13 @@ impl Wire {
         while len > 0 && self.ns(len) > ns {
             len -= 1;
         }
-        while len < usize::MAX && self.ns(len + 1) <= ns {
+        len = len.min(MAX_LEN);
+        while len < MAX_LEN && self.ns(len + 1) <= ns {
             len += 1;
+        }
+        if len == MAX_LEN {
+            // Every frame fits.
+            return usize::MAX;
         }
         if self.ns(len) > ns {
             0
@@ -133,7 +144,7 @@ pub fn wire_time_ns(len: usize, link_bps: u64) -> u64 {
 /// How a stage is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StageConfig {
-    /// Link speed, bits per second (e.g. 1_000_000_000). Updated later by
+    /// Link speed, bits per second (e.g. 1_000_000_000; at least 1 Mb/s). Updated later by
     /// [`GateControl::set_link_speed`].
     pub link_bps: u64,
     /// Frames per class queue.
@@ -258,6 +269,8 @@ pub struct GateStage<F: Frame> {
     always_open: bool,
 
     wire: Wire,
+    /// The link speed last read from the control thread (the wire clamps it).
+    seen_bps: u64,
     ahead_cfg: Option<u64>,
     ahead_ns: u64,
     tx_delay_ns: u64,
@@ -308,6 +321,7 @@ impl<F: Frame> GateStage<F> {
             queued: 0,
             always_open: true,
             wire,
+            seen_bps: config.link_bps,
             ahead_cfg: config.ahead_ns,
             ahead_ns: 0,
             tx_delay_ns: config.tx_delay_ns,
@@ -420,7 +434,8 @@ impl<F: Frame> GateStage<F> {
             self.swap(new, now);
         }
         let bps = self.shared.link_bps.load(Ordering::Relaxed);
-        if bps != self.wire.bps && bps != 0 {
+        if bps != self.seen_bps {
+            self.seen_bps = bps;
             self.set_wire(Wire::new(bps));
         }
         if now >= self.lut_until {
@@ -656,7 +671,6 @@ impl<F: Frame> GateStage<F> {
             self.gates_next
         };
         let ctr = &self.shared.counters.classes[c];
-        ctr.sent.add(1);
         if enq < opened {
             ctr.held.add(1);
         }

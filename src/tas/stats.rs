@@ -98,8 +98,6 @@ impl HistogramSnapshot {
 pub struct ClassCounters {
     /// Accepted into the class's queue.
     pub enqueued: Counter,
-    /// Handed to the transmit path.
-    pub sent: Counter,
     /// Refused at enqueue: the class's queue was full.
     pub dropped_full: Counter,
     /// Refused at enqueue: the frame can never finish inside any open window of its class at the
@@ -114,7 +112,8 @@ pub struct ClassCounters {
     /// Frames that reached the head of their queue while the gate was open but too little of the
     /// window was left for them (guard band); each frame counts once.
     pub guard_deferrals: Counter,
-    /// Release error: hand-over time − max(gate-open time, enqueue time), ns.
+    /// Release error: hand-over time − max(gate-open time, enqueue time), ns. One entry per
+    /// frame handed to the transmit path: its count is the `sent` counter.
     pub release_error: Histogram,
 }
 
@@ -131,6 +130,7 @@ pub struct StageCounters {
 pub struct ClassStats {
     pub class: u8,
     pub enqueued: u64,
+    /// Handed to the transmit path.
     pub sent: u64,
     pub dropped_full: u64,
     pub dropped_oversize: u64,
@@ -145,8 +145,12 @@ pub struct ClassStats {
 
 impl ClassCounters {
     pub fn snapshot(&self, class: u8) -> ClassStats {
-        let (enqueued, sent, discarded) =
-            (self.enqueued.get(), self.sent.get(), self.discarded.get());
+        let release_error = self.release_error.snapshot();
+        let (enqueued, sent, discarded) = (
+            self.enqueued.get(),
+            release_error.count,
+            self.discarded.get(),
+        );
         ClassStats {
             class,
             enqueued,
@@ -157,7 +161,7 @@ impl ClassCounters {
             held: self.held.get(),
             guard_deferrals: self.guard_deferrals.get(),
             queued: enqueued.saturating_sub(sent).saturating_sub(discarded),
-            release_error: self.release_error.snapshot(),
+            release_error,
         }
     }
 }

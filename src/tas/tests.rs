@@ -566,6 +566,10 @@ fn wire_time_math() {
     assert_eq!(w.max_len(671), 0);
     assert_eq!(w.max_len(672), 60);
     assert_eq!(w.max_len(u64::MAX), usize::MAX);
+    assert_eq!(w.max_len(10_000_000), usize::MAX);
+    assert_eq!(w.ns(1_000_000), w.ns(65_535));
+    // Below 1 Mb/s the model clamps (and does not overflow).
+    assert_eq!(wire_time_ns(1500, 1), wire_time_ns(1500, 1_000_000));
     let w = Wire::new(10 * GBPS);
     for ns in [0, 67, 68, 1_219, 1_220, 5_000] {
         let l = w.max_len(ns);
