@@ -136,6 +136,8 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_rx_burst",
     "rte_eth_tx_burst",
     "rte_eth_dev_adjust_nb_rx_tx_desc",
+    "rte_eth_timesync_enable",
+    "rte_eth_timesync_read_time",
 ];
 const TYPES: &[&str] = &[
     "rte_mbuf",

@@ -1,6 +1,7 @@
 //! Start-up, the control loop and shut-down. Everything that can fail on bad configuration
 //! fails here, before any PMD core starts spinning.
 use crate::cli::RunArgs;
+use crate::clock::{Calibrator, ClockSpec, PortClock, Tsc};
 use crate::config::{self, Config, PortKind, PortSpec, RxqAffinity};
 use crate::ctl::CtlServer;
 use crate::dpdk::{self, Eal, EalConfig, EthPort, Mempool, TxHandle};
@@ -9,6 +10,7 @@ use crate::forward::{VlanMode, L2};
 use crate::pmd::{PmdCore, Shared};
 use crate::port::{RxPort, SpinLock, TxPort, VhostRx, VhostTx};
 use crate::stats::{self, CoreStats};
+use crate::tas::{GateControl, GateStage, StageConfig};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +27,34 @@ pub fn build_config(a: &RunArgs) -> Result<Config> {
     } else {
         a.ports.clone()
     };
-    let ports = port_args
+    let mut ports = port_args
         .iter()
         .map(|s| PortSpec::parse(s))
         .collect::<Result<Vec<_>>>()?;
+    for r in &a.tc_rules {
+        let rule: crate::classify::TcRule = r
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--tc-rule {r}: {e}"))?;
+        if let crate::classify::PortMatch::Named(n) = &rule.port {
+            if !ports.iter().any(|p| &p.name == n) {
+                anyhow::bail!("--tc-rule {r}: no port named '{n}'");
+            }
+        }
+        for p in ports.iter_mut() {
+            p.classifier
+                .add_rule(&p.name, &rule)
+                .map_err(|e| anyhow::anyhow!("--tc-rule {r}: port '{}': {e}", p.name))?;
+        }
+    }
+    let gcls = a
+        .gcls
+        .iter()
+        .map(|g| config::GclSpec::parse(g))
+        .collect::<Result<Vec<_>>>()?;
+    let clock: crate::clock::ClockSpec = a
+        .clock
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--clock {}: {e}", a.clock))?;
     let pmd_cores =
         config::parse_core_list(&a.pmd_cores).map_err(|e| anyhow::anyhow!("--pmd-cores: {e}"))?;
     let rxq_affinity = a
@@ -47,6 +73,8 @@ pub fn build_config(a: &RunArgs) -> Result<Config> {
         mbufs: a.mbufs,
         mem_mb: a.mem,
         dpdk_log_level: config::dpdk_log_level(&a.log_level),
+        gcls,
+        clock,
     };
     cfg.validate()?;
     Ok(cfg)
@@ -73,6 +101,8 @@ struct Port {
     spec: PortSpec,
     backend: Backend,
     link: (bool, u32),
+    /// The control side of the port's gate stage, if it has a GCL.
+    gate: Option<GateControl>,
 }
 
 impl Port {
@@ -132,6 +162,7 @@ fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Result<(Port, P
                     spec: spec.clone(),
                     backend: Backend::Eth(eth),
                     link,
+                    gate: None,
                 },
                 queues,
             ))
@@ -189,6 +220,7 @@ fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Result<(Port, P
                         broken_logged: vec![false; nvrings],
                     })),
                     link: (false, 0),
+                    gate: None,
                 },
                 queues,
             ))
@@ -243,6 +275,64 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         queues.push(q);
     }
 
+    // The gates' clock: the TSC, calibrated against the reference (--clock).
+    let reference = match &cfg.clock {
+        ClockSpec::Port(name) => {
+            let id = ports
+                .iter()
+                .find_map(|p| match (&p.backend, p.spec.name == *name) {
+                    (Backend::Eth(e), true) => Some(e.id),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--clock port:{name}: no DPDK port named '{name}'")
+                })?;
+            dpdk::ethdev::timesync_enable(id).with_context(|| format!("--clock port:{name}"))?;
+            Box::new(PortClock::new(name, move || {
+                dpdk::ethdev::timesync_read_ns(id)
+            })) as Box<dyn crate::clock::ReferenceClock>
+        }
+        other => other.open().with_context(|| format!("--clock {other}"))?,
+    };
+    let mut calibrator = Calibrator::new(reference, Tsc, dpdk::tsc_hz())
+        .with_context(|| format!("--clock {}", cfg.clock))?;
+
+    // Gate stages: one per gated egress port, owned by the (single) PMD core.
+    let mut stages: Vec<Option<GateStage<dpdk::Mbuf>>> = (0..ports.len()).map(|_| None).collect();
+    for g in &cfg.gcls {
+        let i = ports
+            .iter()
+            .position(|p| p.spec.name == g.port)
+            .expect("validated");
+        for w in &g.warnings {
+            tracing::warn!(port = %g.port, "GCL {w}");
+        }
+        let p = &mut ports[i];
+        let mbps = match p.spec.speed_mbps {
+            Some(s) => s,
+            None if p.link.1 > 0 => p.link.1,
+            None => 1000,
+        };
+        let (stage, mut ctl) = GateStage::new(StageConfig::new(u64::from(mbps) * 1_000_000));
+        let inst = ctl
+            .install(g.list.clone(), calibrator.now_ns())
+            .map_err(|e| anyhow::anyhow!("--gcl {}={}: {e}", g.port, g.path.display()))?;
+        if let Backend::Eth(e) = &p.backend {
+            let capa = e.info().map(|i| i.tx_offload_capa).unwrap_or(0);
+            if capa & dpdk::ethdev::TX_OFFLOAD_SEND_ON_TIMESTAMP == 0 {
+                tracing::info!(port = %g.port, "no launch-time offload (SEND_ON_TIMESTAMP) in this driver: the gate runs in software");
+            } else {
+                tracing::info!(port = %g.port, "driver offers SEND_ON_TIMESTAMP; this version still gates in software");
+            }
+        }
+        tracing::info!(
+            port = %g.port, file = %g.path.display(), link_mbps = mbps,
+            start_ns = inst.config_change_time, "gate control list installed"
+        );
+        p.gate = Some(ctl);
+        stages[i] = Some(stage);
+    }
+
     // Tell the operator how to attach a guest to each vhost-user port.
     for (i, p) in cfg.ports.iter().enumerate() {
         if let PortKind::VhostUser { path, client } = &p.kind {
@@ -276,6 +366,17 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         let mut c = PmdCore::new(lcore, shared.clone(), st, ports.len());
         for (p, q) in queues.iter().enumerate() {
             c.tx[p] = Some((q.tx_for_core)(k));
+            c.classifiers[p] = cfg.ports[p].classifier.clone();
+        }
+        if k == 0 {
+            // Validation allows GCLs with one PMD core only: it owns every stage.
+            for (p, s) in stages.iter_mut().enumerate() {
+                if let Some(stage) = s.take() {
+                    c.gates[p] = Some(stage);
+                    c.gated.push(p as u16);
+                }
+            }
+            c.clock = Some(calibrator.clock());
         }
         cores.push(c);
     }
@@ -316,16 +417,37 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
                 serve_vhost(&p.spec.name, v, false);
             }
         }
-        ctl.poll(|words| control(words, &ports, &core_stats, &shared, now_s, &pool));
+        ctl.poll(|words| {
+            control(
+                words,
+                &ports,
+                &core_stats,
+                &shared,
+                now_s,
+                &pool,
+                calibrator.stats(),
+            )
+        });
         if last_house.elapsed() >= Duration::from_secs(1) {
             last_house = Instant::now();
             let aged = shared.fdb.age(now_s);
             if aged > 0 {
                 tracing::debug!(aged, "fdb entries aged out");
             }
+            if let Err(e) = calibrator.calibrate() {
+                tracing::warn!(error = %e, "clock calibration failed");
+            }
+            let now_ns = calibrator.now_ns();
             for (i, p) in ports.iter_mut().enumerate() {
                 if let Backend::Vhost(v) = &mut p.backend {
                     serve_vhost(&p.spec.name, v, true);
+                }
+                if let Some(g) = &mut p.gate {
+                    g.collect();
+                    g.advance(now_ns);
+                    if p.spec.speed_mbps.is_none() && p.link.1 > 0 {
+                        g.set_link_speed(u64::from(p.link.1) * 1_000_000);
+                    }
                 }
                 let l = p.link_now();
                 if l.0 != p.link.0 {
@@ -452,6 +574,7 @@ fn control(
     shared: &Shared,
     now_s: u32,
     pool: &Mempool,
+    clock: &crate::clock::CalibrationStats,
 ) -> serde_json::Value {
     match words {
         ["stats"] => {
@@ -499,6 +622,7 @@ fn control(
                     json!({
                         "name": p.spec.name,
                         "backend": backend,
+                        "gate": p.gate.as_ref().map(|g| g.stats()),
                         "vlan": p.spec.vlan,
                         "link_up": p.link.0,
                         "speed_mbps": p.link.1,
@@ -519,6 +643,7 @@ fn control(
                 "pmd": pmd,
                 "fdb": {"entries": shared.fdb.len(), "capacity": shared.fdb.capacity()},
                 "mbufs_free": pool.available(),
+                "clock": clock,
             })
         }
         ["fdb"] => {

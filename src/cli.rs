@@ -23,6 +23,12 @@ Options:
                  untagged. Without it the port is an 802.1Q trunk carrying every VLAN.
   rxq=N          rx queues to poll (default 1), spread over the PMD cores
   queues=N       vhost-user: queue pairs offered to the guest (multiqueue; same as rxq)
+  prio=P         priority (0..7) of untagged frames received here (tagged frames use their PCP);
+                 an egress GCL's `map` turns priorities into traffic classes
+  queue-map=Q:C/Q:C
+                 rx queue Q's frames go to traffic class C (vhost-user: the guest's tx queue,
+                 the paper's multiqueue scheme); '/' separates entries
+  speed=MBPS     link speed for the gate's wire model when the device reports none (vhost-user)
 
 Examples:
   --port h1=dpdk:net_af_packet0,iface=veth0
@@ -114,6 +120,23 @@ pub struct RunArgs {
     /// Memory for DPDK, in MiB (hugepages when available, else anonymous memory).
     #[arg(long, value_name = "MB", default_value_t = 256)]
     pub mem: u32,
+
+    /// Gate control list of an egress port (repeatable): an IEEE 802.1Qbv schedule in tc-taprio's
+    /// words (num_tc, map, base-time, cycle-time, cycle-time-extension, sched-entry S|H|R MASK NS).
+    /// Check a file first with `tsn-vswitch gcl check FILE`.
+    #[arg(long = "gcl", value_name = "PORT=FILE")]
+    pub gcls: Vec<String>,
+
+    /// The gates' time base: `tai` (CLOCK_TAI, as taprio), `phc:/dev/ptpN` (a PTP hardware clock)
+    /// or `port:NAME` (a DPDK port's IEEE 1588 clock). Read through the TSC, calibrated against
+    /// it once a second.
+    #[arg(long, value_name = "CLOCK", default_value = "tai")]
+    pub clock: String,
+
+    /// Classify UDP by destination port (repeatable): PORT:udp-dst=N[-M]:class=C|prio=P, where
+    /// PORT is an ingress port name or '*'. First match wins, before queue-map, PCP and prio.
+    #[arg(long = "tc-rule", value_name = "RULE")]
+    pub tc_rules: Vec<String>,
 
     /// Log level: error, warn, info, debug, trace. RUST_LOG, when set, overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info",

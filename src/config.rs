@@ -35,6 +35,10 @@ pub struct PortSpec {
     pub vlan: Option<u16>,
     /// Rx queues to poll (`rxq=N`; for vhost-user, the queue pairs offered: `queues=N`).
     pub rxq: u16,
+    /// Ingress classification (`prio=N`, `queue-map=Q:C/...`, and the `--tc-rule`s naming it).
+    pub classifier: crate::classify::Classifier,
+    /// Link speed for the gate's wire model when the device does not report one (`speed=MBPS`).
+    pub speed_mbps: Option<u32>,
 }
 
 /// Port kinds, as written after the `=` of a `--port`.
@@ -129,6 +133,8 @@ impl PortSpec {
             kind,
             vlan: None,
             rxq: 1,
+            classifier: crate::classify::Classifier::new(),
+            speed_mbps: None,
         };
         for opt in parts {
             let (k, v) = opt
@@ -154,7 +160,27 @@ impl PortSpec {
                                 anyhow!("port '{name}': rxq={v} is not a queue count (1..=64)")
                             })?;
                 }
-                _ => bail!("port '{name}': unknown port option '{k}' (known: vlan, rxq, queues)"),
+                "speed" => {
+                    spec.speed_mbps = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|s| (1..=1_000_000).contains(s))
+                            .ok_or_else(|| {
+                                anyhow!("port '{name}': speed={v} is not a link speed in Mb/s")
+                            })?,
+                    );
+                }
+                _ => {
+                    if !spec
+                        .classifier
+                        .apply_port_option(k, v)
+                        .map_err(|e| anyhow!("port '{name}': {e}"))?
+                    {
+                        bail!(
+                            "port '{name}': unknown port option '{k}' (known: vlan, rxq, queues, speed, prio, queue-map)"
+                        );
+                    }
+                }
             }
         }
         Ok(spec)
@@ -251,6 +277,42 @@ pub struct Config {
     pub mbufs: u32,
     pub mem_mb: u32,
     pub dpdk_log_level: u32,
+    /// `--gcl PORT=FILE`: the gate control list of an egress port.
+    pub gcls: Vec<GclSpec>,
+    /// `--clock`: the time base of every gate.
+    pub clock: crate::clock::ClockSpec,
+}
+
+/// One `--gcl PORT=FILE`, parsed and validated.
+#[derive(Debug, Clone)]
+pub struct GclSpec {
+    pub port: String,
+    pub path: std::path::PathBuf,
+    pub list: gcl::GateControlList,
+    pub warnings: Vec<String>,
+}
+
+impl GclSpec {
+    /// Parses `PORT=FILE` and the file; errors read `--gcl PORT=FILE: FILE:LINE: reason`.
+    pub fn parse(arg: &str) -> Result<GclSpec> {
+        let (port, file) = arg
+            .split_once('=')
+            .filter(|(p, f)| !p.is_empty() && !f.is_empty())
+            .ok_or_else(|| anyhow!("--gcl '{arg}': expected PORT=FILE"))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow!("--gcl {arg}: cannot read {file}: {e}"))?;
+        let parsed = gcl::parse(&text).map_err(|e| anyhow!("--gcl {arg}: {file}:{e}"))?;
+        Ok(GclSpec {
+            port: port.to_string(),
+            path: file.into(),
+            list: parsed.list,
+            warnings: parsed
+                .warnings
+                .iter()
+                .map(|w| format!("{file}:{w}"))
+                .collect(),
+        })
+    }
 }
 
 impl Config {
@@ -332,6 +394,26 @@ impl Config {
                     self.pmd_cores
                 );
             }
+        }
+        for (i, g) in self.gcls.iter().enumerate() {
+            if !self.ports.iter().any(|p| p.name == g.port) {
+                bail!(
+                    "--gcl {}={}: no port named '{}'",
+                    g.port,
+                    g.path.display(),
+                    g.port
+                );
+            }
+            if self.gcls[..i].iter().any(|o| o.port == g.port) {
+                bail!("--gcl: port '{}' is given two lists", g.port);
+            }
+        }
+        if !self.gcls.is_empty() && self.pmd_cores.len() > 1 {
+            bail!(
+                "--gcl needs a single PMD core for now (the gate's wire model belongs to the one \
+                 core that transmits on the port); got --pmd-cores {:?}",
+                self.pmd_cores
+            );
         }
         if self.fdb_size == 0 || self.fdb_size > 1 << 24 {
             bail!("--fdb-size must be between 1 and {}", 1 << 24);

@@ -1,11 +1,16 @@
 //! The per-core poll-mode loop, top to bottom as in DPDK's l2fwd:
-//! poll an rx queue, classify and forward each frame, buffer it per egress port, transmit.
+//! poll an rx queue, forward each frame (and classify it when its egress port is gated),
+//! buffer it per egress port or in that port's gate stage, release what the gates allow,
+//! transmit.
 //! A PMD core never blocks, allocates, logs or makes a syscall on this path.
+use crate::classify::Classifier;
+use crate::clock::{Clock, TscClock};
 use crate::dpdk::{Burst, Mbuf, Mempool};
 use crate::fdb::Fdb;
 use crate::forward::{retag, FrameVlan, Verdict, L2};
 use crate::port::{RxPort, TxPort};
 use crate::stats::{CoreStats, DropReason};
+use crate::tas::GateStage;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -29,6 +34,24 @@ pub struct PmdCore {
     pub pending: Vec<Burst>,
     pub stats: Arc<CoreStats>,
     pub shared: Arc<Shared>,
+    /// Per ingress port: how its frames map to traffic classes.
+    pub classifiers: Vec<Classifier>,
+    /// Per egress port: the 802.1Qbv gate stage, if the port has a GCL (this core is then the
+    /// only one transmitting to it).
+    pub gates: Vec<Option<GateStage<Mbuf>>>,
+    /// The ports that have a gate stage (released every iteration).
+    pub gated: Vec<u16>,
+    /// The gates' time base (TSC interpolating the reference clock).
+    pub clock: Option<TscClock>,
+    /// `clock` read once per iteration.
+    now_ns: u64,
+}
+
+/// Where a frame came from: its class depends on the ingress port and queue.
+#[derive(Clone, Copy)]
+struct Origin {
+    port: u16,
+    queue: u16,
 }
 
 impl PmdCore {
@@ -40,6 +63,11 @@ impl PmdCore {
             pending: (0..nports).map(|_| Burst::default()).collect(),
             stats,
             shared,
+            classifiers: (0..nports).map(|_| Classifier::new()).collect(),
+            gates: (0..nports).map(|_| None).collect(),
+            gated: Vec::new(),
+            clock: None,
+            now_ns: 0,
         }
     }
 
@@ -49,10 +77,14 @@ impl PmdCore {
         let shared = self.shared.clone();
         while !shared.stop.load(Ordering::Relaxed) {
             let now = shared.now_s.load(Ordering::Relaxed);
+            if let Some(c) = &self.clock {
+                self.now_ns = c.now_ns();
+            }
             let mut busy = false;
             for i in 0..self.rxqs.len() {
                 // 1. poll
-                let (port, _queue, ref mut q) = self.rxqs[i];
+                let (port, queue, ref mut q) = self.rxqs[i];
+                let from = Origin { port, queue };
                 if q.rx_burst(&mut rx) == 0 {
                     continue;
                 }
@@ -71,12 +103,27 @@ impl PmdCore {
                     let (verdict, fv) = shared.l2.decide(&shared.fdb, port, m.data(), now);
                     match verdict {
                         Verdict::Drop(r) => self.stats.count_drop(port, r, 1),
-                        Verdict::Unicast(out) => dirty |= self.enqueue(out, m, fv),
-                        Verdict::Flood(mask) => dirty |= self.flood(mask, m, fv),
+                        Verdict::Unicast(out) => dirty |= self.enqueue(out, m, fv, from),
+                        Verdict::Flood(mask) => dirty |= self.flood(mask, m, fv, from),
                     }
                 }
                 // 3. transmit what this burst produced
                 self.flush(dirty);
+            }
+            // 4. schedule: release what the gates allow now, and transmit it
+            if let (Some(c), false) = (&self.clock, self.gated.is_empty()) {
+                self.now_ns = c.now_ns(); // hand-over time as exact as the clock allows
+            }
+            for k in 0..self.gated.len() {
+                let p = usize::from(self.gated[k]);
+                let (Some(stage), pending) = (self.gates[p].as_mut(), &mut self.pending[p]) else {
+                    continue;
+                };
+                let room = crate::dpdk::BURST - pending.len();
+                if stage.release(self.now_ns, room, |m| drop(pending.push(m))) > 0 {
+                    busy = true;
+                    self.flush(1 << p);
+                }
             }
             self.stats.iterations.add(1);
             if busy {
@@ -88,15 +135,28 @@ impl PmdCore {
         0
     }
 
-    /// Puts `m` on `out`'s pending burst with the tag that port needs; returns the dirty bit.
+    /// Puts `m` on `out`'s pending burst with the tag that port needs, or into its gate stage
+    /// when the port is gated; returns the dirty bit.
     #[inline]
-    fn enqueue(&mut self, out: u16, mut m: Mbuf, fv: FrameVlan) -> u64 {
+    fn enqueue(&mut self, out: u16, mut m: Mbuf, fv: FrameVlan, from: Origin) -> u64 {
         let want = self.shared.l2.egress_tci(out, fv);
         if !retag(&mut m, fv.tagged, want) {
             self.stats.count_drop(out, DropReason::NoMbuf, 1);
             return 0;
         }
         let o = usize::from(out);
+        if let Some(stage) = self.gates[o].as_mut() {
+            if !stage.bypass() {
+                let tc = self.classifiers[usize::from(from.port)].classify(
+                    m.data(),
+                    fv.tagged.then_some(fv.pcp),
+                    from.queue,
+                );
+                // A refusal (queue full, frame too long for any window) is counted by the stage.
+                let _ = stage.enqueue(m, tc, self.now_ns);
+                return 0;
+            }
+        }
         if self.pending[o].is_full() {
             self.flush(1 << out);
         }
@@ -109,7 +169,7 @@ impl PmdCore {
 
     /// Sends a copy to every port in `mask` but the last, which gets the original.
     #[inline]
-    fn flood(&mut self, mask: u64, m: Mbuf, fv: FrameVlan) -> u64 {
+    fn flood(&mut self, mask: u64, m: Mbuf, fv: FrameVlan, from: Origin) -> u64 {
         let mut dirty = 0;
         let last = 63 - mask.leading_zeros() as u16;
         let mut rest = mask & !(1u64 << last);
@@ -117,11 +177,11 @@ impl PmdCore {
             let p = rest.trailing_zeros() as u16;
             rest &= rest - 1;
             match m.copy(&self.shared.pool) {
-                Some(c) => dirty |= self.enqueue(p, c, fv),
+                Some(c) => dirty |= self.enqueue(p, c, fv, from),
                 None => self.stats.count_drop(p, DropReason::NoMbuf, 1),
             }
         }
-        dirty | self.enqueue(last, m, fv)
+        dirty | self.enqueue(last, m, fv, from)
     }
 
     /// Transmits the pending bursts of the ports in `dirty`; what the NIC refuses is dropped.

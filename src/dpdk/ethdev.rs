@@ -30,6 +30,29 @@ fn port_err(op: &'static str, port: u16, rc: i32) -> DpdkError {
     }
 }
 
+/// `RTE_ETH_TX_OFFLOAD_SEND_ON_TIMESTAMP` (RTE_BIT64(21) in DPDK 22.11's rte_ethdev.h; a macro
+/// bindgen does not carry over).
+pub const TX_OFFLOAD_SEND_ON_TIMESTAMP: u64 = 1 << 21;
+
+/// Enables IEEE 1588 timestamping on a port, so its clock can be read (`--clock port:NAME`).
+pub fn timesync_enable(port: u16) -> Result<(), DpdkError> {
+    // SAFETY: plain control call on a started port.
+    let rc = unsafe { ffi::rte_eth_timesync_enable(port) };
+    if rc != 0 {
+        return Err(port_err("timesync enable (IEEE 1588 clock)", port, rc));
+    }
+    Ok(())
+}
+
+/// The port's IEEE 1588 clock in ns, or None if the driver cannot read it.
+pub fn timesync_read_ns(port: u16) -> Option<u64> {
+    let mut ts = ffi::timespec::default();
+    // SAFETY: ts is a valid out-struct.
+    let rc = unsafe { ffi::rte_eth_timesync_read_time(port, &mut ts) };
+    (rc == 0 && ts.tv_sec >= 0)
+        .then(|| (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64)
+}
+
 /// A PCI address `DDDD:BB:DD.F` (or `BB:DD.F`): such devargs are allow-listed at EAL init;
 /// anything else is a vdev and is hot-plugged.
 pub fn is_pci_address(devargs: &str) -> bool {
