@@ -529,6 +529,10 @@ fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
         };
         if let Some(s) = stream {
             let _ = s.set_nonblocking(false);
+            // A frontend that stops mid-message (or stops reading replies) must not hold the
+            // control thread: the read/write fails, which is fatal, and the connection ends.
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
             tracing::info!(port = name, socket = %v.path.display(), "vhost-user frontend connected");
             v.dev.attach(s);
         }

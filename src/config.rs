@@ -499,7 +499,7 @@ mod tests {
             ("a,vlan=0=dpdk:net_null0", "vlan=0"),
             ("a,vlan=5000=dpdk:net_null0", "vlan=5000"),
             ("a,vlan=x=dpdk:net_null0", "vlan=x"),
-            ("a,speed=1=dpdk:net_null0", "unknown port option 'speed'"),
+            ("a,mtu=1=dpdk:net_null0", "unknown port option 'mtu'"),
             ("a=dpdk:", "need DEVARGS"),
         ] {
             let e = PortSpec::parse(s).unwrap_err().to_string();

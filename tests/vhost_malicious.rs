@@ -1235,7 +1235,6 @@ fn mem_table_swap_under_traffic(cx: &mut Ctx<'_>) {
 /// keeping the connection open. The switch must not wait for it forever: its control socket
 /// must keep answering and SIGTERM must still stop it.
 #[test]
-#[ignore = "known bug: the vhost-user control read blocks without a timeout; a stalled frontend freezes the control thread"]
 fn stalled_frontend_does_not_freeze_the_control_thread() {
     let (mut lab, sock) = start_lab("evil-stall");
     let ev = Evil::connect(&sock);
@@ -1273,7 +1272,6 @@ fn stalled_frontend_does_not_freeze_the_control_thread() {
 /// it signals the new frontend's error eventfd right after SET_VRING_ERR/KICK, and the switch's
 /// once-per-episode log line is not repeated for the next violation.
 #[test]
-#[ignore = "known bug: vring 0's broken flag survives a reconnect until the switch next sends to the guest"]
 fn guest_rx_reset_clears_the_broken_state() {
     let (lab, sock) = start_lab("evil-stale");
     let sw = lab.switch();

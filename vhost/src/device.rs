@@ -167,6 +167,9 @@ impl VhostUserNet {
         for v in &mut self.vrings {
             *v = Vring::default();
         }
+        for q in &self.queues {
+            q.clear_broken();
+        }
         self.publish_all();
         self.reclaim();
     }
@@ -527,6 +530,7 @@ impl VhostUserNet {
                         vr.err_signalled = false;
                         self.next_start_id += 1;
                         self.queues[i].set_last_avail(vr.base);
+                        self.queues[i].clear_broken();
                     }
                     SetVringCall => vr.call = fd.map(Arc::new),
                     _ => vr.err = fd,

@@ -145,6 +145,12 @@ impl QueueShared {
         self.attached.load(Ordering::Acquire)
     }
 
+    /// Control side: the frontend (re)started the ring or went away, so a violation of the
+    /// previous start is history (the handle forgets its own copy at its next resync).
+    pub(crate) fn clear_broken(&self) {
+        self.broken.store(false, Ordering::Relaxed);
+    }
+
     pub fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
     }
