@@ -200,7 +200,8 @@ run_frontend() {
     parse_samples "$fe_log" >"$dir/samples"
     n=$(awk '$1>0 && !s {s=NR} END {print s ? NR-s+1 : 0}' "$dir/samples")
     if [ "$n" -gt 0 ] && [ "$started" = 0 ]; then
-      started=1; deadline=$((SECONDS + need + 10))
+      # Bounded, with room for a loaded machine (stats printed late, a slow last period).
+      started=1; deadline=$((SECONDS + 2 * need + 30))
     fi
     [ "$n" -ge "$need" ] && break
     if [ "$SECONDS" -ge "$deadline" ]; then
@@ -224,12 +225,20 @@ run_frontend() {
   median <"$dir/measured" >"$dir/pps"
 }
 
-# parse_samples LOG: one line per stats period, the sum of Rx-pps over ports 0 and 1.
+# parse_samples LOG: one line per second of the run, the frontend's forwarded rate (sum of
+# Rx-pps over ports 0 and 1). testpmd's stats loop sleeps 1 s and prints when at least 1 s has
+# passed, so a period is often 2 s long; Rx-pps is the rate over the whole period, and the
+# period's length is (RX-packets delta) / Rx-pps: a 2 s period counts as two seconds at its rate.
 parse_samples() {
   sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$1" | awk '
     /NIC statistics for port/ { for (i = 1; i <= NF; i++) if ($i == "port") p = $(i+1) + 0 }
+    /RX-packets:/ { for (i = 1; i <= NF; i++) if ($i == "RX-packets:") rx[p] = $(i+1) + 0 }
     /Rx-pps:/ { for (i = 1; i <= NF; i++) if ($i == "Rx-pps:") v[p] = $(i+1) + 0
-                if (p == 1) { print v[0] + v[1]; delete v } }'
+                if (p == 1) {
+                  pps = v[0] + v[1]; tot = rx[0] + rx[1]; d = 1
+                  if (seen && pps > 0) { d = int((tot - prev) / pps + 0.5); if (d < 1) d = 1; if (d > 10) d = 10 }
+                  for (k = 0; k < d; k++) print pps
+                  prev = tot; seen = 1; delete v; delete rx } }'
 }
 
 median() {            # median of numbers on stdin (empty -> 0)
