@@ -137,33 +137,93 @@ pub(crate) fn dequeue(
         Err(e) => return (0, Some(e)),
     };
     let mut out = 0;
+    let mut bytes = 0u64;
+    let mut used = UsedShadow::new(st.used_idx);
+    let mut err = None;
     for _ in 0..n {
         let head = match head_at(b.ring, st.last_avail) {
             Ok(h) => h,
             Err(e) => {
-                b.metrics.packets.add(out as u64);
-                return (out, Some(e));
+                err = Some(e);
+                break;
             }
         };
         match read_tx_chain(b, st, head, bufs[out]) {
             Ok(TxOutcome::Frame(len)) => {
                 lens[out] = len;
                 out += 1;
-                b.metrics.bytes.add(len as u64);
+                bytes += len as u64;
             }
             Ok(TxOutcome::Short) => b.metrics.drop_short.add(1),
             Ok(TxOutcome::Oversize) => b.metrics.drop_oversize.add(1),
             Err(e) => {
-                b.metrics.packets.add(out as u64);
-                return (out, Some(e));
+                err = Some(e);
+                break;
             }
         }
-        b.ring.write_used(st.used_idx, head, 0);
+        used.push(b.ring, head, 0);
         st.used_idx = st.used_idx.wrapping_add(1);
         st.last_avail = st.last_avail.wrapping_add(1);
     }
+    used.flush(b.ring);
     b.metrics.packets.add(out as u64);
-    (out, None)
+    b.metrics.bytes.add(bytes);
+    (out, err)
+}
+
+/// Used-ring elements of one burst, written to the ring together before the used idx is
+/// published (as rte_vhost's shadow used ring): the ring's cache lines, which the driver polls,
+/// change hands once per burst instead of once per frame, interleaved with the frame copies.
+struct UsedShadow {
+    /// Used idx of `elems[0]`.
+    idx0: u16,
+    elems: [(u16, u32); SHADOW],
+    n: usize,
+}
+
+/// Used elements buffered before a write-out (a burst of 32 frames with up to two buffers each).
+const SHADOW: usize = 2 * MAX_BURST;
+
+impl UsedShadow {
+    fn new(used_idx: u16) -> Self {
+        UsedShadow {
+            idx0: used_idx,
+            elems: [(0, 0); SHADOW],
+            n: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, ring: &Ring, head: u16, len: u32) {
+        if self.n == SHADOW {
+            self.flush(ring);
+        }
+        self.elems[self.n] = (head, len);
+        self.n += 1;
+    }
+
+    /// Writes the buffered elements (not the idx: `finish` publishes it once per burst).
+    #[inline]
+    fn flush(&mut self, ring: &Ring) {
+        for (k, &(head, len)) in self.elems[..self.n].iter().enumerate() {
+            ring.write_used(self.idx0.wrapping_add(k as u16), head, len);
+        }
+        self.idx0 = self.idx0.wrapping_add(self.n as u16);
+        self.n = 0;
+    }
+
+    /// Forgets elements at and after `used_idx` (a frame that did not fit is given back).
+    /// Elements already flushed past it are unpublished and get overwritten later.
+    #[inline]
+    fn rewind(&mut self, used_idx: u16) {
+        let keep = usize::from(used_idx.wrapping_sub(self.idx0));
+        if keep <= self.n {
+            self.n = keep;
+        } else {
+            self.idx0 = used_idx;
+            self.n = 0;
+        }
+    }
 }
 
 /// The byte stream "header then frame" written into RX chains.
@@ -281,6 +341,7 @@ pub(crate) fn enqueue(
     let attempted = frames.len().min(MAX_BURST);
     let mut done = 0;
     let mut bytes = 0u64;
+    let mut used = UsedShadow::new(st.used_idx);
     'frames: for frame in &frames[..attempted] {
         // Only the ring positions need restoring if the frame does not fit (the translation
         // hint is a cache); saving two u16s, not the whole state, keeps this in registers.
@@ -301,6 +362,7 @@ pub(crate) fn enqueue(
         loop {
             if left == 0 {
                 (st.last_avail, st.used_idx) = saved;
+                used.rewind(st.used_idx);
                 left = saved_left;
                 break 'frames;
             }
@@ -310,12 +372,14 @@ pub(crate) fn enqueue(
                 Ok(x) => x,
                 Err(e) => {
                     (st.last_avail, st.used_idx) = saved;
+                    used.rewind(st.used_idx);
+                    used.flush(b.ring);
                     b.metrics.packets.add(done as u64);
                     b.metrics.bytes.add(bytes);
                     return (done, Some(e));
                 }
             };
-            b.ring.write_used(st.used_idx, head, wrote);
+            used.push(b.ring, head, wrote);
             st.used_idx = st.used_idx.wrapping_add(1);
             st.last_avail = st.last_avail.wrapping_add(1);
             left -= 1;
@@ -326,6 +390,7 @@ pub(crate) fn enqueue(
             if !b.mrg {
                 // One chain per frame without MRG_RXBUF, and this one is too small.
                 (st.last_avail, st.used_idx) = saved;
+                used.rewind(st.used_idx);
                 left = saved_left;
                 break 'frames;
             }
@@ -343,6 +408,7 @@ pub(crate) fn enqueue(
         done += 1;
     }
     let _ = left;
+    used.flush(b.ring);
     b.metrics.packets.add(done as u64);
     b.metrics.bytes.add(bytes);
     b.metrics.drop_no_buffer.add((attempted - done) as u64);
