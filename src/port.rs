@@ -61,6 +61,9 @@ impl VhostRx {
 
     #[inline]
     fn rx_burst(&mut self, out: &mut Burst) -> usize {
+        if !self.q.has_pending() {
+            return 0;
+        }
         if !self.spare.is_full() && !self.spare.refill(&self.pool) {
             return 0; // pool exhausted: leave the frames in the guest's ring
         }

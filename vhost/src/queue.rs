@@ -375,6 +375,19 @@ common_handle_api!(RxQueue);
 common_handle_api!(TxQueue);
 
 impl RxQueue {
+    /// Whether the guest has posted frames not yet dequeued: a poll that finds none can skip
+    /// preparing buffers. Also the quiescent point, like a burst.
+    #[inline]
+    pub fn has_pending(&mut self) -> bool {
+        if !self.0.sync() {
+            return false;
+        }
+        match &self.0.cfg.ring {
+            Some(ring) => ring.avail_idx() != self.0.st.last_avail,
+            None => false,
+        }
+    }
+
     /// Guest TX → frames. Copies up to `min(bufs.len(), lens.len(), 32)` frames, virtio-net
     /// header stripped, into `bufs[i][..lens[i]]` and returns how many. Chains too short for a
     /// header or too long for their buffer are consumed and counted as drops. No allocation, no
