@@ -136,10 +136,17 @@ impl PortSpec {
             classifier: crate::classify::Classifier::new(),
             speed_mbps: None,
         };
+        let mut prev: Option<(&str, &str)> = None;
         for opt in parts {
-            let (k, v) = opt
-                .split_once('=')
-                .ok_or_else(|| anyhow!("port '{name}': option '{opt}' must be KEY=VALUE"))?;
+            let Some((k, v)) = opt.split_once('=') else {
+                if let Some(("queue-map", pv)) = prev {
+                    // `queue-map=0:1,1:2`: the user separated entries with a comma.
+                    let e = crate::classify::ClassifyError::CommaInQueueMap(format!("{pv},{opt}"));
+                    bail!("port '{name}': {e}");
+                }
+                bail!("port '{name}': option '{opt}' must be KEY=VALUE");
+            };
+            prev = Some((k, v));
             match k {
                 "vlan" => {
                     let id: u16 = v
@@ -188,7 +195,10 @@ impl PortSpec {
 }
 
 /// Splits at the first `=KIND:`; None if there is none.
+/// A known kind wins over an earlier `=WORD:` inside an option value (`queue-map=0:1` has one);
+/// with no known kind, the first candidate is returned so the error names the unknown kind.
 fn split_kind(s: &str) -> Option<(&str, &str, &str)> {
+    let mut first = None;
     let mut from = 0;
     while let Some(i) = s[from..].find('=') {
         let eq = from + i;
@@ -196,12 +206,16 @@ fn split_kind(s: &str) -> Option<(&str, &str, &str)> {
         if let Some(colon) = rest.find(':') {
             let kind = &rest[..colon];
             if !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Some((&s[..eq], kind, &rest[colon + 1..]));
+                let cand = (&s[..eq], kind, &rest[colon + 1..]);
+                if KINDS.contains(&kind) {
+                    return Some(cand);
+                }
+                first.get_or_insert(cand);
             }
         }
         from = eq + 1;
     }
-    None
+    first
 }
 
 /// Parses a core list: `1`, `1-3`, `1,3,5-6`.
@@ -505,6 +519,22 @@ mod tests {
             let e = PortSpec::parse(s).unwrap_err().to_string();
             assert!(e.contains(want), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn queue_map_values_are_not_mistaken_for_kinds() {
+        let p = PortSpec::parse("p0,queue-map=0:1/1:0=dpdk:net_null0").unwrap();
+        assert_eq!(p.kind.dpdk_device(), Some("net_null0"));
+        let e = PortSpec::parse("p0,queue-map=0:1,1:2=dpdk:net_null0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("queue-map") && e.contains("'/'"), "{e}");
+        let e = PortSpec::parse("p0,queue-map=0:9=dpdk:net_null0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("queue-map") || e.contains("class 9"), "{e}");
+        let e = PortSpec::parse("a=bogus:x").unwrap_err().to_string();
+        assert!(e.contains("unknown port kind 'bogus'"), "{e}");
     }
 
     #[test]

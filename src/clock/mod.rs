@@ -58,15 +58,15 @@ pub enum ClockError {
     PhcNeedsPath,
     #[error("clock 'port:' needs the name of a port, e.g. port:uplink")]
     PortNeedsName,
-    #[error("cannot open PTP hardware clock '{path}': {source}")]
+    #[error("cannot open PTP hardware clock '{path}': {cause}")]
     PhcOpen {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("'{path}' is not a PTP hardware clock: reading it failed: {source}")]
+    #[error("'{path}' is not a PTP hardware clock: reading it failed: {cause}")]
     NotPhc {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("clock 'port:{0}' is read through DPDK's timesync API: build it with PortClock::new")]
     PortNeedsReader(String),
@@ -201,15 +201,15 @@ impl PhcClock {
     /// Opens the device read-only (enough to read; adjusting is ptp4l's business) and reads it
     /// once, so a path that is not a PHC fails here.
     pub fn open(path: &Path) -> Result<Self, ClockError> {
-        let file = File::open(path).map_err(|source| ClockError::PhcOpen {
+        let file = File::open(path).map_err(|cause| ClockError::PhcOpen {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         // FD_TO_CLOCKID from the kernel's posix-clock documentation.
         let id: libc::clockid_t = ((!file.as_raw_fd()) << 3) | 3;
-        gettime(id).map_err(|source| ClockError::NotPhc {
+        gettime(id).map_err(|cause| ClockError::NotPhc {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Ok(Self {
             _file: file,
