@@ -21,18 +21,6 @@ fn workdir(name: &str) -> PathBuf {
     d
 }
 
-/// Polls `cmd` in the guest until its output contains `want`.
-fn wait_output(g: &Guest, cmd: &str, want: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (_, out) = g.run(cmd, T);
-        if out.contains(want) || Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn two_guests_through_testpmd_ping_udp_commands_restart() {
     let dir = workdir("pair");
@@ -82,7 +70,7 @@ fn two_guests_through_testpmd_ping_udp_commands_restart() {
     b.spawn("nc.openbsd -u -l 5000", "udp5000");
     std::thread::sleep(Duration::from_millis(500));
     a.udp_send(&b.ip, 5000, "hello-from-a");
-    let got = wait_output(&b, "cat /tmp/udp5000", "hello-from-a", T);
+    let got = b.wait_output("cat /tmp/udp5000", "hello-from-a", T);
     assert!(got.contains("hello-from-a"), "b received: {got:?}");
 
     // Reconnect: kill a's QEMU and boot it again on the same socket; testpmd takes it back.

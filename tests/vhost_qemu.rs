@@ -26,17 +26,6 @@ fn ping_until(g: &Guest, addr: &str, within: Duration) -> bool {
     false
 }
 
-fn wait_output(g: &Guest, cmd: &str, want: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let (_, out) = g.run(cmd, T);
-        if out.contains(want) || Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn guests_and_a_namespace_through_the_switch_with_restarts() {
     let mut lab = Lab::new("vqemu");
@@ -71,7 +60,7 @@ fn guests_and_a_namespace_through_the_switch_with_restarts() {
     b.spawn("nc.openbsd -u -l 5000", "udp5000");
     std::thread::sleep(Duration::from_millis(500));
     a.udp_send(&b.ip, 5000, "hello-through-tsn-vswitch");
-    let got = wait_output(&b, "cat /tmp/udp5000", "hello-through-tsn-vswitch", T);
+    let got = b.wait_output("cat /tmp/udp5000", "hello-through-tsn-vswitch", T);
     assert!(
         got.contains("hello-through-tsn-vswitch"),
         "vm2 received {got:?}"

@@ -576,6 +576,18 @@ impl Guest {
             == 0
     }
 
+    /// Runs `cmd` every 300 ms until its output contains `want` (or `timeout`); the last output.
+    pub fn wait_output(&self, cmd: &str, want: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, out) = self.run(cmd, Duration::from_secs(10));
+            if out.contains(want) || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// Sends `text` in one UDP datagram to ADDR:PORT (netcat-openbsd `nc -u`).
     pub fn udp_send(&self, addr: &str, port: u16, text: &str) {
         assert!(!text.contains('\'') && !text.contains('\n'));
