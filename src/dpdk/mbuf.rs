@@ -149,8 +149,8 @@ impl Drop for Mbuf {
     }
 }
 
-/// Frames per rx/tx burst: DPDK's customary 32 (amortises the per-call cost, one cache line of
-/// pointers... four, in fact, but the ring updates are what count).
+/// Frames per rx/tx burst: DPDK's customary 32, which amortises the per-call cost and the ring
+/// index updates over enough frames.
 pub const BURST: usize = 32;
 
 /// A burst of owned mbufs as raw pointers, the shape `rte_eth_{rx,tx}_burst` take.
