@@ -187,11 +187,13 @@ fn run_case(test: &str, queues: u16, client_mode: bool) {
     let mut args = lab.port_args(&[("h1", "")]);
     args.push("--port".into());
     args.push(format!("vm,queues={queues}={kind}:{}", sock.display()));
+    // Listen at h1 before anything can send: in client mode testpmd's tx-first burst crosses
+    // the switch as soon as it connects, possibly before start_switch_args has returned.
+    let raw = lab.host("h1").raw();
     // In client mode the frontend must listen first.
     let tp = client_mode.then(|| Testpmd::start(&lab.dir, &sock, queues, lab.host("h1").mac, true));
     lab.start_switch_args(args);
     let h1 = lab.host("h1");
-    let raw = h1.raw();
     let tp = tp.unwrap_or_else(|| Testpmd::start(&lab.dir, &sock, queues, h1.mac, false));
 
     let want = 32 * usize::from(queues);
