@@ -226,6 +226,57 @@ impl UsedShadow {
     }
 }
 
+/// Frames of one RX burst that each fit in their first guest buffer, copied only once the whole
+/// burst has found its buffers. Each copy stores into lines the driver's core last touched
+/// (its header and frame lines), so done one frame at a time the next frame's avail-entry and
+/// descriptor loads queue behind those stores; gathered first, the descriptor loads of the
+/// burst overlap and then the stores do (rte_vhost batches small copies for the same reason).
+/// Must be flushed before the used idx is published.
+struct DeferredCopies<'f> {
+    /// Host address of the header (frame at `+ hdr_len`), bounds-checked for `hdr_len + len`.
+    dst: [*mut u8; MAX_BURST],
+    frames: [&'f [u8]; MAX_BURST],
+    n: usize,
+}
+
+impl<'f> DeferredCopies<'f> {
+    fn new() -> Self {
+        DeferredCopies {
+            dst: [std::ptr::null_mut(); MAX_BURST],
+            frames: [&[]; MAX_BURST],
+            n: 0,
+        }
+    }
+
+    /// `dst` must have been translated for `hdr_len + frame.len()` bytes in this burst. At most
+    /// one push per frame and at most MAX_BURST frames per burst.
+    #[inline]
+    fn push(&mut self, dst: *mut u8, frame: &'f [u8]) {
+        self.dst[self.n] = dst;
+        self.frames[self.n] = frame;
+        self.n += 1;
+    }
+
+    /// Writes every deferred header (all zero but num_buffers = 1 in the 12-byte layout: each
+    /// frame took one buffer) and frame.
+    #[inline]
+    fn flush(&mut self, hdr_len: usize) {
+        let mut hdr = [0u8; HDR_LEN_MRG];
+        if hdr_len == HDR_LEN_MRG {
+            hdr[NUM_BUFFERS_OFF..].copy_from_slice(&1u16.to_le_bytes());
+        }
+        for (&p, f) in self.dst[..self.n].iter().zip(&self.frames[..self.n]) {
+            // SAFETY: [p, p + hdr_len + f.len()) was bounds-checked against one region mapped
+            // for the whole burst (`push`); the sources are our own buffers, so no overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(hdr.as_ptr(), p, hdr_len);
+                std::ptr::copy_nonoverlapping(f.as_ptr(), p.add(hdr_len), f.len());
+            }
+        }
+        self.n = 0;
+    }
+}
+
 /// The byte stream "header then frame" written into RX chains.
 struct RxSource<'a> {
     hdr: [u8; HDR_LEN_MRG],
@@ -246,11 +297,12 @@ impl RxSource<'_> {
 }
 
 /// Fills one RX chain from `src`; returns the bytes written into it.
-fn write_rx_chain(
+fn write_rx_chain<'f>(
     b: &Burst<'_>,
     st: &mut VqState,
     head: u16,
-    src: &mut RxSource<'_>,
+    src: &mut RxSource<'f>,
+    defer: &mut DeferredCopies<'f>,
 ) -> Result<u32, VirtqError> {
     let mut walker = ChainWalker::new(b.ring, b.mem, head);
     let mut written: u32 = 0;
@@ -266,29 +318,12 @@ fn write_rx_chain(
             len: d.len,
         };
         // Fast path: the whole header and frame fit in this first buffer, which lies in one
-        // region (the common case: 2 KiB guest buffers, one translation per frame).
+        // region (the common case: 2 KiB guest buffers, one translation per frame). The copy
+        // waits for the end of the burst (`DeferredCopies`); num_buffers is then 1.
         let whole = src.hdr_len + src.frame.len();
         if src.pos == 0 && d.len as usize >= whole {
             if let Some(p) = b.mem.gpa_to_host(d.addr, whole as u64, &mut st.hint) {
-                // SAFETY: [p, p + whole) was bounds-checked against one mapped region above;
-                // the sources are our own buffers, so the ranges cannot overlap.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(src.hdr.as_ptr(), p, src.hdr_len);
-                    std::ptr::copy_nonoverlapping(
-                        src.frame.as_ptr(),
-                        p.add(src.hdr_len),
-                        src.frame.len(),
-                    );
-                }
-                if b.mrg && src.hdr_len > NUM_BUFFERS_OFF + 1 {
-                    // SAFETY: both bytes lie inside the header just written.
-                    src.nb = unsafe {
-                        [
-                            Some(p.add(NUM_BUFFERS_OFF)),
-                            Some(p.add(NUM_BUFFERS_OFF + 1)),
-                        ]
-                    };
-                }
+                defer.push(p, src.frame);
                 src.pos = whole;
                 written = whole as u32;
                 break;
@@ -342,6 +377,7 @@ pub(crate) fn enqueue(
     let mut done = 0;
     let mut bytes = 0u64;
     let mut used = UsedShadow::new(st.used_idx);
+    let mut defer = DeferredCopies::new();
     'frames: for frame in &frames[..attempted] {
         // Only the ring positions need restoring if the frame does not fit (the translation
         // hint is a cache); saving two u16s, not the whole state, keeps this in registers.
@@ -367,12 +403,13 @@ pub(crate) fn enqueue(
                 break 'frames;
             }
             let res = head_at(b.ring, st.last_avail)
-                .and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src)?)));
+                .and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src, &mut defer)?)));
             let (head, wrote) = match res {
                 Ok(x) => x,
                 Err(e) => {
                     (st.last_avail, st.used_idx) = saved;
                     used.rewind(st.used_idx);
+                    defer.flush(b.hdr_len);
                     used.flush(b.ring);
                     b.metrics.packets.add(done as u64);
                     b.metrics.bytes.add(bytes);
@@ -408,6 +445,7 @@ pub(crate) fn enqueue(
         done += 1;
     }
     let _ = left;
+    defer.flush(b.hdr_len);
     used.flush(b.ring);
     b.metrics.packets.add(done as u64);
     b.metrics.bytes.add(bytes);
