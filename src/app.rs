@@ -640,11 +640,19 @@ fn control(
                 .collect();
             let pmd: Vec<_> = cores
                 .iter()
-                .map(|c| json!({"iterations": c.iterations.get(), "busy_iterations": c.busy_iterations.get()}))
+                .map(|c| {
+                    json!({
+                        "iterations": c.iterations.get(),
+                        "busy_iterations": c.busy_iterations.get(),
+                        "busy_cycles": c.busy_cycles.get(),
+                        "idle_cycles": c.idle_cycles.get(),
+                    })
+                })
                 .collect();
             json!({
                 "ports": ps,
                 "pmd": pmd,
+                "tsc_hz": crate::dpdk::tsc_hz(),
                 "fdb": {"entries": shared.fdb.len(), "capacity": shared.fdb.capacity()},
                 "mbufs_free": pool.available(),
                 "clock": clock,

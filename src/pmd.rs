@@ -75,6 +75,7 @@ impl PmdCore {
     pub fn run(&mut self) -> i32 {
         let mut rx = Burst::default();
         let shared = self.shared.clone();
+        let mut t0 = crate::dpdk::rdtsc();
         while !shared.stop.load(Ordering::Relaxed) {
             let now = shared.now_s.load(Ordering::Relaxed);
             if let Some(c) = &self.clock {
@@ -125,10 +126,16 @@ impl PmdCore {
                     self.flush(1 << p);
                 }
             }
+            // One TSC read per iteration: it ends this one and starts the next.
+            let t1 = crate::dpdk::rdtsc();
             self.stats.iterations.add(1);
             if busy {
                 self.stats.busy_iterations.add(1);
+                self.stats.busy_cycles.add(t1.wrapping_sub(t0));
+            } else {
+                self.stats.idle_cycles.add(t1.wrapping_sub(t0));
             }
+            t0 = t1;
         }
         // Hand back what is still buffered.
         self.pending.iter_mut().for_each(|b| drop(b.drain()));

@@ -66,6 +66,10 @@ pub struct CoreStats {
     /// Busy-loop iterations and those that found work: a load gauge.
     pub iterations: Counter,
     pub busy_iterations: Counter,
+    /// TSC cycles spent in iterations that found work and in those that did not (as OVS's
+    /// pmd-stats-show): busy cycles per packet is the core's processing cost, whatever the load.
+    pub busy_cycles: Counter,
+    pub idle_cycles: Counter,
 }
 
 impl CoreStats {
@@ -74,6 +78,8 @@ impl CoreStats {
             ports: (0..MAX_PORTS).map(|_| PortCounters::default()).collect(),
             iterations: Counter::default(),
             busy_iterations: Counter::default(),
+            busy_cycles: Counter::default(),
+            idle_cycles: Counter::default(),
         }
     }
     #[inline]

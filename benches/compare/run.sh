@@ -309,6 +309,21 @@ run_C() {
   return "$rc"
 }
 
+# pmd_load DIR: for C, the PMD core's processing cost from ctl-stats.json (busy TSC cycles per
+# forwarded frame, share of cycles busy): the backend's own cost, whatever the frontend's pace.
+pmd_load() {
+  [ -s "$1/ctl-stats.json" ] && command -v python3 >/dev/null || return 0
+  python3 - "$1/ctl-stats.json" <<'PY' 2>/dev/null || true
+import json, sys
+d = json.load(open(sys.argv[1]))
+busy = sum(c["busy_cycles"] for c in d["pmd"])
+idle = sum(c["idle_cycles"] for c in d["pmd"])
+pk = sum(p["rx_packets"] for p in d["ports"])
+if pk and busy + idle:
+    print(f" (PMD: {busy / pk:.0f} busy cycles/frame, {100 * busy / (busy + idle):.0f}% busy)", end="")
+PY
+}
+
 NAME_A=testpmd-vhost; NAME_B=ovs-dpdk; NAME_C=tsn-vswitch
 
 # ---------------------------------------------------------------- rounds
@@ -321,7 +336,7 @@ for r in $(seq 1 "$ROUNDS"); do
     if "run_$b" "$dir" && [ -s "$dir/pps" ]; then
       pps=$(cat "$dir/pps")
       RES[$b]="${RES[$b]:-} $pps"
-      log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps"
+      log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps$(pmd_load "$dir")"
     else
       log "FAILED: $name (round $r)$([ -n "$KEEP_LOGS" ] && echo "; logs kept in $KEEP_LOGS/r$r$b")"
       tail_log "$dir/backend.log"

@@ -55,6 +55,7 @@ pub mod error;
 pub mod memory;
 pub mod metrics;
 pub mod net;
+mod prefetch;
 pub mod protocol;
 pub mod queue;
 pub mod virtqueue;

@@ -143,6 +143,15 @@ impl Ring {
         Some(unsafe { read_desc(self.desc.add(16 * i as usize)) })
     }
 
+    /// Prefetches descriptor `i` of the main table (nothing when out of range).
+    #[inline]
+    pub fn prefetch_desc(&self, i: u16) {
+        if i < self.size {
+            // A hint only: the address is inside the table checked in `new` anyway.
+            crate::prefetch::read(self.desc.wrapping_add(16 * i as usize));
+        }
+    }
+
     /// Writes used->ring[idx % size] (not yet visible: see `publish_used_idx`).
     #[inline]
     pub fn write_used(&self, idx: u16, id: u16, len: u32) {

@@ -202,6 +202,50 @@ fn rx_mergeable_spans_chains_and_sets_num_buffers() {
 }
 
 #[test]
+fn rx_burst_mixing_single_and_multi_buffer_frames_keeps_each_intact() {
+    // Small frames take the deferred one-buffer path, the big one is written chain by chain in
+    // between: every frame must land whole, in order, with its own num_buffers.
+    let mut h = H::new(true, false);
+    let bufs: Vec<u64> = (0..5).map(|_| h.space(200)).collect();
+    for &b in &bufs {
+        h.vr.add_chain(&h.g, &[(b, 200, true)]);
+    }
+    let (a, big, c) = (frame(60, 1), frame(500, 2), frame(64, 3));
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&a, &big, &c]), 3);
+    assert_eq!(h.vr.used_idx(&h.g), 5);
+    let nb = |b: u64| u16::from_le_bytes(h.g.read(b + 10, 2).try_into().unwrap());
+    assert_eq!((nb(bufs[0]), nb(bufs[1]), nb(bufs[4])), (1, 3, 1));
+    assert_eq!(h.g.read(bufs[0], 10), vec![0; 10]);
+    assert_eq!(h.g.read(bufs[0] + HDR as u64, 60), a);
+    let mut got = h.g.read(bufs[1] + HDR as u64, 200 - HDR);
+    got.extend(h.g.read(bufs[2], 200));
+    got.extend(h.g.read(bufs[3], 112));
+    assert_eq!(got, big);
+    assert_eq!(h.g.read(bufs[4] + HDR as u64, 64), c);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, 72));
+    assert_eq!(h.vr.used_elem(&h.g, 4), (4, 76));
+}
+
+#[test]
+fn rx_violation_mid_burst_still_delivers_the_frames_before_it() {
+    let mut h = H::new(true, false);
+    let good = h.space(200);
+    h.vr.add_chain(&h.g, &[(good, 200, true)]);
+    h.vr.add_chain(&h.g, &[(0x10, 200, true)]);
+    let f = frame(60, 9);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f, &f]), 1);
+    assert!(matches!(
+        tx.error(),
+        Some(VirtqError::BufferOutOfMemory { addr: 0x10, .. })
+    ));
+    assert_eq!(h.vr.used_idx(&h.g), 1, "the good frame is published");
+    assert_eq!(h.g.read(good + HDR as u64, 60), f);
+    assert_eq!(h.g.read(good + 10, 2), vec![1, 0]);
+}
+
+#[test]
 fn rx_header_split_across_descriptors() {
     let mut h = H::new(true, false);
     let (a, b, c) = (h.space(4), h.space(8), h.space(200));
