@@ -33,10 +33,11 @@ usage: $0 [options]        (as root)
   --rounds N        rounds of A B C (default $ROUNDS)
   --seconds S       measured seconds per run (default $SECONDS_MEAS)
   --warmup S        seconds skipped after traffic starts (default $WARMUP)
-  --only LIST       backends to run, from A,B,C (default $ONLY)
+  --only LIST       backends to run, from A,B,C,D (default $ONLY)
                       A = dpdk-testpmd net_vhost (rte_vhost)   B = OVS-DPDK
                       C = tsn-vswitch (target/release/tsn-vswitch)
-  --gcl FILE        pass --gcl v1=FILE to tsn-vswitch
+                      D = tsn-vswitch with --gcl v1=FILE (needs --gcl)
+  --gcl FILE        the gate control list for D (without D: pass it to C)
   --c-client        tsn-vswitch ports as vhost-user-client (frontend server=1)
   --keep-logs DIR   copy every log (frontend, backend, OVS) into DIR
   --no-build        do not run cargo build --release (C uses the existing binary)
@@ -67,11 +68,15 @@ done
 [ "$SECONDS_MEAS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] || { echo "compare: --rounds/--seconds >= 1" >&2; exit 2; }
 BACKENDS=()
 for b in ${ONLY//,/ }; do
-  case "$b" in A|B|C) BACKENDS+=("$b") ;; *) echo "compare: --only takes A,B,C" >&2; exit 2 ;; esac
+  case "$b" in A|B|C|D) BACKENDS+=("$b") ;; *) echo "compare: --only takes A,B,C,D" >&2; exit 2 ;; esac
 done
 [ ${#BACKENDS[@]} -gt 0 ] || { echo "compare: --only is empty" >&2; exit 2; }
 has() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 if [ -n "$GCL" ] && [ ! -f "$GCL" ]; then echo "compare: --gcl: no such file" >&2; exit 2; fi
+if has D && [ -z "$GCL" ]; then echo "compare: D needs --gcl FILE" >&2; exit 2; fi
+# C gets the list only when D is not there to carry it (C alone with --gcl, as before).
+C_GCL=""; has D || C_GCL=$GCL
+USE_GCL=$C_GCL
 [ "$(id -u)" -eq 0 ] || { echo "compare: run as root" >&2; exit 2; }
 
 log() { echo "compare: $*" >&2; }
@@ -88,7 +93,7 @@ if has B; then
 fi
 
 TSN="$REPO/target/release/tsn-vswitch"
-if has C; then
+if has C || has D; then
   if [ "$BUILD" = 1 ]; then
     log "building tsn-vswitch (cargo build --release)"
     command -v cargo >/dev/null || { [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"; }
@@ -277,7 +282,7 @@ start_C() {
   [ "$C_CLIENT" = 1 ] && kind="vhost-user-client"
   args=(--main-core "$BE_MAIN" --pmd-cores "$BE_PMD" --ctl "$dir/ctl.sock"
         --port "v0=$kind:$dir/s0.sock" --port "v1=$kind:$dir/s1.sock")
-  [ -n "$GCL" ] && args+=(--gcl "v1=$GCL")
+  [ -n "$USE_GCL" ] && args+=(--gcl "v1=$USE_GCL")
   echo "+ $TSN ${args[*]}" >"$dir/backend.log"
   "${NICE[@]}" "$TSN" "${args[@]}" </dev/null >>"$dir/backend.log" 2>&1 &
   local be=$!
@@ -324,7 +329,11 @@ if pk and busy + idle:
 PY
 }
 
-NAME_A=testpmd-vhost; NAME_B=ovs-dpdk; NAME_C=tsn-vswitch
+# D: the same switch with a gate control list on v1 (an all-open list measures the stage's
+# bypass cost against C in the same run).
+run_D() { USE_GCL=$GCL; local rc=0; run_C "$1" || rc=$?; USE_GCL=$C_GCL; return "$rc"; }
+
+NAME_A=testpmd-vhost; NAME_B=ovs-dpdk; NAME_C=tsn-vswitch; NAME_D=tsn-vswitch+gcl
 
 # ---------------------------------------------------------------- rounds
 declare -A RES     # RES[X] = space-separated pps per round
@@ -367,6 +376,9 @@ done
 ratio() { if [ -n "${MED[$1]:-}" ] && [ -n "${MED[$2]:-}" ] && [ "${MED[$2]}" != 0 ]; then
             awk -v a="${MED[$1]}" -v b="${MED[$2]}" 'BEGIN {printf "%.2f", a / b}'
           else printf 'n/a'; fi; }
+if has C && has D; then
+  echo "tsn-vswitch+gcl / tsn-vswitch = $(ratio D C) (goal >= 0.95)"
+fi
 if has C; then
   echo "tsn-vswitch / ovs-dpdk = $(ratio C B) (goal >= 1.0) ; tsn-vswitch / testpmd-vhost = $(ratio C A) (goal >= 0.9)"
 elif has A && has B; then

@@ -38,7 +38,7 @@ use crate::classify::Tc;
 use gcl::{GateControlList, InstallError, Installed, Schedule, ScheduleCursor, MAP_LEN, MAX_TC};
 use mailbox::Slot;
 use ring::Ring;
-use stats::{ClassStats, StageCounters};
+use stats::{bucket_of, ClassStats, StageCounters};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -296,6 +296,43 @@ pub struct GateStage<F: Frame> {
     max_len: [usize; NTC],
     /// Bit c: the head frame of class c was already counted as a guard-band deferral.
     head_deferred: u8,
+}
+
+/// Release errors of consecutive sends that fall in one (class, bucket), counted once per run:
+/// a burst released from one class is one histogram update instead of a chain of dependent
+/// read-modify-writes of the same bucket, one per frame.
+struct ErrorRun {
+    class: usize,
+    bucket: usize,
+    n: u64,
+}
+
+impl ErrorRun {
+    const NONE: ErrorRun = ErrorRun {
+        class: 0,
+        bucket: 0,
+        n: 0,
+    };
+
+    #[inline]
+    fn add(&mut self, class: usize, bucket: usize, counters: &StageCounters) {
+        if self.n > 0 && (self.class != class || self.bucket != bucket) {
+            self.flush(counters);
+        }
+        self.class = class;
+        self.bucket = bucket;
+        self.n += 1;
+    }
+
+    #[inline]
+    fn flush(&mut self, counters: &StageCounters) {
+        if self.n > 0 {
+            counters.classes[self.class & (NTC - 1)]
+                .release_error
+                .record_n(self.bucket, self.n);
+            self.n = 0;
+        }
+    }
 }
 
 /// The control thread's handle on a stage: installs lists, sets the link speed, reads counters.
@@ -623,6 +660,7 @@ impl<F: Frame> GateStage<F> {
         let earliest = now.saturating_add(self.tx_delay_ns);
         let limit = earliest.saturating_add(self.ahead_ns);
         let mut n = 0;
+        let mut run = ErrorRun::NONE;
         'frames: while n < room {
             let start = earliest.max(self.wire_free_at);
             if start > limit {
@@ -641,7 +679,7 @@ impl<F: Frame> GateStage<F> {
                     continue;
                 };
                 if end <= close {
-                    self.send(c, now, end, &mut out);
+                    self.send(c, now, end, &mut out, &mut run);
                     n += 1;
                     continue 'frames;
                 }
@@ -649,11 +687,12 @@ impl<F: Frame> GateStage<F> {
             }
             break;
         }
+        run.flush(&self.shared.counters);
         n
     }
 
     #[inline]
-    fn send(&mut self, c: usize, now: u64, end: u64, out: &mut impl FnMut(F)) {
+    fn send(&mut self, c: usize, now: u64, end: u64, out: &mut impl FnMut(F), run: &mut ErrorRun) {
         let Some((frame, enq)) = self.queues[c].pop() else {
             return;
         };
@@ -674,8 +713,11 @@ impl<F: Frame> GateStage<F> {
         if enq < opened {
             ctr.held.add(1);
         }
-        ctr.release_error
-            .record(now.saturating_sub(opened.max(enq)));
+        run.add(
+            c,
+            bucket_of(now.saturating_sub(opened.max(enq))),
+            &self.shared.counters,
+        );
         out(frame);
     }
 

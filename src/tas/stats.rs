@@ -42,6 +42,12 @@ impl Histogram {
         self.buckets[bucket_of(ns)].add(1);
     }
 
+    /// Counts `n` values of bucket `k` (< [`BUCKETS`]). Single writer only.
+    #[inline]
+    pub fn record_n(&self, k: usize, n: u64) {
+        self.buckets[k.min(BUCKETS - 1)].add(n);
+    }
+
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot::from_buckets(self.buckets.iter().map(Counter::get).collect())
     }
