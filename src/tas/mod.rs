@@ -681,6 +681,21 @@ impl<F: Frame> GateStage<F> {
                 if end <= close {
                     self.send(c, now, end, &mut out, &mut run);
                     n += 1;
+                    // Until the next gate operation no gate changes, so no higher class can
+                    // become eligible (closed stays closed, a head that did not fit fits even
+                    // less later): keep sending from `c` in its window without rescanning.
+                    while n < room {
+                        let start = earliest.max(self.wire_free_at);
+                        let Some((head, _)) = self.queues[c].front() else {
+                            break;
+                        };
+                        let end = start.saturating_add(self.wire.ns(head.len()));
+                        if start > limit || start >= self.gates_next || end > close {
+                            break; // the scan above decides (and counts a deferral)
+                        }
+                        self.send(c, now, end, &mut out, &mut run);
+                        n += 1;
+                    }
                     continue 'frames;
                 }
                 self.defer(c, wt);

@@ -580,3 +580,63 @@ fn wire_time_math() {
         );
     }
 }
+
+#[test]
+fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
+    // Class 0 alone for 10 µs, then classes 0 and 1 for 10 µs. With 20 µs of look-ahead one
+    // release hands over a run of class 0 that reaches past the opening of class 1's gate:
+    // from that instant class 1 must go first (strict priority), then class 0 resumes.
+    let text = "num_tc 2\nmap 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\nbase-time 0\n\
+                sched-entry S 01 10000\nsched-entry S 03 10000\n";
+    let mut cfg = StageConfig::new(GBPS);
+    cfg.ahead_ns = Some(20_000);
+    let (mut s, _ctl) = stage_with(text, cfg, 0);
+    let t0 = 100 * 20_000; // a cycle start, long after the list took effect
+    let open1 = t0 + 10_000;
+    let enq = |s: &mut GateStage<TestFrame>, class: u8, id: u64| {
+        let f = TestFrame {
+            len: 100,
+            class,
+            id,
+        };
+        s.enqueue_class(f, class, t0).unwrap();
+    };
+    for id in 0..30 {
+        enq(&mut s, 0, id);
+    }
+    for id in 100..105 {
+        enq(&mut s, 1, id);
+    }
+    let now = t0 + 5_000;
+    let mut order = Vec::new();
+    let mut wire = now;
+    s.release(now, 64, |f| {
+        // Each frame starts when the previous one left the wire (nothing else is sending).
+        let start = wire;
+        wire += wire_time_ns(f.len, GBPS);
+        order.push((f.class, f.id, start));
+    });
+    let first1 = order
+        .iter()
+        .position(|&(c, ..)| c == 1)
+        .expect("class 1 sent");
+    assert!(
+        first1 > 0,
+        "class 0 goes while class 1 is closed: {order:?}"
+    );
+    assert!(
+        order[..first1]
+            .iter()
+            .all(|&(c, _, start)| c == 0 && start < open1),
+        "only class 0, and only before class 1 opens: {order:?}"
+    );
+    assert!(
+        order[first1].2 >= open1 - wire_time_ns(100, GBPS),
+        "{order:?}"
+    );
+    assert!(
+        order[first1..first1 + 5].iter().all(|&(c, ..)| c == 1),
+        "all of class 1 as soon as its gate opens, before more of class 0: {order:?}"
+    );
+    assert!(order[first1 + 5..].iter().all(|&(c, ..)| c == 0));
+}
