@@ -109,7 +109,7 @@ impl PmdCore {
                     }
                 }
                 // 3. transmit what this burst produced
-                self.flush(dirty);
+                self.flush(dirty, true);
             }
             // 4. schedule: release what the gates allow now, and transmit it
             if let (Some(c), false) = (&self.clock, self.gated.is_empty()) {
@@ -123,7 +123,7 @@ impl PmdCore {
                 let room = crate::dpdk::BURST - pending.len();
                 if stage.release(self.now_ns, room, |m| drop(pending.push(m))) > 0 {
                     busy = true;
-                    self.flush(1 << p);
+                    self.flush(1 << p, false);
                 }
             }
             // One TSC read per iteration: it ends this one and starts the next.
@@ -165,7 +165,7 @@ impl PmdCore {
             }
         }
         if self.pending[o].is_full() {
-            self.flush(1 << out);
+            self.flush(1 << out, true);
         }
         if let Err(m) = self.pending[o].push(m) {
             drop(m);
@@ -192,8 +192,11 @@ impl PmdCore {
     }
 
     /// Transmits the pending bursts of the ports in `dirty`; what the NIC refuses is dropped.
+    /// `around_gates`: the bursts hold frames that bypassed their port's gate stage (all gates
+    /// open, nothing queued), which the stage's wire model must still hear of, so that a list
+    /// arriving next finds the wire busy with them (released frames it booked itself).
     #[inline]
-    fn flush(&mut self, mut dirty: u64) {
+    fn flush(&mut self, mut dirty: u64, around_gates: bool) {
         while dirty != 0 {
             let p = dirty.trailing_zeros() as usize;
             dirty &= dirty - 1;
@@ -210,6 +213,12 @@ impl PmdCore {
             let (left, left_bytes) = (b.len() as u64, b.bytes());
             c.tx_packets.add(n - left);
             c.tx_bytes.add(bytes - left_bytes);
+            if around_gates {
+                if let Some(stage) = self.gates[p].as_mut() {
+                    let sent = (n - left) as usize;
+                    stage.bypassed(self.now_ns, sent, (bytes - left_bytes) as usize);
+                }
+            }
             if left > 0 {
                 c.drops[DropReason::TxFull as usize].add(left);
                 drop(b.drain());
