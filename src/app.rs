@@ -417,7 +417,11 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
                 serve_vhost(&p.spec.name, v, false);
             }
         }
+        let now_ns = calibrator.now_ns();
         ctl.poll(|words| {
+            if let ["gcl", name, file] = words {
+                return replace_gcl(&mut ports, name, file, now_ns);
+            }
             control(
                 words,
                 &ports,
@@ -571,6 +575,53 @@ fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
     }
 }
 
+/// `ctl gcl NAME FILE`: a new admin list for a gated port, as `tc qdisc replace ... taprio`
+/// does: validated whole first (a bad file changes nothing), then it takes effect at its
+/// ConfigChangeTime (its base-time, or its first cycle boundary after now when that is past,
+/// cycle-time-extension applied to the running list as 802.1Qbv §Q.5 says).
+fn replace_gcl(ports: &mut [Port], name: &str, file: &str, now_ns: u64) -> serde_json::Value {
+    let Some(p) = ports.iter_mut().find(|p| p.spec.name == name) else {
+        return json!({"error": format!("no port named '{name}'")});
+    };
+    let Some(g) = p.gate.as_mut() else {
+        return json!({"error": format!(
+            "port '{name}' has no gate stage: start the switch with --gcl {name}=FILE to gate it"
+        )});
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return json!({"error": format!("cannot read {file}: {e}")}),
+    };
+    let parsed = match gcl::parse(&text) {
+        Ok(x) => x,
+        Err(e) => return json!({"error": format!("{file}:{e}")}),
+    };
+    let warnings: Vec<String> = parsed
+        .warnings
+        .iter()
+        .map(|w| format!("{file}:{w}"))
+        .collect();
+    match g.install(parsed.list, now_ns) {
+        Ok(inst) => {
+            for w in &warnings {
+                tracing::warn!(port = %name, "GCL {w}");
+            }
+            tracing::info!(
+                port = %name, file, start_ns = inst.config_change_time,
+                config_change_error = inst.config_change_error, "gate control list replaced"
+            );
+            json!({
+                "port": name,
+                "file": file,
+                "config_change_time": inst.config_change_time,
+                "config_change_error": inst.config_change_error,
+                "warnings": warnings,
+            })
+        }
+        Err(e) => json!({"error": format!("{file}: {e}")}),
+    }
+}
+
 fn control(
     words: &[&str],
     ports: &[Port],
@@ -684,7 +735,7 @@ fn control(
             None => json!({"error": format!("no port named '{name}'")}),
         },
         _ => json!({"error": format!(
-            "unknown command '{}' (commands: stats, fdb, xstats NAME)",
+            "unknown command '{}' (commands: stats, fdb, xstats NAME, gcl NAME FILE)",
             words.join(" ")
         )}),
     }

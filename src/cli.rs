@@ -77,7 +77,9 @@ pub struct CtlArgs {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CTL)]
     pub ctl: PathBuf,
     /// The command: `stats` (ports and counters, JSON), `fdb` (learned MACs, JSON),
-    /// `xstats NAME` (the DPDK extended statistics of a port, JSON).
+    /// `xstats NAME` (the DPDK extended statistics of a port, JSON), `gcl NAME FILE` (replace
+    /// the gate control list of a port started with `--gcl`, like `tc qdisc replace ... taprio`:
+    /// the file is validated first, then takes effect at its ConfigChangeTime, printed).
     #[arg(required = true, num_args = 1..)]
     pub command: Vec<String>,
 }

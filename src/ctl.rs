@@ -68,6 +68,7 @@ impl Drop for CtlServer {
 
 /// The client side: sends `command`, prints the reply; an `{"error":..}` reply is an Err.
 pub fn request(path: &Path, command: &[String]) -> Result<String> {
+    let command = absolute_files(command)?;
     let mut s = UnixStream::connect(path)
         .with_context(|| format!("cannot reach the switch at {}", path.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -79,4 +80,23 @@ pub fn request(path: &Path, command: &[String]) -> Result<String> {
         anyhow::bail!("{e}");
     }
     Ok(serde_json::to_string_pretty(&v)?)
+}
+
+/// `gcl NAME FILE`: the switch reads FILE itself, from its own working directory, so a relative
+/// path is made absolute here; the command travels as one line of words, so the path may not
+/// contain whitespace.
+fn absolute_files(command: &[String]) -> Result<Vec<String>> {
+    let mut out = command.to_vec();
+    if let [verb, _, file] = &mut out[..] {
+        if verb == "gcl" {
+            let abs =
+                std::fs::canonicalize(&*file).with_context(|| format!("cannot read {file}"))?;
+            let abs = abs.to_string_lossy().into_owned();
+            if abs.chars().any(char::is_whitespace) {
+                anyhow::bail!("{abs}: a GCL path for ctl may not contain whitespace");
+            }
+            *file = abs;
+        }
+    }
+    Ok(out)
 }

@@ -898,3 +898,140 @@ fn guard_band_keeps_frames_that_cannot_fit() {
         "class 0 frames should mostly wait for their window\n{report}"
     );
 }
+
+/// Class 1 (critical) open [500 µs, 700 µs) of each 1 ms cycle: GCL_CRITICAL_FIRST's window
+/// moved by half a cycle.
+const GCL_CRITICAL_LATE: &str = "\
+num_tc 2
+map 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+base-time 0
+cycle-time 1000000
+sched-entry S 01 500000
+sched-entry S 02 200000
+sched-entry S 01 300000
+";
+
+/// `tsn-vswitch ctl --ctl SOCK ARGS...`: (success, stdout, stderr).
+fn ctl_cmd(sw: &Switch, args: &[&str]) -> (bool, String, String) {
+    let out = run_with_timeout(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tsn-vswitch"))
+            .arg("ctl")
+            .arg("--ctl")
+            .arg(&sw.ctl)
+            .args(args),
+        Duration::from_secs(15),
+    )
+    .unwrap_or_else(|e| panic!("ctl {args:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends `n` critical frames h1 → h2 and returns each one's arrival relative to the opening of
+/// the window at cycle offset `open`.
+fn critical_phases(lab: &Lab, tx: &RawSocket, n: u64, open: u64) -> Vec<i64> {
+    let rx = ts_socket(lab.host("h2"), CRIT_PORT);
+    prove_path(lab, tx, "h2", &rx, CRIT_PORT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = collector(rx, stop.clone());
+    send_critical(lab, tx, n, 1_013_000);
+    std::thread::sleep(Duration::from_millis(20));
+    stop.store(true, Ordering::Relaxed);
+    let tai_off = tai_offset_ns();
+    let mut ph: Vec<i64> = t
+        .join()
+        .unwrap()
+        .iter()
+        .filter(|r| r.seq < n)
+        .map(|r| since_open((r.rx_ns as i64 + tai_off) as u64, open))
+        .collect();
+    ph.sort_unstable();
+    ph
+}
+
+/// `ctl gcl PORT FILE` replaces a running list as `tc qdisc replace ... taprio` does: bad
+/// requests change nothing; a good one takes effect at its ConfigChangeTime, after which the
+/// critical frames arrive in the new window, not the old one.
+#[test]
+fn a_list_replaced_at_runtime_moves_the_critical_window() {
+    let mut lab = Lab::new("tas_replace");
+    start(&mut lab, GCL_CRITICAL_FIRST, "speed=100");
+    pin_cpu0();
+    let tx1 = lab.host("h1").raw();
+    let n = 400;
+    let inside = |ph: &[i64]| {
+        ph.iter()
+            .filter(|&&x| x < CRIT_WINDOW_NS + SLACK_NS)
+            .count()
+    };
+
+    let before = critical_phases(&lab, &tx1, n, 0);
+    assert!(
+        before.len() as u64 >= n * 9 / 10 && inside(&before) * 10 >= before.len() * 8,
+        "before the change, critical frames arrive in [0, 200 µs): {} of {} inside; phases \
+         (µs) p50 {:.1} p99 {:.1}",
+        inside(&before),
+        before.len(),
+        us(percentile(&before, 0.5)),
+        us(percentile(&before, 0.99))
+    );
+
+    // Bad requests: a clear error each, and the running list stays.
+    let dir = lab.dir.clone();
+    let bad = dir.join("bad.gcl");
+    std::fs::write(&bad, "num_tc 9\n").unwrap();
+    let late = dir.join("late.gcl");
+    std::fs::write(&late, GCL_CRITICAL_LATE).unwrap();
+    let (bad_s, late_s) = (bad.to_string_lossy(), late.to_string_lossy());
+    let sw = lab.switch();
+    for (args, needle) in [
+        (vec!["gcl", "nosuch", &*late_s], "no port named 'nosuch'"),
+        (vec!["gcl", "h1", &*late_s], "port 'h1' has no gate stage"),
+        (vec!["gcl", "h2", &*bad_s], "bad.gcl:1:"),
+        (
+            vec!["gcl", "h2", "/nonexistent/x.gcl"],
+            "cannot read /nonexistent/x.gcl",
+        ),
+    ] {
+        let (ok, _, err) = ctl_cmd(sw, &args);
+        assert!(
+            !ok && err.contains(needle),
+            "ctl {args:?}: want an error with {needle:?}, got {err}"
+        );
+    }
+
+    let (ok, out, err) = ctl_cmd(sw, &["gcl", "h2", &late_s]);
+    assert!(ok, "ctl gcl h2 late.gcl failed: {err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON reply");
+    let cct = reply["config_change_time"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no config_change_time in {reply}"));
+    // The new list starts at a cycle boundary after now; wait past it (TAI, as --clock tai).
+    let deadline = Instant::now() + WAIT;
+    while clock_ns(libc::CLOCK_TAI) < cct + 2 * CYCLE_NS {
+        assert!(
+            Instant::now() < deadline,
+            "ConfigChangeTime {cct} never came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let after = critical_phases(&lab, &tx1, n, 500_000);
+    assert!(
+        after.len() as u64 >= n * 9 / 10 && inside(&after) * 10 >= after.len() * 8,
+        "after the change, critical frames arrive in [500 µs, 700 µs): {} of {} inside; \
+         phases (µs) p50 {:.1} p99 {:.1}\n--- switch ---\n{}",
+        inside(&after),
+        after.len(),
+        us(percentile(&after, 0.5)),
+        us(percentile(&after, 0.99)),
+        lab.switch().log_text()
+    );
+    assert!(
+        lab.switch()
+            .log_text()
+            .contains("gate control list replaced"),
+        "the switch logs the replacement"
+    );
+}
