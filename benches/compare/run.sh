@@ -209,6 +209,12 @@ run_frontend() {
       started=1; deadline=$((SECONDS + 2 * need + 30))
     fi
     [ "$n" -ge "$need" ] && break
+    # tsn-vswitch: its PMD counters once a second, for the per-second cost report (C/D).
+    if [ "$started" = 1 ] && [ -S "$dir/ctl.sock" ] && [ $((SECONDS)) != "${last_sample:-}" ]; then
+      last_sample=$SECONDS
+      timeout 3 "$TSN" ctl --ctl "$dir/ctl.sock" stats 2>/dev/null | tr -d '\n' >>"$dir/stats.jsonl" \
+        && echo >>"$dir/stats.jsonl"
+    fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       if [ "$started" = 0 ]; then
         log "no traffic through the backend within ${LINK_TIMEOUT} s of starting the frontend"
@@ -378,6 +384,35 @@ ratio() { if [ -n "${MED[$1]:-}" ] && [ -n "${MED[$2]:-}" ] && [ "${MED[$2]}" !=
           else printf 'n/a'; fi; }
 if has C && has D; then
   echo "tsn-vswitch+gcl / tsn-vswitch = $(ratio D C) (goal >= 0.95)"
+  # The per-second PMD cost in each of the two regimes the loop runs in (see README.md):
+  # comparing within a regime takes out how long each backend happened to spend in which.
+  if command -v python3 >/dev/null; then
+    python3 - "$W" "$WARMUP" <<'PY' || true
+import glob, json, statistics, sys
+w, warm = sys.argv[1], int(sys.argv[2])
+def costs(b):
+    out = []
+    for f in sorted(glob.glob(f"{w}/r*{b}/stats.jsonl")):
+        snaps = [json.loads(l) for l in open(f) if l.strip()]
+        for a, z in list(zip(snaps, snaps[1:]))[warm:]:
+            busy = sum(c["busy_cycles"] for c in z["pmd"]) - sum(c["busy_cycles"] for c in a["pmd"])
+            pk = sum(p["rx_packets"] for p in z["ports"]) - sum(p["rx_packets"] for p in a["ports"])
+            if pk > 100000:
+                out.append(busy / pk)
+    return out
+c, d = costs("C"), costs("D")
+allv = sorted(c + d)
+if len(c) >= 4 and len(d) >= 4:
+    lo, hi = allv[len(allv) // 10], allv[len(allv) * 9 // 10]
+    cut = (lo + hi) / 2
+    for name, sel in (("fast", lambda x: x < cut), ("slow", lambda x: x >= cut)):
+        cc, dd = [x for x in c if sel(x)], [x for x in d if sel(x)]
+        if cc and dd:
+            mc, md = statistics.median(cc), statistics.median(dd)
+            print(f"PMD cycles/frame, {name} regime (split at {cut:.0f}): tsn-vswitch {mc:.0f} "
+                  f"({len(cc)} s), tsn-vswitch+gcl {md:.0f} ({len(dd)} s): gcl costs {100 * (md / mc - 1):+.1f} %")
+PY
+  fi
 fi
 if has C; then
   echo "tsn-vswitch / ovs-dpdk = $(ratio C B) (goal >= 1.0) ; tsn-vswitch / testpmd-vhost = $(ratio C A) (goal >= 0.9)"
