@@ -84,6 +84,12 @@ struct Wire {
     ns_per_byte: u64,
 }
 
+/// How far ahead of now bypassed traffic may book the wire. A NIC cannot queue more than its
+/// ring holds, but a port that takes more than its modelled speed (a vhost-user port, a wrong
+/// `speed=`) would push the booking ever further ahead, and a list taking effect next would
+/// then hold every frame until the model caught up: at most one millisecond of that.
+pub const BYPASS_BACKLOG_NS: u64 = 1_000_000;
+
 /// Slowest link modelled: keeps `wire bytes × ns_per_byte` inside u64 (2^17 × 2^45).
 const MIN_LINK_BPS: u64 = 1_000_000;
 /// Longest frame modelled (longer ones are timed as this long: no real frame is).
@@ -450,6 +456,7 @@ impl<F: Frame> GateStage<F> {
 
     /// Accounts frames sent around the stage (bypass) so the wire model knows the wire is busy
     /// when a list arrives. Per burst: `frames` frames totalling `bytes` (without FCS).
+    /// The booking never runs more than [`BYPASS_BACKLOG_NS`] ahead of `now`.
     #[inline]
     pub fn bypassed(&mut self, now: u64, frames: usize, bytes: usize) {
         let wire_bytes = bytes.saturating_add(frames.saturating_mul(WIRE_OVERHEAD));
@@ -457,7 +464,8 @@ impl<F: Frame> GateStage<F> {
         self.wire_free_at = self
             .wire_free_at
             .max(now)
-            .saturating_add(u64::try_from(ns).unwrap_or(u64::MAX));
+            .saturating_add(u64::try_from(ns).unwrap_or(u64::MAX))
+            .min(now.saturating_add(BYPASS_BACKLOG_NS));
     }
 
     /// Picks up a new schedule or link speed posted by the control thread. [`GateStage::release`]
