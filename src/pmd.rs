@@ -76,10 +76,21 @@ impl PmdCore {
         let mut rx = Burst::default();
         let shared = self.shared.clone();
         let mut t0 = crate::dpdk::rdtsc();
+        let mut was_busy = false;
         while !shared.stop.load(Ordering::Relaxed) {
+            // One TSC read per iteration: it ends the last one (busy or idle cycles) and, with
+            // gates, is this one's time.
+            let t = crate::dpdk::rdtsc();
+            let spent = t.wrapping_sub(t0);
+            t0 = t;
+            if was_busy {
+                self.stats.busy_cycles.add(spent);
+            } else {
+                self.stats.idle_cycles.add(spent);
+            }
             let now = shared.now_s.load(Ordering::Relaxed);
             if let Some(c) = &self.clock {
-                self.now_ns = c.now_ns();
+                self.now_ns = c.ns_at(t);
             }
             let mut busy = false;
             for i in 0..self.rxqs.len() {
@@ -126,16 +137,11 @@ impl PmdCore {
                     self.flush(1 << p, false);
                 }
             }
-            // One TSC read per iteration: it ends this one and starts the next.
-            let t1 = crate::dpdk::rdtsc();
             self.stats.iterations.add(1);
             if busy {
                 self.stats.busy_iterations.add(1);
-                self.stats.busy_cycles.add(t1.wrapping_sub(t0));
-            } else {
-                self.stats.idle_cycles.add(t1.wrapping_sub(t0));
             }
-            t0 = t1;
+            was_busy = busy;
         }
         // Hand back what is still buffered.
         self.pending.iter_mut().for_each(|b| drop(b.drain()));

@@ -125,6 +125,13 @@ impl<T: TickSource> TscClock<T> {
     pub fn new(cell: Arc<CalibrationCell>, ticks: T) -> Self {
         Self { cell, ticks }
     }
+
+    /// Reference time at tick count `ticks`, read from this clock's source already (the PMD
+    /// loop reads the TSC once per iteration for its cycle counters and reuses it here).
+    #[inline]
+    pub fn ns_at(&self, ticks: u64) -> u64 {
+        self.cell.read().at(ticks)
+    }
 }
 
 impl<T: TickSource> super::Clock for TscClock<T> {
