@@ -588,20 +588,11 @@ fn replace_gcl(ports: &mut [Port], name: &str, file: &str, now_ns: u64) -> serde
             "port '{name}' has no gate stage: start the switch with --gcl {name}=FILE to gate it"
         )});
     };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => return json!({"error": format!("cannot read {file}: {e}")}),
-    };
-    let parsed = match gcl::parse(&text) {
+    let (list, warnings) = match config::read_gcl(file) {
         Ok(x) => x,
-        Err(e) => return json!({"error": format!("{file}:{e}")}),
+        Err(e) => return json!({"error": e.to_string()}),
     };
-    let warnings: Vec<String> = parsed
-        .warnings
-        .iter()
-        .map(|w| format!("{file}:{w}"))
-        .collect();
-    match g.install(parsed.list, now_ns) {
+    match g.install(list, now_ns) {
         Ok(inst) => {
             for w in &warnings {
                 tracing::warn!(port = %name, "GCL {w}");

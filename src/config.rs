@@ -313,20 +313,27 @@ impl GclSpec {
             .split_once('=')
             .filter(|(p, f)| !p.is_empty() && !f.is_empty())
             .ok_or_else(|| anyhow!("--gcl '{arg}': expected PORT=FILE"))?;
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| anyhow!("--gcl {arg}: cannot read {file}: {e}"))?;
-        let parsed = gcl::parse(&text).map_err(|e| anyhow!("--gcl {arg}: {file}:{e}"))?;
+        let (list, warnings) = read_gcl(file).map_err(|e| anyhow!("--gcl {arg}: {e}"))?;
         Ok(GclSpec {
             port: port.to_string(),
             path: file.into(),
-            list: parsed.list,
-            warnings: parsed
-                .warnings
-                .iter()
-                .map(|w| format!("{file}:{w}"))
-                .collect(),
+            list,
+            warnings,
         })
     }
+}
+
+/// Reads and validates a GCL file (`--gcl` at start, `ctl gcl` at runtime): the list and its
+/// warnings, each `FILE:LINE: ...`; errors read `cannot read FILE: ...` or `FILE:LINE: reason`.
+pub fn read_gcl(file: &str) -> Result<(gcl::GateControlList, Vec<String>)> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("cannot read {file}: {e}"))?;
+    let parsed = gcl::parse(&text).map_err(|e| anyhow!("{file}:{e}"))?;
+    let warnings = parsed
+        .warnings
+        .iter()
+        .map(|w| format!("{file}:{w}"))
+        .collect();
+    Ok((parsed.list, warnings))
 }
 
 impl Config {

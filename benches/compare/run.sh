@@ -210,7 +210,7 @@ run_frontend() {
     fi
     [ "$n" -ge "$need" ] && break
     # tsn-vswitch: its PMD counters once a second, for the per-second cost report (C/D).
-    if [ "$started" = 1 ] && [ -S "$dir/ctl.sock" ] && [ $((SECONDS)) != "${last_sample:-}" ]; then
+    if [ "$started" = 1 ] && [ -S "$dir/ctl.sock" ] && [ "$SECONDS" != "${last_sample:-}" ]; then
       last_sample=$SECONDS
       timeout 3 "$TSN" ctl --ctl "$dir/ctl.sock" stats 2>/dev/null | tr -d '\n' >>"$dir/stats.jsonl" \
         && echo >>"$dir/stats.jsonl"
