@@ -304,41 +304,20 @@ pub struct GateStage<F: Frame> {
     head_deferred: u8,
 }
 
-/// Release errors of consecutive sends that fall in one (class, bucket), counted once per run:
-/// a burst released from one class is one histogram update instead of a chain of dependent
-/// read-modify-writes of the same bucket, one per frame.
-struct ErrorRun {
-    class: usize,
-    bucket: usize,
-    n: u64,
-}
-
-impl ErrorRun {
-    const NONE: ErrorRun = ErrorRun {
-        class: 0,
-        bucket: 0,
-        n: 0,
-    };
-
-    #[inline]
-    fn add(&mut self, class: usize, bucket: usize, counters: &StageCounters) {
-        if self.n > 0 && (self.class != class || self.bucket != bucket) {
-            self.flush(counters);
-        }
-        self.class = class;
-        self.bucket = bucket;
-        self.n += 1;
-    }
-
-    #[inline]
-    fn flush(&mut self, counters: &StageCounters) {
-        if self.n > 0 {
-            counters.classes[self.class & (NTC - 1)]
-                .release_error
-                .record_n(self.bucket, self.n);
-            self.n = 0;
-        }
-    }
+/// What bounds one run of sends from a class (see [`GateStage::send_run`]).
+#[derive(Clone, Copy)]
+struct Run {
+    /// Hand-over time.
+    now: u64,
+    /// Earliest wire start (now + tx delay) and latest (the look-ahead).
+    earliest: u64,
+    limit: u64,
+    /// When the class's gate closes, seen from the run's first start.
+    close: u64,
+    /// Where the head frame, already found to fit, ends on the wire.
+    first_end: u64,
+    /// Frames the tx burst still takes.
+    room: usize,
 }
 
 /// The control thread's handle on a stage: installs lists, sets the link speed, reads counters.
@@ -668,7 +647,6 @@ impl<F: Frame> GateStage<F> {
         let earliest = now.saturating_add(self.tx_delay_ns);
         let limit = earliest.saturating_add(self.ahead_ns);
         let mut n = 0;
-        let mut run = ErrorRun::NONE;
         'frames: while n < room {
             let start = earliest.max(self.wire_free_at);
             if start > limit {
@@ -687,61 +665,82 @@ impl<F: Frame> GateStage<F> {
                     continue;
                 };
                 if end <= close {
-                    self.send(c, now, end, &mut out, &mut run);
-                    n += 1;
-                    // Until the next gate operation no gate changes, so no higher class can
-                    // become eligible (closed stays closed, a head that did not fit fits even
-                    // less later): keep sending from `c` in its window without rescanning.
-                    while n < room {
-                        let start = earliest.max(self.wire_free_at);
-                        let Some((head, _)) = self.queues[c].front() else {
-                            break;
-                        };
-                        let end = start.saturating_add(self.wire.ns(head.len()));
-                        if start > limit || start >= self.gates_next || end > close {
-                            break; // the scan above decides (and counts a deferral)
-                        }
-                        self.send(c, now, end, &mut out, &mut run);
-                        n += 1;
-                    }
+                    let run = Run {
+                        now,
+                        earliest,
+                        limit,
+                        close,
+                        first_end: end,
+                        room: room - n,
+                    };
+                    n += self.send_run(c, run, &mut out);
                     continue 'frames;
                 }
                 self.defer(c, wt);
             }
             break;
         }
-        run.flush(&self.shared.counters);
         n
     }
 
+    /// Sends class `c`'s head (which the caller found fits, ending at `run.first_end`), then the
+    /// frames behind it for as long as they fit. Until the next gate operation no gate changes,
+    /// so no higher class can become eligible (closed stays closed, a head that did not fit fits
+    /// even less later): a run needs no rescan. The window the run leaves in opened at
+    /// `open_since`, or (handed ahead of an opening) at the next gate operation, the same for
+    /// every frame of the run, so what is counted per frame is kept in locals and written once.
     #[inline]
-    fn send(&mut self, c: usize, now: u64, end: u64, out: &mut impl FnMut(F), run: &mut ErrorRun) {
-        let Some((frame, enq)) = self.queues[c].pop() else {
-            return;
-        };
-        self.queued -= 1;
-        if self.queues[c].len() == 0 {
-            self.nonempty &= !(1 << c);
-        }
-        self.head_deferred &= !(1 << c);
-        self.wire_free_at = end;
-        // The window it leaves in opened at `open_since`, or (handed ahead of an opening) at the
-        // next gate operation.
+    fn send_run(&mut self, c: usize, run: Run, out: &mut impl FnMut(F)) -> usize {
         let opened = if self.gates & (1 << c) != 0 {
             self.open_since[c]
         } else {
             self.gates_next
         };
+        let (wire, gates_next) = (self.wire, self.gates_next);
+        let q = &mut self.queues[c];
         let ctr = &self.shared.counters.classes[c];
-        if enq < opened {
-            ctr.held.add(1);
+        let (mut sent, mut held) = (0usize, 0u64);
+        // Consecutive release errors in one histogram bucket: one update per stretch.
+        let (mut bucket, mut same) = (0usize, 0u64);
+        let mut free = self.wire_free_at;
+        let mut end = run.first_end;
+        while let Some((frame, enq)) = q.pop() {
+            free = end;
+            held += u64::from(enq < opened);
+            let b = bucket_of(run.now.saturating_sub(opened.max(enq)));
+            if b != bucket && same > 0 {
+                ctr.release_error.record_n(bucket, same);
+                same = 0;
+            }
+            bucket = b;
+            same += 1;
+            out(frame);
+            sent += 1;
+            if sent >= run.room {
+                break;
+            }
+            let Some((head, _)) = q.front() else {
+                break;
+            };
+            let start = run.earliest.max(free);
+            end = start.saturating_add(wire.ns(head.len()));
+            if start > run.limit || start >= gates_next || end > run.close {
+                break; // the caller's scan decides (and counts a deferral)
+            }
         }
-        run.add(
-            c,
-            bucket_of(now.saturating_sub(opened.max(enq))),
-            &self.shared.counters,
-        );
-        out(frame);
+        if same > 0 {
+            ctr.release_error.record_n(bucket, same);
+        }
+        if held > 0 {
+            ctr.held.add(held);
+        }
+        if q.len() == 0 {
+            self.nonempty &= !(1 << c);
+        }
+        self.queued -= sent;
+        self.wire_free_at = free;
+        self.head_deferred &= !(1 << c);
+        sent
     }
 
     /// The head of class `c` does not fit before its gate closes.

@@ -2,16 +2,24 @@
 //! of growing, so the PMD core never allocates.
 
 pub(crate) struct Ring<T> {
+    /// A power of two of slots, so an index wraps with a mask (no compare and branch).
     slots: Box<[Option<T>]>,
+    mask: usize,
+    /// Frames the ring takes: exactly what it was built for, which may be fewer than slots.
+    cap: usize,
     head: usize,
     len: usize,
 }
 
 impl<T> Ring<T> {
-    /// A ring of exactly `cap` slots (at least 1).
+    /// A ring holding exactly `cap` values (at least 1).
     pub(crate) fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
+        let n = cap.next_power_of_two();
         Self {
-            slots: (0..cap.max(1)).map(|_| None).collect(),
+            slots: (0..n).map(|_| None).collect(),
+            mask: n - 1,
+            cap,
             head: 0,
             len: 0,
         }
@@ -22,43 +30,36 @@ impl<T> Ring<T> {
         self.len
     }
 
-    #[inline]
-    fn wrap(&self, i: usize) -> usize {
-        if i >= self.slots.len() {
-            i - self.slots.len()
-        } else {
-            i
-        }
-    }
-
     /// Appends `v`, or gives it back when full.
     #[inline]
     pub(crate) fn push(&mut self, v: T) -> Result<(), T> {
-        if self.len == self.slots.len() {
+        if self.len >= self.cap {
             return Err(v);
         }
-        let i = self.wrap(self.head + self.len);
-        self.slots[i] = Some(v);
+        // A ring that drained starts over at slot 0: a queue that empties every PMD iteration
+        // keeps reusing the same (cache-hot) slots instead of sweeping all of its memory. (Here
+        // rather than in `pop`, which runs in the release loop's dependency chain.)
+        if self.len == 0 {
+            self.head = 0;
+        }
+        let i = (self.head + self.len) & self.mask;
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = Some(v);
+        }
         self.len += 1;
         Ok(())
     }
 
     #[inline]
     pub(crate) fn front(&self) -> Option<&T> {
-        self.slots[self.head].as_ref()
+        self.slots.get(self.head)?.as_ref()
     }
 
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<T> {
-        let v = self.slots[self.head].take()?;
+        let v = self.slots.get_mut(self.head)?.take()?;
         self.len -= 1;
-        // An emptied ring starts over at slot 0: a queue that drains every PMD iteration keeps
-        // reusing the same (cache-hot) slots instead of sweeping all of its memory.
-        self.head = if self.len == 0 {
-            0
-        } else {
-            self.wrap(self.head + 1)
-        };
+        self.head = (self.head + 1) & self.mask;
         Some(v)
     }
 }
@@ -85,5 +86,39 @@ mod tests {
             }
             assert_eq!(r.front(), None);
         }
+    }
+
+    #[test]
+    fn capacity_is_exact_when_not_a_power_of_two() {
+        let mut r = Ring::new(5);
+        for round in 0..7 {
+            for k in 0..5 {
+                assert_eq!(r.push(round * 10 + k), Ok(()));
+            }
+            assert_eq!(r.push(99), Err(99));
+            // Leave two behind so the next round wraps across the unused slots.
+            for k in 0..3 {
+                assert_eq!(r.pop(), Some(round * 10 + k));
+            }
+            for k in 3..5 {
+                assert_eq!(r.pop(), Some(round * 10 + k));
+            }
+            assert_eq!(r.pop(), None);
+        }
+        let mut r = Ring::new(5);
+        for v in 0..4 {
+            r.push(v).unwrap();
+        }
+        for v in 0..3 {
+            assert_eq!(r.pop(), Some(v));
+        }
+        for v in 4..8 {
+            r.push(v).unwrap(); // wraps: slots 4..7 then 0
+        }
+        assert_eq!(r.push(8), Err(8));
+        for v in 3..8 {
+            assert_eq!(r.pop(), Some(v));
+        }
+        assert_eq!(r.len(), 0);
     }
 }
