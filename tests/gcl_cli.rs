@@ -136,6 +136,19 @@ fn gcl_check_prints_gate_states() {
         "report:\n{stdout}"
     );
 
+    // queueMaxSDU (taprio's max-sdu) is shown per class.
+    let f = s.file(
+        "sdu.gcl",
+        &GOOD.replace("cycle-time", "max-sdu 0 200\ncycle-time"),
+    );
+    let out = gcl_check(&f, &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("\nmax-sdu 0 200 (0: no limit)\n"),
+        "max-sdu report:\n{stdout}"
+    );
+
     // A list shorter than its cycle holds the last state (taprio): valid, with a warning.
     let f = s.file(
         "short.gcl",
@@ -190,6 +203,13 @@ fn gcl_check_rejects_bad_lists_with_file_and_line() {
         "unknown keyword `gate-mode`",
     );
     expect_check_error(&s, "num-tc-9", "num_tc 9\n", 1, "num_tc 9 is outside 1..=8");
+    expect_check_error(
+        &s,
+        "max-sdu-beyond-num-tc",
+        &format!("{head}max-sdu 0 200 300\nsched-entry S 01 10\n"),
+        4,
+        "max-sdu has 3 values, but num_tc is 2",
+    );
     expect_check_error(
         &s,
         "intervals-overflow",

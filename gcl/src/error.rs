@@ -25,7 +25,7 @@ impl ParseError {
 /// What is wrong with a gate control list. Each message reads as a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ErrorKind {
-    #[error("unknown keyword `{0}` (expected num_tc, map, queues, base-time, cycle-time, cycle-time-extension, sched-entry or clockid)")]
+    #[error("unknown keyword `{0}` (expected num_tc, map, queues, base-time, cycle-time, cycle-time-extension, sched-entry, max-sdu or clockid)")]
     UnknownKeyword(String),
     #[error("`{keyword}` is given twice (first on line {first})")]
     DuplicateKeyword { keyword: &'static str, first: usize },
@@ -82,6 +82,12 @@ pub enum ErrorKind {
     CycleTimeIsZero,
     #[error("base-time + cycle-time overflows 2^64-1 ns")]
     FirstCycleOverflows,
+    #[error(
+        "max-sdu has {got} values, but num_tc is {num_tc} (one per traffic class, from class 0)"
+    )]
+    MaxSduBeyondNumTc { got: usize, num_tc: u8 },
+    #[error("max-sdu {value} for class {class} is larger than 65521, the largest SDU of a 65535-byte frame")]
+    MaxSduTooLarge { class: usize, value: u64 },
     #[error("unknown clockid `{0}` (expected CLOCK_TAI, CLOCK_REALTIME, CLOCK_MONOTONIC or CLOCK_BOOTTIME)")]
     UnknownClockid(String),
 }

@@ -31,7 +31,7 @@ pub use admin::{InstallError, Installed, Schedule, ScheduleCursor};
 pub use error::{ErrorKind, ParseError, Warning, WarningKind};
 pub use model::{
     ClockId, Entry, GateCommand, GateControlList, GateState, Window, ALL_GATES_OPEN, MAP_LEN,
-    MAX_TC,
+    MAX_SDU, MAX_TC,
 };
 pub use parser::{parse, Parsed};
 pub use report::check_report;

@@ -8,6 +8,8 @@ use crate::validate::{self, Raw, RawEntry};
 pub const MAX_TC: u8 = 8;
 /// Length of the priority→class map (taprio's `TC_BITMASK + 1`).
 pub const MAP_LEN: usize = 16;
+/// Largest `max-sdu` value: an SDU of a frame that fits in DPDK's 16-bit `data_len`.
+pub const MAX_SDU: u32 = 65_535 - 14;
 /// Mask with all 8 gates open: what is reported before a list takes effect.
 pub const ALL_GATES_OPEN: u8 = 0xff;
 
@@ -119,6 +121,8 @@ pub struct GateControlList {
     pub(crate) cycle_time_extension: u64,
     pub(crate) entries: Vec<Entry>,
     pub(crate) clockid: Option<ClockId>,
+    /// queueMaxSDU per class (802.1Q-2018 §12.29.1.1), 0 = no limit.
+    pub(crate) max_sdu: [u32; MAX_TC as usize],
     pub(crate) windows: Vec<Window>,
     pub(crate) close: Vec<[CloseRef; MAX_TC as usize]>,
 }
@@ -157,6 +161,7 @@ impl GateControlList {
                 .collect(),
             queues: None,
             clockid: None,
+            max_sdu: None,
             last_line: 0,
         };
         validate::validate(raw)
@@ -202,6 +207,45 @@ impl GateControlList {
     /// The `clockid` line, if any.
     pub fn clockid(&self) -> Option<ClockId> {
         self.clockid
+    }
+    /// The queueMaxSDU table (802.1Q-2018 §8.6.8.4, §12.29.1.1; taprio's `max-sdu`): per
+    /// class, the largest MAC service data unit — the frame's payload after the Ethernet header
+    /// and any VLAN tags — it may transmit; 0 means no limit beyond the port's. Classes past
+    /// `num_tc` read 0.
+    pub fn max_sdu(&self) -> &[u32; MAX_TC as usize] {
+        &self.max_sdu
+    }
+    /// Whether any class has a queueMaxSDU limit.
+    pub fn has_max_sdu(&self) -> bool {
+        self.max_sdu.iter().any(|&v| v != 0)
+    }
+    /// The same list with the queueMaxSDU table `table` (class 0 first, 0 = no limit); fails
+    /// as a parsed `max-sdu` line would (more values than `num_tc`, a value past [`MAX_SDU`]).
+    pub fn with_max_sdu(mut self, table: &[u32]) -> Result<Self, ParseError> {
+        if table.len() > usize::from(self.num_tc) {
+            return Err(ParseError::new(
+                0,
+                crate::ErrorKind::MaxSduBeyondNumTc {
+                    got: table.len(),
+                    num_tc: self.num_tc,
+                },
+            ));
+        }
+        let mut max_sdu = [0u32; MAX_TC as usize];
+        for (class, (&v, slot)) in table.iter().zip(max_sdu.iter_mut()).enumerate() {
+            if v > MAX_SDU {
+                return Err(ParseError::new(
+                    0,
+                    crate::ErrorKind::MaxSduTooLarge {
+                        class,
+                        value: v.into(),
+                    },
+                ));
+            }
+            *slot = v;
+        }
+        self.max_sdu = max_sdu;
+        Ok(self)
     }
     /// Mask with the gates of all `num_tc` classes open.
     pub fn all_classes_mask(&self) -> u8 {

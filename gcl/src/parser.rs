@@ -11,6 +11,7 @@
 //! sched-entry S 01 300000       # command S|H|R, hex mask (0x optional), interval ns
 //! sched-entry S 0x06 700000
 //! clockid CLOCK_TAI             # optional: recorded, not used
+//! max-sdu 0 0 200               # optional: queueMaxSDU per class from class 0 (0: no limit)
 //! ```
 //!
 //! `base-time` is required: taprio silently defaults it to 0 (which then means "the next cycle
@@ -141,6 +142,21 @@ fn parse_line<'a>(
                 line,
             });
         }
+        "max-sdu" => {
+            once(raw.max_sdu.as_ref().map(|v| v.1), "max-sdu")?;
+            const WHAT: &str = "a maximum SDU in bytes (0: no limit)";
+            let values = tokens
+                .by_ref()
+                .map(|t| decimal(t, "max-sdu", WHAT))
+                .collect::<Result<Vec<_>, _>>()?;
+            if values.is_empty() {
+                return Err(ErrorKind::MissingValue {
+                    keyword: "max-sdu",
+                    expected: "one maximum SDU in bytes per traffic class (0: no limit)",
+                });
+            }
+            raw.max_sdu = Some((values, line));
+        }
         "clockid" => {
             once(raw.clockid.map(|v| v.1), "clockid")?;
             let v = value(&mut tokens, "clockid", "a clock name such as CLOCK_TAI")?;
@@ -157,7 +173,7 @@ fn parse_line<'a>(
         }
         other => return Err(ErrorKind::UnknownKeyword(other.to_owned())),
     }
-    // `map` and `queues` consumed everything; others take a fixed number of values.
+    // `map`, `queues` and `max-sdu` consumed everything; others take a fixed number of values.
     if let Some(token) = tokens.next() {
         return Err(ErrorKind::ExtraToken {
             keyword: static_keyword(keyword),
@@ -184,6 +200,7 @@ fn static_keyword(k: &str) -> &'static str {
         "cycle-time" => "cycle-time",
         "cycle-time-extension" => "cycle-time-extension",
         "sched-entry" => "sched-entry",
+        "max-sdu" => "max-sdu",
         _ => "clockid",
     }
 }
@@ -287,6 +304,30 @@ mod tests {
         assert_eq!(p.list.clockid(), Some(ClockId::Tai));
         assert_eq!(p.list.entries()[0].command, GateCommand::SetAndHold);
         assert_eq!(p.list.entries()[1].command, GateCommand::SetAndRelease);
+    }
+
+    #[test]
+    fn max_sdu_is_per_class_from_class_0() {
+        let p = parse(&with("max-sdu 0 200\n")).unwrap();
+        assert_eq!(p.list.max_sdu(), &[0, 200, 0, 0, 0, 0, 0, 0]);
+        assert!(p.list.has_max_sdu());
+        assert!(!parse(EXAMPLE).unwrap().list.has_max_sdu());
+        assert!(!parse(&with("max-sdu 0 0 0\n")).unwrap().list.has_max_sdu());
+        let cases: &[(&str, &str)] = &[
+            ("max-sdu\n", "`max-sdu` needs one maximum SDU"),
+            ("max-sdu 0 x\n", "`x` is not a maximum SDU in bytes"),
+            ("max-sdu 1 2 3 4\n", "max-sdu has 4 values, but num_tc is 3"),
+            ("max-sdu 65522\n", "max-sdu 65522 for class 0 is larger"),
+            ("max-sdu 1\nmax-sdu 2\n", "`max-sdu` is given twice"),
+        ];
+        for (extra, msg) in cases {
+            let e = err(&with(extra));
+            assert!(e.line >= 7, "{extra:?}: {e}");
+            assert!(e.to_string().contains(msg), "{extra:?}: {e}");
+        }
+        let l = parse(EXAMPLE).unwrap().list;
+        assert_eq!(l.clone().with_max_sdu(&[9]).unwrap().max_sdu()[0], 9);
+        assert!(l.with_max_sdu(&[1, 2, 3, 4]).is_err());
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub fn check_report(text: &str, at: &[u64]) -> Result<String, ParseError> {
         }
     );
     let _ = writeln!(out, "cycle-time-extension {}", l.cycle_time_extension());
+    if l.has_max_sdu() {
+        let t: Vec<String> = l.max_sdu()[..usize::from(l.num_tc())]
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        let _ = writeln!(out, "max-sdu {} (0: no limit)", t.join(" "));
+    }
     if let Some(c) = l.clockid() {
         let _ = writeln!(out, "clockid {}", c.name());
     }

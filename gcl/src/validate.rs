@@ -2,7 +2,7 @@
 
 use crate::error::{ErrorKind, ParseError, Warning, WarningKind};
 use crate::model::{
-    ClockId, CloseRef, Entry, GateCommand, GateControlList, Window, MAP_LEN, MAX_TC,
+    ClockId, CloseRef, Entry, GateCommand, GateControlList, Window, MAP_LEN, MAX_SDU, MAX_TC,
 };
 
 /// An entry before its mask is checked against `num_tc` (which may come later in the file).
@@ -26,6 +26,8 @@ pub(crate) struct Raw {
     /// `COUNT@OFFSET` pairs; checked only for shape, the switch has its own queues.
     pub queues: Option<(Vec<(u64, u64)>, usize)>,
     pub clockid: Option<(ClockId, usize)>,
+    /// `max-sdu`: one value per class from class 0, 0 = no limit.
+    pub max_sdu: Option<(Vec<u64>, usize)>,
     /// Line blamed for missing things.
     pub last_line: usize,
 }
@@ -65,6 +67,24 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
                     num_tc,
                 },
             );
+        }
+    }
+    let mut max_sdu = [0u32; MAX_TC as usize];
+    if let Some((values, line)) = &raw.max_sdu {
+        if values.len() > usize::from(num_tc) {
+            return err(
+                *line,
+                ErrorKind::MaxSduBeyondNumTc {
+                    got: values.len(),
+                    num_tc,
+                },
+            );
+        }
+        for (class, (&v, slot)) in values.iter().zip(max_sdu.iter_mut()).enumerate() {
+            match u32::try_from(v) {
+                Ok(v) if v <= MAX_SDU => *slot = v,
+                _ => return err(*line, ErrorKind::MaxSduTooLarge { class, value: v }),
+            }
         }
     }
     let Some((base_time, base_line)) = raw.base_time else {
@@ -131,6 +151,7 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
             cycle_time_extension,
             entries,
             clockid: raw.clockid.map(|v| v.0),
+            max_sdu,
             windows,
             close,
         },

@@ -49,12 +49,23 @@ pub trait Frame {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The MAC service data unit's length: the frame after its Ethernet header and VLAN tag, what
+    /// queueMaxSDU limits. Asked only of frames longer than their class's untagged limit.
+    fn sdu_len(&self) -> usize {
+        self.len().saturating_sub(crate::wire::ETH_HEADER_LEN)
+    }
 }
 
 impl Frame for crate::dpdk::Mbuf {
     #[inline]
     fn len(&self) -> usize {
         crate::dpdk::Mbuf::len(self)
+    }
+
+    fn sdu_len(&self) -> usize {
+        let len = self.len();
+        crate::wire::EthernetFrame::new_checked(self.data())
+            .map_or(0, |f| len.saturating_sub(f.header_len()))
     }
 }
 
@@ -299,6 +310,10 @@ pub struct GateStage<F: Frame> {
     /// Longest wire time (ns) that fits an open window of each class, and the frame length
     /// that corresponds at the current link speed.
     max_wire: [u64; NTC],
+    fit_len: [usize; NTC],
+    /// Longest untagged frame each class's queueMaxSDU lets through (`usize::MAX`: no limit).
+    sdu_frame_len: [usize; NTC],
+    /// Longest frame enqueued without a second look: the lower of the two limits above.
     max_len: [usize; NTC],
     /// Bit c: the head frame of class c was already counted as a guard-band deferral.
     head_deferred: u8,
@@ -358,6 +373,8 @@ impl<F: Frame> GateStage<F> {
             lut_until: 0,
             num_tc: MAX_TC,
             max_wire: [u64::MAX; NTC],
+            fit_len: [usize::MAX; NTC],
+            sdu_frame_len: [usize::MAX; NTC],
             max_len: [usize::MAX; NTC],
             head_deferred: 0,
         };
@@ -414,11 +431,10 @@ impl<F: Frame> GateStage<F> {
     #[inline]
     pub fn enqueue_class(&mut self, frame: F, class: u8, now: u64) -> Result<(), F> {
         let c = usize::from(class) & (NTC - 1);
-        let ctr = &self.shared.counters.classes[c];
-        if frame.len() > self.max_len[c] {
-            ctr.dropped_oversize.add(1);
+        if frame.len() > self.max_len[c] && !self.long_frame_admitted(&frame, c) {
             return Err(frame);
         }
+        let ctr = &self.shared.counters.classes[c];
         match self.queues[c].push((frame, now)) {
             Ok(()) => {
                 ctr.enqueued.add(1);
@@ -431,6 +447,24 @@ impl<F: Frame> GateStage<F> {
                 Err(frame)
             }
         }
+    }
+
+    /// A frame longer than class `c`'s first limit: refused (and counted) if it fits no window
+    /// or its SDU exceeds queueMaxSDU (a tagged frame may be 4 bytes longer than an untagged
+    /// one: 802.1Q's SDU leaves the tag out).
+    #[cold]
+    fn long_frame_admitted(&self, frame: &F, c: usize) -> bool {
+        let ctr = &self.shared.counters.classes[c];
+        if frame.len() > self.fit_len[c] {
+            ctr.dropped_oversize.add(1);
+            return false;
+        }
+        let limit = self.sdu_frame_len[c].saturating_sub(crate::wire::ETH_HEADER_LEN);
+        if frame.sdu_len() > limit {
+            ctr.dropped_max_sdu.add(1);
+            return false;
+        }
+        true
     }
 
     /// Accounts frames sent around the stage (bypass) so the wire model knows the wire is busy
@@ -477,7 +511,6 @@ impl<F: Frame> GateStage<F> {
         self.close_cur = ScheduleCursor::new();
         self.win_from = [u64::MAX; NTC];
         self.win_until = [0; NTC];
-        self.always_open = self.schedule.all_gates_always_open();
         self.rebuild(now);
         self.resync(now);
         self.shared.counters.swaps.add(1);
@@ -487,8 +520,13 @@ impl<F: Frame> GateStage<F> {
     fn set_wire(&mut self, wire: Wire) {
         self.wire = wire;
         self.ahead_ns = self.ahead_cfg.unwrap_or_else(|| wire.ns(MAX_FRAME));
+        self.set_limits();
+    }
+
+    fn set_limits(&mut self) {
         for c in 0..NTC {
-            self.max_len[c] = wire.max_len(self.max_wire[c]);
+            self.fit_len[c] = self.wire.max_len(self.max_wire[c]);
+            self.max_len[c] = self.fit_len[c].min(self.sdu_frame_len[c]);
         }
     }
 
@@ -513,6 +551,13 @@ impl<F: Frame> GateStage<F> {
             list,
             (until != u64::MAX).then(|| self.schedule.admin()).flatten(),
         ];
+        // Bypass while no list that may still govern closes a gate or limits an SDU (a
+        // queueMaxSDU table needs every frame looked at). Re-evaluated here, at the
+        // ConfigChangeTime too, so an open list taking over from a gated one brings bypass back.
+        self.always_open = lists
+            .iter()
+            .flatten()
+            .all(|l| l.all_gates_always_open() && !l.has_max_sdu());
         for c in 0..NTC {
             self.max_wire[c] = if list.is_none() {
                 u64::MAX
@@ -524,8 +569,14 @@ impl<F: Frame> GateStage<F> {
                     .max()
                     .unwrap_or(u64::MAX)
             };
-            self.max_len[c] = self.wire.max_len(self.max_wire[c]);
+            // queueMaxSDU of the list governing now (taprio, too, checks at enqueue).
+            let sdu = list.map_or(0, |l| l.max_sdu()[c]);
+            self.sdu_frame_len[c] = match sdu {
+                0 => usize::MAX,
+                n => (n as usize).saturating_add(crate::wire::ETH_HEADER_LEN),
+            };
         }
+        self.set_limits();
         // Classes the new list does not have would be closed forever.
         if num_tc < self.num_tc {
             for c in usize::from(num_tc)..NTC {

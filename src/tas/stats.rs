@@ -109,6 +109,9 @@ pub struct ClassCounters {
     /// Refused at enqueue: the frame can never finish inside any open window of its class at the
     /// current link speed (it would block its queue forever).
     pub dropped_oversize: Counter,
+    /// Refused at enqueue: the frame's SDU (after the Ethernet header and VLAN tag) is longer than
+    /// its class's queueMaxSDU (`max-sdu`).
+    pub dropped_max_sdu: Counter,
     /// Taken out of the queue without being sent: found oversize at its turn (after a list or
     /// link-speed change), its class vanished from a new list, or the stage was flushed.
     pub discarded: Counter,
@@ -140,6 +143,7 @@ pub struct ClassStats {
     pub sent: u64,
     pub dropped_full: u64,
     pub dropped_oversize: u64,
+    pub dropped_max_sdu: u64,
     pub discarded: u64,
     pub held: u64,
     pub guard_deferrals: u64,
@@ -163,6 +167,7 @@ impl ClassCounters {
             sent,
             dropped_full: self.dropped_full.get(),
             dropped_oversize: self.dropped_oversize.get(),
+            dropped_max_sdu: self.dropped_max_sdu.get(),
             discarded,
             held: self.held.get(),
             guard_deferrals: self.guard_deferrals.get(),

@@ -6,7 +6,7 @@ mod ipv4;
 mod udp;
 mod vlan;
 
-pub use ethernet::{EtherType, EthernetFrame, MacAddr};
+pub use ethernet::{EtherType, EthernetFrame, MacAddr, HEADER_LEN as ETH_HEADER_LEN};
 pub use ipv4::{Ipv4Packet, PROTO_UDP};
 pub use udp::UdpDatagram;
 pub use vlan::{VlanTag, VLAN_TAG_LEN};
