@@ -136,6 +136,57 @@ fn pmd_run_delay_ns(sw: &Switch) -> u64 {
     total
 }
 
+/// Nanoseconds the hypervisor has stolen from `cpu` (`/proc/stat` steal, in USER_HZ ticks of
+/// 10 ms): time the vCPU was runnable but the host ran something else. The guest's scheduler does
+/// not see it, so the PMD's run-queue wait misses it; here it is measured at 1-2 % of CPU 1 under
+/// load, in slices long enough to hold a frame a whole cycle.
+fn cpu_steal_ns(cpu: usize) -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{cpu}");
+    stat.lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |ticks| ticks * 10_000_000)
+}
+
+/// What the shared machine took from the PMD core (CPU 1) over a stretch of a test: its
+/// thread's run-queue wait, and the hypervisor's steal of its vCPU.
+#[derive(Clone, Copy)]
+struct PmdLoss {
+    run_delay_ns: u64,
+    steal_ns: u64,
+}
+
+impl PmdLoss {
+    fn now(sw: &Switch) -> PmdLoss {
+        PmdLoss {
+            run_delay_ns: pmd_run_delay_ns(sw),
+            steal_ns: cpu_steal_ns(1),
+        }
+    }
+
+    fn since(self, before: PmdLoss) -> PmdLoss {
+        PmdLoss {
+            run_delay_ns: self.run_delay_ns.saturating_sub(before.run_delay_ns),
+            steal_ns: self.steal_ns.saturating_sub(before.steal_ns),
+        }
+    }
+
+    /// The PMD had its CPU to itself for all but 1 % of `elapsed`: strict bounds apply.
+    fn quiet(self, elapsed: Duration) -> bool {
+        (self.run_delay_ns + self.steal_ns) * 100 < elapsed.as_nanos() as u64
+    }
+
+    fn describe(self) -> String {
+        format!(
+            "PMD thread waited {:.1} ms for its CPU; hypervisor stole {:.0} ms of CPU 1",
+            self.run_delay_ns as f64 / 1e6,
+            self.steal_ns as f64 / 1e6
+        )
+    }
+}
+
 fn percentile(sorted: &[i64], q: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -513,15 +564,14 @@ fn critical_window_holds_under_best_effort_flood() {
     std::thread::sleep(Duration::from_millis(300));
     let t_a = Instant::now();
     let (g0, clock0) = gate(lab.switch(), "h2");
-    let rd0 = pmd_run_delay_ns(lab.switch());
+    let loss0 = PmdLoss::now(lab.switch());
     let n_crit = 5000;
     send_critical(&lab, &tx1, n_crit, 1_013_000);
     std::thread::sleep(Duration::from_millis(20));
     let (g1, clock1) = gate(lab.switch(), "h2");
     let elapsed = t_a.elapsed();
-    let run_delay = pmd_run_delay_ns(lab.switch()) - rd0;
-    // The PMD had its CPU to itself (waited < 1 % of the time): strict latency bounds apply.
-    let quiet = run_delay * 100 < elapsed.as_nanos() as u64;
+    let loss = PmdLoss::now(lab.switch()).since(loss0);
+    let quiet = loss.quiet(elapsed);
     flood_stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -596,7 +646,7 @@ fn critical_window_holds_under_best_effort_flood() {
          gate over {elapsed:?} (≤ {cycles} cycles): class 1 sent {sent1} held {held1}; class 0 sent {sent0} \
          (limit {be_per_cycle}/cycle = {}) held {held0} dropped_full {full0} guard_deferrals {guard0}\n\
          class 1 release error: {}\nclass 0 release error: {}\nclock before {clock0}\nclock after {clock1}\n\
-         tai offset {tai_off} ns; PMD thread waited {:.1} ms for its CPU ({})",
+         tai offset {tai_off} ns; {} ({})",
         crit.len(),
         missing.len(),
         missing.iter().take(10).collect::<Vec<_>>(),
@@ -625,7 +675,7 @@ fn critical_window_holds_under_best_effort_flood() {
         cycles * be_per_cycle,
         g1["classes"][1]["release_error"],
         g1["classes"][0]["release_error"],
-        run_delay as f64 / 1e6,
+        loss.describe(),
         if quiet { "quiet: strict latency bounds" } else { "loaded: loose latency bounds" },
     );
     eprintln!("{report}");
@@ -698,8 +748,10 @@ fn critical_window_holds_under_best_effort_flood() {
     // Always: the median added delay stays under a cycle (expected ~ 0.8 × 400 µs). When the
     // PMD had its CPU (quiet), also the p95 and the raw latency stay under a cycle + slack; when
     // the machine takes CPU 1 from the PMD for milliseconds, frames wait for it, not the gate.
-    // (p95, not p99: a busy CPU 0 delays the kernel's delivery of ~1 % by a millisecond or more
-    // even when the PMD waited for nothing, with the pre-2026-12 switch too.)
+    // "Quiet" counts the hypervisor's steal of CPU 1 too (1-2 % under load here, invisible to
+    // the guest's scheduler). (p95, not p99: a busy CPU 0 delays the kernel's delivery of ~1 %
+    // by a millisecond or more even when the PMD waited for nothing, with the pre-2026-12
+    // switch too.)
     assert!(
         percentile(&added, 0.5) < CYCLE_NS as i64,
         "the gate delays critical frames beyond a cycle\n{report}"
@@ -750,7 +802,7 @@ fn guard_band_keeps_frames_that_cannot_fit() {
     let big_t = collector(big_rx, stop.clone());
     let small_t = collector(small_rx, stop.clone());
     let (g0, _) = gate(lab.switch(), "h2");
-    let rd0 = pmd_run_delay_ns(lab.switch());
+    let loss0 = PmdLoss::now(lab.switch());
     let t_a = Instant::now();
 
     // 1500 ms: a critical frame every 1.013 ms; a 1400-byte frame every 5th; a pair of
@@ -787,8 +839,8 @@ fn guard_band_keeps_frames_that_cannot_fit() {
     let big_got = big_t.join().unwrap();
     let small_got = small_t.join().unwrap();
     let (g1, _) = gate(lab.switch(), "h2");
-    let run_delay = pmd_run_delay_ns(lab.switch()) - rd0;
-    let quiet = run_delay * 100 < t_a.elapsed().as_nanos() as u64;
+    let loss = PmdLoss::now(lab.switch()).since(loss0);
+    let quiet = loss.quiet(t_a.elapsed());
 
     let to_tai = |rt: u64| (rt as i64 + tai_off) as u64;
     let crit_seqs: std::collections::BTreeSet<u64> = crit_got
@@ -838,7 +890,7 @@ fn guard_band_keeps_frames_that_cannot_fit() {
          p50 {:.1} p99 {:.1} max {:.1} µs, {small_in_window} within 20 µs + slack; pairs split \
          over cycles (gap ≥ 500 µs): {split_pairs} of {} (gaps p50 {:.1} µs)\n\
          gate: class 0 sent {sent0} held {held0} guard_deferrals {guard0}; class 1 sent {sent1}\n\
-         class 0 release error: {}\nclass 1 release error: {}\nPMD thread waited {:.1} ms for its CPU",
+         class 0 release error: {}\nclass 1 release error: {}\n{} ({})",
         crit_seqs.len(),
         us(percentile(&lat, 0.5)),
         us(percentile(&lat, 0.99)),
@@ -860,7 +912,8 @@ fn guard_band_keeps_frames_that_cannot_fit() {
         },
         g1["classes"][0]["release_error"],
         g1["classes"][1]["release_error"],
-        run_delay as f64 / 1e6,
+        loss.describe(),
+        if quiet { "quiet" } else { "loaded" },
     );
     eprintln!("{report}");
 

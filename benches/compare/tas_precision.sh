@@ -144,15 +144,22 @@ RX=$!
 ip netns exec "$P-h3" python3 "$W/traffic.py" flood "$((SECS + 1))" "${P}n3" &
 FL=$!
 sleep 0.5
+# Hypervisor steal per CPU (/proc/stat, USER_HZ ticks): time the host took the vCPU away,
+# which the guest's scheduler cannot see; the PMD runs on CPU 1.
+steal() { awk '/^cpu[01] /{printf "%s ", $9}' /proc/stat; }
+STEAL0=$(steal)
 "$BIN" ctl --ctl "$W/ctl.sock" stats > "$W/stats0.json"
 ip netns exec "$P-h1" python3 "$W/traffic.py" crit "$SECS" "${P}n1"
 "$BIN" ctl --ctl "$W/ctl.sock" stats > "$W/stats1.json"
+STEAL1=$(steal)
 wait "$FL" "$RX"
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$W" "$SECS" "$LOAD0" "$LOAD1" <<'EOF'
+python3 - "$W" "$SECS" "$LOAD0" "$LOAD1" "$STEAL0" "$STEAL1" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys, time
 w, secs, load0, load1 = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+steal = [(int(b) - int(a)) * 1000 // int(sys.argv[7])
+         for a, b in zip(sys.argv[5].split(), sys.argv[6].split())]
 s0, s1 = (json.load(open(f"{w}/stats{i}.json")) for i in (0, 1))
 def gate(s): return next(p for p in s["ports"] if p["name"] == "h2")["gate"]
 g0, g1 = gate(s0), gate(s1)
@@ -175,7 +182,8 @@ inwin = sum(1 for x in ph if x < 200_000)
 c0 = [g1["classes"][0][k] - g0["classes"][0][k] for k in ("sent", "held", "dropped_full")]
 print(f"tsn-vswitch software gate, {secs} s, 1 ms cycle, critical window [0, 200 us), "
       f"best-effort flood at 100 Mb/s model")
-print(f"load average before {load0}, after {load1} (2 CPUs, shared machine)")
+print(f"load average before {load0}, after {load1} (2 CPUs, shared machine); hypervisor steal "
+      f"during the critical flow: CPU 0 {steal[0]} ms, CPU 1 (PMD) {steal[1]} ms")
 print(f"gate release error, class 1 ({sum(b1)} frames): median <= {pct(b1, .5) / 1000:.3f} us, "
       f"p99 <= {pct(b1, .99) / 1000:.3f} us (log2 bucket upper bounds)")
 print(f"receiver phase, arrival - window open ({len(rows)} frames): median {q(ph, .5):.1f} us, "
