@@ -123,14 +123,18 @@ impl PmdCore {
                 self.flush(dirty, true);
             }
             // 4. schedule: release what the gates allow now, and transmit it
-            if let (Some(c), false) = (&self.clock, self.gated.is_empty()) {
-                self.now_ns = c.now_ns(); // hand-over time as exact as the clock allows
-            }
+            let mut fresh = false;
             for k in 0..self.gated.len() {
                 let p = usize::from(self.gated[k]);
                 let (Some(stage), pending) = (self.gates[p].as_mut(), &mut self.pending[p]) else {
                     continue;
                 };
+                // Hand-over time as exact as the clock allows, read again only when there is
+                // something to hand over (a bypassed stage just polls for a new list).
+                if let (Some(c), false, true) = (&self.clock, fresh, stage.queued() > 0) {
+                    self.now_ns = c.now_ns();
+                    fresh = true;
+                }
                 let room = crate::dpdk::BURST - pending.len();
                 if stage.release(self.now_ns, room, |m| drop(pending.push(m))) > 0 {
                     busy = true;
