@@ -131,7 +131,7 @@ impl PmdCore {
                 };
                 // Hand-over time as exact as the clock allows, read again only when there is
                 // something to hand over (a bypassed stage just polls for a new list).
-                if let (Some(c), false, true) = (&self.clock, fresh, stage.queued() > 0) {
+                if let (Some(c), false, true) = (&self.clock, fresh, stage.has_queued()) {
                     self.now_ns = c.now_ns();
                     fresh = true;
                 }

@@ -280,9 +280,8 @@ pub struct GateStage<F: Frame> {
     /// Cursor for close times at frame start times (non-decreasing too).
     close_cur: ScheduleCursor,
     queues: [Ring<(F, u64)>; NTC],
-    /// Bit c: queue c is not empty.
+    /// Bit c: queue c is not empty (0: nothing queued).
     nonempty: u8,
-    queued: usize,
     always_open: bool,
 
     wire: Wire,
@@ -355,7 +354,6 @@ impl<F: Frame> GateStage<F> {
             close_cur: ScheduleCursor::new(),
             queues: std::array::from_fn(|_| Ring::new(config.queue_len)),
             nonempty: 0,
-            queued: 0,
             always_open: true,
             wire,
             seen_bps: config.link_bps,
@@ -393,13 +391,18 @@ impl<F: Frame> GateStage<F> {
     /// once per burst (after the iteration's [`GateStage::release`], which picks up new lists).
     #[inline]
     pub fn bypass(&self) -> bool {
-        self.always_open && self.queued == 0
+        self.always_open && self.nonempty == 0
     }
 
     /// Frames queued over all classes.
-    #[inline]
     pub fn queued(&self) -> usize {
-        self.queued
+        self.queues.iter().map(Ring::len).sum()
+    }
+
+    /// Whether any frame is queued.
+    #[inline]
+    pub fn has_queued(&self) -> bool {
+        self.nonempty != 0
     }
 
     /// When the wire frees up from what was handed over (model time, ns).
@@ -439,7 +442,6 @@ impl<F: Frame> GateStage<F> {
             Ok(()) => {
                 ctr.enqueued.add(1);
                 self.nonempty |= 1 << c;
-                self.queued += 1;
                 Ok(())
             }
             Err((frame, _)) => {
@@ -588,7 +590,6 @@ impl<F: Frame> GateStage<F> {
 
     fn discard_class(&mut self, c: usize) {
         while self.queues[c].pop().is_some() {
-            self.queued -= 1;
             self.shared.counters.classes[c].discarded.add(1);
         }
         self.nonempty &= !(1 << c);
@@ -599,7 +600,6 @@ impl<F: Frame> GateStage<F> {
     pub fn flush(&mut self, mut out: impl FnMut(F)) {
         for c in 0..NTC {
             while let Some((f, _)) = self.queues[c].pop() {
-                self.queued -= 1;
                 self.shared.counters.classes[c].discarded.add(1);
                 out(f);
             }
@@ -691,7 +691,7 @@ impl<F: Frame> GateStage<F> {
     #[inline]
     pub fn release(&mut self, now: u64, room: usize, mut out: impl FnMut(F)) -> usize {
         self.poll(now);
-        if self.queued == 0 || room == 0 {
+        if self.nonempty == 0 || room == 0 {
             return 0;
         }
         self.track(now);
@@ -747,27 +747,32 @@ impl<F: Frame> GateStage<F> {
         } else {
             self.gates_next
         };
-        let (wire, gates_next) = (self.wire, self.gates_next);
+        // A frame behind the head starts within the look-ahead and before the next gate
+        // operation (the caller's scan handles what comes after it).
+        let (wire, last_start) = (self.wire, run.limit.min(self.gates_next.saturating_sub(1)));
         let q = &mut self.queues[c];
         let ctr = &self.shared.counters.classes[c];
         let (mut sent, mut held) = (0usize, 0u64);
-        // Consecutive release errors in one histogram bucket: one update per stretch.
-        let (mut bucket, mut same) = (0usize, 0u64);
+        // Consecutive release errors in one histogram bucket: one update per stretch (starting
+        // with the head's bucket, so the loop needs no "first frame" test).
+        let err = |enq: u64| bucket_of(run.now.saturating_sub(opened.max(enq)));
+        let (mut bucket, mut same) = (q.front().map_or(0, |(_, enq)| err(*enq)), 0u64);
         let mut free = self.wire_free_at;
         let mut end = run.first_end;
+        // At least the head, which the caller found.
+        let max = run.room.min(q.len());
         while let Some((frame, enq)) = q.pop() {
             free = end;
             held += u64::from(enq < opened);
-            let b = bucket_of(run.now.saturating_sub(opened.max(enq)));
-            if b != bucket && same > 0 {
+            let b = err(enq);
+            if b != bucket {
                 ctr.release_error.record_n(bucket, same);
-                same = 0;
+                (bucket, same) = (b, 0);
             }
-            bucket = b;
             same += 1;
             out(frame);
             sent += 1;
-            if sent >= run.room {
+            if sent >= max {
                 break;
             }
             let Some((head, _)) = q.front() else {
@@ -775,7 +780,7 @@ impl<F: Frame> GateStage<F> {
             };
             let start = run.earliest.max(free);
             end = start.saturating_add(wire.ns(head.len()));
-            if start > run.limit || start >= gates_next || end > run.close {
+            if start > last_start || end > run.close {
                 break; // the caller's scan decides (and counts a deferral)
             }
         }
@@ -788,7 +793,6 @@ impl<F: Frame> GateStage<F> {
         if q.len() == 0 {
             self.nonempty &= !(1 << c);
         }
-        self.queued -= sent;
         self.wire_free_at = free;
         self.head_deferred &= !(1 << c);
         sent
@@ -801,7 +805,6 @@ impl<F: Frame> GateStage<F> {
         if wt > self.max_wire[c] {
             // It fits no window of the list now running: it would block its queue forever.
             if self.queues[c].pop().is_some() {
-                self.queued -= 1;
                 ctr.discarded.add(1);
             }
             if self.queues[c].len() == 0 {
