@@ -310,8 +310,8 @@ pub struct GateStage<F: Frame> {
     /// that corresponds at the current link speed.
     max_wire: [u64; NTC],
     fit_len: [usize; NTC],
-    /// Longest untagged frame each class's queueMaxSDU lets through (`usize::MAX`: no limit).
-    sdu_frame_len: [usize; NTC],
+    /// Each class's queueMaxSDU (`usize::MAX`: no limit).
+    max_sdu: [usize; NTC],
     /// Longest frame enqueued without a second look: the lower of the two limits above.
     max_len: [usize; NTC],
     /// Bit c: the head frame of class c was already counted as a guard-band deferral.
@@ -372,7 +372,7 @@ impl<F: Frame> GateStage<F> {
             num_tc: MAX_TC,
             max_wire: [u64::MAX; NTC],
             fit_len: [usize::MAX; NTC],
-            sdu_frame_len: [usize::MAX; NTC],
+            max_sdu: [usize::MAX; NTC],
             max_len: [usize::MAX; NTC],
             head_deferred: 0,
         };
@@ -461,8 +461,7 @@ impl<F: Frame> GateStage<F> {
             ctr.dropped_oversize.add(1);
             return false;
         }
-        let limit = self.sdu_frame_len[c].saturating_sub(crate::wire::ETH_HEADER_LEN);
-        if frame.sdu_len() > limit {
+        if frame.sdu_len() > self.max_sdu[c] {
             ctr.dropped_max_sdu.add(1);
             return false;
         }
@@ -528,7 +527,9 @@ impl<F: Frame> GateStage<F> {
     fn set_limits(&mut self) {
         for c in 0..NTC {
             self.fit_len[c] = self.wire.max_len(self.max_wire[c]);
-            self.max_len[c] = self.fit_len[c].min(self.sdu_frame_len[c]);
+            // The longest untagged frame of that SDU: a tagged one is looked at again.
+            let sdu_frame = self.max_sdu[c].saturating_add(crate::wire::ETH_HEADER_LEN);
+            self.max_len[c] = self.fit_len[c].min(sdu_frame);
         }
     }
 
@@ -572,10 +573,9 @@ impl<F: Frame> GateStage<F> {
                     .unwrap_or(u64::MAX)
             };
             // queueMaxSDU of the list governing now (taprio, too, checks at enqueue).
-            let sdu = list.map_or(0, |l| l.max_sdu()[c]);
-            self.sdu_frame_len[c] = match sdu {
+            self.max_sdu[c] = match list.map_or(0, |l| l.max_sdu()[c]) {
                 0 => usize::MAX,
-                n => (n as usize).saturating_add(crate::wire::ETH_HEADER_LEN),
+                n => n as usize,
             };
         }
         self.set_limits();
