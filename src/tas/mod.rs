@@ -70,6 +70,7 @@ impl Frame for crate::dpdk::Mbuf {
 }
 
 const NTC: usize = MAX_TC as usize;
+const _: () = assert!(Tc::COUNT.is_power_of_two());
 /// Shortest frame on the wire, without FCS (the MAC pads to it).
 pub const MIN_FRAME: usize = 60;
 /// Bytes a frame takes on the wire besides its own: FCS 4 + preamble/SFD 8 + IFG 12.
@@ -323,13 +324,11 @@ pub struct GateStage<F: Frame> {
 struct Run {
     /// Hand-over time.
     now: u64,
-    /// Earliest wire start (now + tx delay) and latest (the look-ahead).
-    earliest: u64,
+    /// The head frame's wire start, and the latest start (the look-ahead).
+    start: u64,
     limit: u64,
-    /// When the class's gate closes, seen from the run's first start.
+    /// When the class's gate closes, seen from `start`.
     close: u64,
-    /// Where the head frame, already found to fit, ends on the wire.
-    first_end: u64,
     /// Frames the tx burst still takes.
     room: usize,
 }
@@ -426,7 +425,9 @@ impl<F: Frame> GateStage<F> {
     /// drops it.
     #[inline]
     pub fn enqueue(&mut self, frame: F, tc: Tc, now: u64) -> Result<(), F> {
-        let class = self.lut[tc.index()];
+        // The mask keeps the lookup free of a bounds check (an index is below COUNT, a power
+        // of two).
+        let class = self.lut[tc.index() & (Tc::COUNT - 1)];
         self.enqueue_class(frame, class, now)
     }
 
@@ -707,41 +708,48 @@ impl<F: Frame> GateStage<F> {
             while cand != 0 {
                 let c = 7 - cand.leading_zeros() as usize;
                 cand &= !(1 << c);
-                let Some((head, _)) = self.queues[c].front() else {
-                    continue;
-                };
-                let wt = self.wire.ns(head.len());
-                let end = start.saturating_add(wt);
                 let Some(close) = self.open_until(c, start) else {
                     continue;
                 };
-                if end <= close {
-                    let run = Run {
-                        now,
-                        earliest,
-                        limit,
-                        close,
-                        first_end: end,
-                        room: room - n,
-                    };
-                    n += self.send_run(c, run, &mut out);
-                    continue 'frames;
+                let run = Run {
+                    now,
+                    start,
+                    limit,
+                    close,
+                    room: room - n,
+                };
+                match self.send_run(c, run, &mut out) {
+                    0 => self.defer(c),
+                    sent => {
+                        n += sent;
+                        continue 'frames;
+                    }
                 }
-                self.defer(c, wt);
             }
             break;
         }
         n
     }
 
-    /// Sends class `c`'s head (which the caller found fits, ending at `run.first_end`), then the
-    /// frames behind it for as long as they fit. Until the next gate operation no gate changes,
-    /// so no higher class can become eligible (closed stays closed, a head that did not fit fits
-    /// even less later): a run needs no rescan. The window the run leaves in opened at
-    /// `open_since`, or (handed ahead of an opening) at the next gate operation, the same for
-    /// every frame of the run, so what is counted per frame is kept in locals and written once.
+    /// Sends class `c`'s frames from its head, starting on the wire at `run.start`, for as long
+    /// as they end before the gate closes; 0 when the head does not (the caller defers it).
+    /// Until the next gate operation no gate changes, so no higher class can become eligible
+    /// (closed stays closed, a head that did not fit fits even less later): a run needs no
+    /// rescan. The window the run leaves in opened at `open_since`, or (handed ahead of an
+    /// opening) at the next gate operation, the same for every frame of the run; frames enqueued
+    /// in one PMD iteration share their enqueue time too, so their release error and held state
+    /// are counted once per such group, not per frame.
     #[inline]
     fn send_run(&mut self, c: usize, run: Run, out: &mut impl FnMut(F)) -> usize {
+        let wire = self.wire;
+        let q = &mut self.queues[c];
+        let Some((head, first_enq)) = q.front() else {
+            return 0;
+        };
+        let mut end = run.start.saturating_add(wire.ns(head.len()));
+        if end > run.close {
+            return 0;
+        }
         let opened = if self.gates & (1 << c) != 0 {
             self.open_since[c]
         } else {
@@ -749,27 +757,26 @@ impl<F: Frame> GateStage<F> {
         };
         // A frame behind the head starts within the look-ahead and before the next gate
         // operation (the caller's scan handles what comes after it).
-        let (wire, last_start) = (self.wire, run.limit.min(self.gates_next.saturating_sub(1)));
-        let q = &mut self.queues[c];
+        let last_start = run.limit.min(self.gates_next.saturating_sub(1));
         let ctr = &self.shared.counters.classes[c];
-        let (mut sent, mut held) = (0usize, 0u64);
-        // Consecutive release errors in one histogram bucket: one update per stretch (starting
-        // with the head's bucket, so the loop needs no "first frame" test).
-        let err = |enq: u64| bucket_of(run.now.saturating_sub(opened.max(enq)));
-        let (mut bucket, mut same) = (q.front().map_or(0, |(_, enq)| err(*enq)), 0u64);
-        let mut free = self.wire_free_at;
-        let mut end = run.first_end;
-        // At least the head, which the caller found.
+        let mut held = 0u64;
+        let mut count = |enq: u64, n: usize| {
+            let n = n as u64;
+            ctr.release_error
+                .record_n(bucket_of(run.now.saturating_sub(opened.max(enq))), n);
+            held += if enq < opened { n } else { 0 };
+        };
+        // The group being counted: its enqueue time and the run index of its first frame.
+        let (mut group_enq, mut group_from) = (*first_enq, 0usize);
+        let mut free = end;
+        let mut sent = 0usize;
         let max = run.room.min(q.len());
         while let Some((frame, enq)) = q.pop() {
             free = end;
-            held += u64::from(enq < opened);
-            let b = err(enq);
-            if b != bucket {
-                ctr.release_error.record_n(bucket, same);
-                (bucket, same) = (b, 0);
+            if enq != group_enq {
+                count(group_enq, sent - group_from);
+                (group_enq, group_from) = (enq, sent);
             }
-            same += 1;
             out(frame);
             sent += 1;
             if sent >= max {
@@ -778,15 +785,14 @@ impl<F: Frame> GateStage<F> {
             let Some((head, _)) = q.front() else {
                 break;
             };
-            let start = run.earliest.max(free);
+            // The wire is busy from here on: `free` is past the last start, so past earliest.
+            let start = free;
             end = start.saturating_add(wire.ns(head.len()));
             if start > last_start || end > run.close {
                 break; // the caller's scan decides (and counts a deferral)
             }
         }
-        if same > 0 {
-            ctr.release_error.record_n(bucket, same);
-        }
+        count(group_enq, sent - group_from);
         if held > 0 {
             ctr.held.add(held);
         }
@@ -800,7 +806,11 @@ impl<F: Frame> GateStage<F> {
 
     /// The head of class `c` does not fit before its gate closes.
     #[cold]
-    fn defer(&mut self, c: usize, wt: u64) {
+    fn defer(&mut self, c: usize) {
+        let Some((head, _)) = self.queues[c].front() else {
+            return;
+        };
+        let wt = self.wire.ns(head.len());
         let ctr = &self.shared.counters.classes[c];
         if wt > self.max_wire[c] {
             // It fits no window of the list now running: it would block its queue forever.

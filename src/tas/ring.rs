@@ -1,11 +1,16 @@
 //! A fixed-capacity FIFO allocated once: pushing into a full ring hands the value back instead
 //! of growing, so the PMD core never allocates.
 
+use std::mem::MaybeUninit;
+
 pub(crate) struct Ring<T> {
-    /// A power of two of slots, so an index wraps with a mask (no compare and branch).
-    slots: Box<[Option<T>]>,
+    /// A power of two of slots, so an index wraps with a mask (no compare and branch). The
+    /// `len` slots from `head` (wrapping) hold values; the others are uninitialised. Why not
+    /// `Option<T>`: a taken slot would be written back as `None` and every read would test the
+    /// tag, on the release loop's path, for what `len` already says.
+    slots: Box<[MaybeUninit<T>]>,
     mask: usize,
-    /// Frames the ring takes: exactly what it was built for, which may be fewer than slots.
+    /// Values the ring takes: exactly what it was built for, which may be fewer than slots.
     cap: usize,
     head: usize,
     len: usize,
@@ -17,7 +22,7 @@ impl<T> Ring<T> {
         let cap = cap.max(1);
         let n = cap.next_power_of_two();
         Self {
-            slots: (0..n).map(|_| None).collect(),
+            slots: (0..n).map(|_| MaybeUninit::uninit()).collect(),
             mask: n - 1,
             cap,
             head: 0,
@@ -43,24 +48,38 @@ impl<T> Ring<T> {
             self.head = 0;
         }
         let i = (self.head + self.len) & self.mask;
-        if let Some(slot) = self.slots.get_mut(i) {
-            *slot = Some(v);
-        }
+        // SAFETY: `mask` is `slots.len() - 1` (a power of two), so `i` is in bounds; the slot is
+        // outside the `len` values from `head` (len < cap ≤ slots), so it holds nothing to drop.
+        unsafe { self.slots.get_unchecked_mut(i) }.write(v);
         self.len += 1;
         Ok(())
     }
 
     #[inline]
     pub(crate) fn front(&self) -> Option<&T> {
-        self.slots.get(self.head)?.as_ref()
+        if self.len == 0 {
+            return None;
+        }
+        // SAFETY: `head` ≤ `mask` (always masked or 0) and, with len > 0, its slot holds a value.
+        Some(unsafe { self.slots.get_unchecked(self.head).assume_init_ref() })
     }
 
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<T> {
-        let v = self.slots.get_mut(self.head)?.take()?;
+        if self.len == 0 {
+            return None;
+        }
+        // SAFETY: as in `front`; the slot leaves the live range below, so it is read only once.
+        let v = unsafe { self.slots.get_unchecked(self.head).assume_init_read() };
         self.len -= 1;
         self.head = (self.head + 1) & self.mask;
         Some(v)
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
     }
 }
 
@@ -120,5 +139,23 @@ mod tests {
             assert_eq!(r.pop(), Some(v));
         }
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn values_left_in_a_ring_are_dropped_once() {
+        use std::rc::Rc;
+        let v = Rc::new(());
+        let mut r = Ring::new(4);
+        for _ in 0..3 {
+            r.push(v.clone()).unwrap();
+        }
+        drop(r.pop());
+        for _ in 0..2 {
+            r.push(v.clone()).unwrap(); // wraps
+        }
+        assert!(r.push(v.clone()).is_err()); // given back, dropped here
+        assert_eq!(Rc::strong_count(&v), 5);
+        drop(r);
+        assert_eq!(Rc::strong_count(&v), 1);
     }
 }

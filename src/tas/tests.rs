@@ -594,6 +594,50 @@ fn release_error_histogram_is_sane() {
 }
 
 #[test]
+fn release_errors_are_counted_per_frame_in_runs_of_several_enqueue_times() {
+    // Class 1 opens at 1.1 ms. The stage counts a run's frames per group of equal enqueue
+    // time; the histogram must hold what counting each frame would: hand-over − max(opened,
+    // enqueue), and held for frames queued before the opening.
+    let mut cfg = StageConfig::new(GBPS);
+    cfg.ahead_ns = Some(100_000);
+    let (mut s, ctl) = stage_with(THREE, cfg, 0);
+    let frame = |id| TestFrame {
+        len: 60,
+        class: 1,
+        id,
+    };
+    let mut expect = [0u64; stats::BUCKETS];
+    let mut push = |s: &mut GateStage<TestFrame>, enq: u64, err: u64| {
+        s.enqueue_class(frame(enq), 1, enq).unwrap();
+        expect[bucket_of(err)] += 1;
+        // The PMD's next iteration, while the gate is closed: the stage sees the gate states.
+        if enq < 1_100_000 {
+            assert_eq!(s.release(enq, 32, |_| panic!("sent while closed")), 0);
+        }
+    };
+    // First run, at 1 100 500: three held frames (two groups), one queued after the opening.
+    push(&mut s, 1_010_000, 500);
+    push(&mut s, 1_010_000, 500);
+    push(&mut s, 1_050_000, 500);
+    push(&mut s, 1_100_400, 100);
+    let mut sent = Vec::new();
+    assert_eq!(s.release(1_100_500, 32, |f| sent.push(f.id)), 4);
+    // Second run, at 1 102 000: three groups in three buckets, none held.
+    push(&mut s, 1_100_600, 1_400);
+    push(&mut s, 1_100_600, 1_400);
+    push(&mut s, 1_101_000, 1_000);
+    push(&mut s, 1_101_990, 10);
+    assert_eq!(s.release(1_102_000, 32, |f| sent.push(f.id)), 4);
+    let enq = [
+        1_010_000, 1_010_000, 1_050_000, 1_100_400, 1_100_600, 1_100_600, 1_101_000,
+    ];
+    assert_eq!(sent[..7], enq);
+    let c = &ctl.stats().classes[1];
+    assert_eq!((c.sent, c.held), (8, 3));
+    assert_eq!(c.release_error.buckets, expect.to_vec());
+}
+
+#[test]
 fn launch_times_fit_windows_and_granularity() {
     let mut sch = Schedule::new();
     sch.install(list(THREE), 0).unwrap();
