@@ -120,9 +120,10 @@ impl Wire {
     /// Nanoseconds frame of `len` occupies the wire (rounded up).
     #[inline]
     fn ns(&self, len: usize) -> u64 {
-        // ≤ 65 559 bytes × ≤ 8000·2^32: no overflow (see MIN_LINK_BPS).
+        // ≤ 65 559 bytes × ≤ 8000·2^32 (< 2^61), plus the rounding: no overflow (see
+        // MIN_LINK_BPS). Rounded up with an add and a shift (`div_ceil` tests the remainder).
         let bytes = wire_bytes(len.min(MAX_LEN)) as u64;
-        (bytes * self.ns_per_byte).div_ceil(1 << 32)
+        (bytes * self.ns_per_byte + ((1 << 32) - 1)) >> 32
     }
 
     /// Largest frame length whose wire time is at most `ns` (0: none fits).
