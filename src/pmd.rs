@@ -45,6 +45,10 @@ pub struct PmdCore {
     pub clock: Option<TscClock>,
     /// `clock` read once per iteration.
     now_ns: u64,
+    /// Bit p: port p's gate stage queues frames (it is not bypassed). A stage's bypass can only
+    /// change in its `release` (a new list, queues drained), so this is exact from one release
+    /// to the next, and a frame to a port tests one bit instead of the stage.
+    queuing: u64,
 }
 
 /// Where a frame came from: its class depends on the ingress port and queue.
@@ -68,6 +72,7 @@ impl PmdCore {
             gated: Vec::new(),
             clock: None,
             now_ns: 0,
+            queuing: 0,
         }
     }
 
@@ -75,6 +80,11 @@ impl PmdCore {
     pub fn run(&mut self) -> i32 {
         let mut rx = Burst::default();
         let shared = self.shared.clone();
+        for &p in &self.gated {
+            if let Some(stage) = &self.gates[usize::from(p)] {
+                self.queuing |= u64::from(!stage.bypass()) << p;
+            }
+        }
         let mut t0 = crate::dpdk::rdtsc();
         let mut was_busy = false;
         while !shared.stop.load(Ordering::Relaxed) {
@@ -136,7 +146,10 @@ impl PmdCore {
                     fresh = true;
                 }
                 let room = crate::dpdk::BURST - pending.len();
-                if stage.release(self.now_ns, room, |m| drop(pending.push(m))) > 0 {
+                let released = stage.release(self.now_ns, room, |m| drop(pending.push(m)));
+                self.queuing &= !(1 << p);
+                self.queuing |= u64::from(!stage.bypass()) << p;
+                if released > 0 {
                     busy = true;
                     self.flush(1 << p, false);
                 }
@@ -162,8 +175,8 @@ impl PmdCore {
             return 0;
         }
         let o = usize::from(out);
-        if let Some(stage) = self.gates[o].as_mut() {
-            if !stage.bypass() {
+        if self.queuing & (1 << o) != 0 {
+            if let Some(stage) = self.gates[o].as_mut() {
                 let tc = self.classifiers[usize::from(from.port)].classify(
                     m.data(),
                     fv.tagged.then_some(fv.pcp),
