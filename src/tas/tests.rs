@@ -10,6 +10,12 @@ struct TestFrame {
     id: u64,
 }
 
+impl TestFrame {
+    fn new(len: usize, class: u8, id: u64) -> Self {
+        Self { len, class, id }
+    }
+}
+
 impl Frame for TestFrame {
     fn len(&self) -> usize {
         self.len
@@ -83,11 +89,7 @@ fn run_mixed(ahead: Option<u64>, seed: u64, cycles: u64) -> [u64; 3] {
             let prio = rng.below(3) as u8;
             let len = 60 + rng.below(1455) as usize;
             id += 1;
-            let f = TestFrame {
-                len,
-                class: prio,
-                id,
-            };
+            let f = TestFrame::new(len, prio, id);
             let _ = stage.enqueue(f, Tc::priority(prio), now);
         }
         let mut out = Vec::new();
@@ -128,41 +130,14 @@ fn guard_band_holds_a_frame_that_would_overrun() {
     // Class 0 open [0, 100 µs) of each cycle; 5 µs before it closes a 1500-byte frame (12.2 µs)
     // does not fit; a 300-byte one (2.6 µs) does.
     let now = 1_000_000 + 95_000;
-    s.enqueue_class(
-        TestFrame {
-            len: 1500,
-            class: 0,
-            id: 1,
-        },
-        0,
-        now,
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(1500, 0, 1), 0, now).unwrap();
     let mut got = Vec::new();
     assert_eq!(s.release(now, 32, |f| got.push(f.id)), 0);
-    s.enqueue_class(
-        TestFrame {
-            len: 300,
-            class: 0,
-            id: 2,
-        },
-        0,
-        now,
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(300, 0, 2), 0, now).unwrap();
     // FIFO within a class: the small one waits behind the big one.
     assert_eq!(s.release(now + 1, 32, |f| got.push(f.id)), 0);
     // Class 1 opens at 100 µs and 1500 bytes fit its 70 µs window.
-    s.enqueue_class(
-        TestFrame {
-            len: 1500,
-            class: 1,
-            id: 3,
-        },
-        1,
-        now,
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(1500, 1, 3), 1, now).unwrap();
     assert_eq!(s.release(now + 2, 32, |f| got.push(f.id)), 0);
     assert_eq!(s.release(1_100_000, 32, |f| got.push(f.id)), 1);
     assert_eq!(got, [3]);
@@ -187,16 +162,8 @@ fn strict_priority_among_open_classes() {
     let (mut s, _ctl) = stage_with(text, cfg, 0);
     for (i, class) in [0u8, 1, 2, 0, 1, 2].into_iter().enumerate() {
         let id = i as u64 + 1;
-        s.enqueue(
-            TestFrame {
-                len: 100,
-                class,
-                id,
-            },
-            Tc::priority(class),
-            10,
-        )
-        .unwrap();
+        s.enqueue(TestFrame::new(100, class, id), Tc::priority(class), 10)
+            .unwrap();
     }
     let mut order = Vec::new();
     // One frame per call: the wire is busy after each (ahead 0).
@@ -209,26 +176,9 @@ fn strict_priority_among_open_classes() {
     // A lower class goes when the higher one's head does not fit but its own does.
     // The list runs from 1.01 ms; its all-open window ends at 2.01 ms.
     let now = 2_010_000 - 2_000;
-    s.enqueue_class(
-        TestFrame {
-            len: 1500,
-            class: 2,
-            id: 10,
-        },
-        2,
-        now,
-    )
-    .unwrap();
-    s.enqueue_class(
-        TestFrame {
-            len: 100,
-            class: 0,
-            id: 11,
-        },
-        0,
-        now,
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(1500, 2, 10), 2, now)
+        .unwrap();
+    s.enqueue_class(TestFrame::new(100, 0, 11), 0, now).unwrap();
     let mut got = Vec::new();
     s.release(now, 32, |f| got.push(f.id));
     assert_eq!(got, [11]);
@@ -250,16 +200,7 @@ fn bypass_without_a_list_or_with_gates_always_open() {
     s.release(10, 32, |_| {});
     assert!(!s.bypass());
     // Back to no list: queued frames drain first, then bypass.
-    s.enqueue_class(
-        TestFrame {
-            len: 60,
-            class: 1,
-            id: 1,
-        },
-        1,
-        20,
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(60, 1, 1), 1, 20).unwrap();
     ctl.clear();
     s.release(20, 0, |_| {});
     assert!(!s.bypass());
@@ -286,16 +227,8 @@ fn full_queues_drop_and_count() {
     let (mut s, ctl) = stage_with(THREE, cfg, 0);
     let mut refused = 0;
     for id in 0..10 {
-        if s.enqueue(
-            TestFrame {
-                len: 64,
-                class: 2,
-                id,
-            },
-            Tc::class(2),
-            0,
-        )
-        .is_err()
+        if s.enqueue(TestFrame::new(64, 2, id), Tc::class(2), 0)
+            .is_err()
         {
             refused += 1;
         }
@@ -319,42 +252,12 @@ fn frames_that_fit_no_window_are_refused() {
     let text = "num_tc 2\nmap 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\nbase-time 0\n\
                 sched-entry S 01 95000\nsched-entry S 02 5000\n";
     let (mut s, ctl) = stage_with(text, StageConfig::new(GBPS), 0);
-    assert!(s
-        .enqueue_class(
-            TestFrame {
-                len: 601,
-                class: 1,
-                id: 1
-            },
-            1,
-            0
-        )
-        .is_ok());
-    assert!(s
-        .enqueue_class(
-            TestFrame {
-                len: 602,
-                class: 1,
-                id: 2
-            },
-            1,
-            0
-        )
-        .is_err());
+    assert!(s.enqueue_class(TestFrame::new(601, 1, 1), 1, 0).is_ok());
+    assert!(s.enqueue_class(TestFrame::new(602, 1, 2), 1, 0).is_err());
     // At 100 Mb/s nothing but 1 minimum... not even that: 84 B take 6.72 µs.
     ctl.set_link_speed(100_000_000);
     s.release(1, 0, |_| {});
-    assert!(s
-        .enqueue_class(
-            TestFrame {
-                len: 60,
-                class: 1,
-                id: 3
-            },
-            1,
-            1
-        )
-        .is_err());
+    assert!(s.enqueue_class(TestFrame::new(60, 1, 3), 1, 1).is_err());
     // The queued 601-byte frame is discarded at its turn rather than blocking the queue.
     let mut got = 0;
     s.release(95_000, 32, |_| got += 1);
@@ -460,16 +363,8 @@ fn admin_to_oper_through_the_mailbox() {
     assert_eq!(ctl.stats().schedule_swaps, 2);
     // Old list before 2 ms: class 0 open at 1.8 ms (window [1.8, 1.9) ms).
     clock.set(1_800_000);
-    s.enqueue_class(
-        TestFrame {
-            len: 100,
-            class: 0,
-            id: 1,
-        },
-        0,
-        clock.now_ns(),
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(100, 0, 1), 0, clock.now_ns())
+        .unwrap();
     let mut got = Vec::new();
     s.release(clock.now_ns(), 32, |f| got.push(f.id));
     assert_eq!(got, [1]);
@@ -477,26 +372,10 @@ fn admin_to_oper_through_the_mailbox() {
     // still run, so it is refused at enqueue instead of blocking its queue.
     clock.set(2_050_000);
     s.release(clock.now_ns(), 32, |_| {});
-    s.enqueue_class(
-        TestFrame {
-            len: 100,
-            class: 0,
-            id: 2,
-        },
-        0,
-        clock.now_ns(),
-    )
-    .unwrap_err();
-    s.enqueue_class(
-        TestFrame {
-            len: 100,
-            class: 2,
-            id: 3,
-        },
-        2,
-        clock.now_ns(),
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(100, 0, 2), 0, clock.now_ns())
+        .unwrap_err();
+    s.enqueue_class(TestFrame::new(100, 2, 3), 2, clock.now_ns())
+        .unwrap();
     s.release(clock.now_ns(), 32, |f| got.push(f.id));
     assert_eq!(got, [1, 3]);
     // The replaced schedule came back for the control side to free.
@@ -514,16 +393,8 @@ fn admin_to_oper_through_the_mailbox() {
 fn fewer_classes_in_a_new_list_discards_their_frames() {
     let (mut s, mut ctl) = stage_with(THREE, StageConfig::new(GBPS), 0);
     // THREE runs from 200 µs; [200, 300) µs is class 0's: a class 2 frame waits.
-    s.enqueue_class(
-        TestFrame {
-            len: 100,
-            class: 2,
-            id: 1,
-        },
-        2,
-        200_010,
-    )
-    .unwrap();
+    s.enqueue_class(TestFrame::new(100, 2, 1), 2, 200_010)
+        .unwrap();
     let two = "num_tc 2\nmap 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\nbase-time 400000\n\
                sched-entry S 01 5000\nsched-entry S 02 5000\n";
     ctl.install(list(two), 200_020).unwrap();
@@ -552,31 +423,14 @@ fn release_error_histogram_is_sane() {
     let (mut s, ctl) = stage_with(THREE, cfg, 0);
     let clock = SimClock::new(1_000_000);
     for id in 0..3 {
-        s.enqueue_class(
-            TestFrame {
-                len: 60,
-                class: 1,
-                id,
-            },
-            1,
-            clock.now_ns(),
-        )
-        .unwrap();
+        s.enqueue_class(TestFrame::new(60, 1, id), 1, clock.now_ns())
+            .unwrap();
     }
     let mut sent = 0;
     while clock.now_ns() < 1_160_000 {
         let now = clock.advance(997);
         if (1_110_000..1_120_000).contains(&now) {
-            s.enqueue_class(
-                TestFrame {
-                    len: 60,
-                    class: 1,
-                    id: now,
-                },
-                1,
-                now,
-            )
-            .unwrap();
+            s.enqueue_class(TestFrame::new(60, 1, now), 1, now).unwrap();
         }
         s.release(now, 32, |_| sent += 1);
     }
@@ -601,11 +455,7 @@ fn release_errors_are_counted_per_frame_in_runs_of_several_enqueue_times() {
     let mut cfg = StageConfig::new(GBPS);
     cfg.ahead_ns = Some(100_000);
     let (mut s, ctl) = stage_with(THREE, cfg, 0);
-    let frame = |id| TestFrame {
-        len: 60,
-        class: 1,
-        id,
-    };
+    let frame = |id| TestFrame::new(60, 1, id);
     let mut expect = [0u64; stats::BUCKETS];
     let mut push = |s: &mut GateStage<TestFrame>, enq: u64, err: u64| {
         s.enqueue_class(frame(enq), 1, enq).unwrap();
@@ -711,11 +561,7 @@ fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
     let t0 = 100 * 20_000; // a cycle start, long after the list took effect
     let open1 = t0 + 10_000;
     let enq = |s: &mut GateStage<TestFrame>, class: u8, id: u64| {
-        let f = TestFrame {
-            len: 100,
-            class,
-            id,
-        };
+        let f = TestFrame::new(100, class, id);
         s.enqueue_class(f, class, t0).unwrap();
     };
     for id in 0..30 {
