@@ -323,10 +323,38 @@ impl GclSpec {
     }
 }
 
+/// Largest GCL file read: about 50 000 entries, far more than any NIC's list holds (the I210's
+/// has none, taprio's is bounded by one netlink message).
+pub const MAX_GCL_FILE: u64 = 1 << 20;
+
+/// The text of a GCL file. Only a regular file of at most [`MAX_GCL_FILE`] bytes: `ctl gcl`
+/// reads it on the control thread, where a FIFO would block it and `/dev/zero` would fill the
+/// memory. Opened non-blocking so that even a FIFO only costs the `fstat` that refuses it.
+pub fn read_gcl_text(file: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(file)?;
+    if !f.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_GCL_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_GCL_FILE {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} KiB", MAX_GCL_FILE >> 10),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Reads and validates a GCL file (`--gcl` at start, `ctl gcl` at runtime): the list and its
 /// warnings, each `FILE:LINE: ...`; errors read `cannot read FILE: ...` or `FILE:LINE: reason`.
 pub fn read_gcl(file: &str) -> Result<(gcl::GateControlList, Vec<String>)> {
-    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("cannot read {file}: {e}"))?;
+    let text = read_gcl_text(file.as_ref()).map_err(|e| anyhow!("cannot read {file}: {e}"))?;
     let parsed = gcl::parse(&text).map_err(|e| anyhow!("{file}:{e}"))?;
     let warnings = parsed
         .warnings

@@ -31,7 +31,7 @@ fn main() {
 
 /// `tsn-vswitch gcl check FILE [--at T]...`
 fn gcl_check(file: &std::path::Path, at: &[u64]) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file)
+    let text = tsn_vswitch::config::read_gcl_text(file)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
     let report =
         gcl::check_report(&text, at).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;

@@ -255,6 +255,34 @@ fn gcl_check_rejects_bad_lists_with_file_and_line() {
         "missing file: {}\n{stderr}",
         out.status
     );
+
+    // What is not a small regular file is refused, not read without end: a FIFO (no writer:
+    // a blocking read would hang), an endless device, a file over the size limit.
+    let fifo = s.0.join("fifo.gcl");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let big = s.file("big.gcl", &"# padding\n".repeat(110_000));
+    for (file, reason) in [
+        (fifo.as_path(), "not a regular file"),
+        (Path::new("/dev/zero"), "not a regular file"),
+        (big.as_path(), "larger than 1024 KiB"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let out = gcl_check(file, &[]);
+        let stderr = text(&out.stderr);
+        assert!(
+            !out.status.success()
+                && stderr.contains(&format!("{}: cannot read: {reason}", file.display())),
+            "{}: {}\n{stderr}",
+            file.display(),
+            out.status
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "{file:?} took long"
+        );
+    }
 }
 
 /// Run the switch with `args` (plus a private `--ctl`) and assert it fails as described: a

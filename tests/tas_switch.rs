@@ -1041,7 +1041,12 @@ fn a_list_replaced_at_runtime_moves_the_critical_window() {
     std::fs::write(&bad, "num_tc 9\n").unwrap();
     let late = dir.join("late.gcl");
     std::fs::write(&late, GCL_CRITICAL_LATE).unwrap();
+    let fifo = dir.join("fifo.gcl");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
     let (bad_s, late_s) = (bad.to_string_lossy(), late.to_string_lossy());
+    let fifo_s = fifo.to_string_lossy();
     let sw = lab.switch();
     for (args, needle) in [
         (vec!["gcl", "nosuch", &*late_s], "no port named 'nosuch'"),
@@ -1051,6 +1056,12 @@ fn a_list_replaced_at_runtime_moves_the_critical_window() {
             vec!["gcl", "h2", "/nonexistent/x.gcl"],
             "cannot read /nonexistent/x.gcl",
         ),
+        // Read on the control thread: an endless device or a FIFO must not stall it.
+        (
+            vec!["gcl", "h2", "/dev/zero"],
+            "cannot read /dev/zero: not a regular file",
+        ),
+        (vec!["gcl", "h2", &*fifo_s], "fifo.gcl: not a regular file"),
     ] {
         let (ok, _, err) = ctl_cmd(sw, &args);
         assert!(
