@@ -455,6 +455,19 @@ fn switch_clock_errors() {
         &[&["/dev/nonexistent"]],
         EAL_BOUND,
     );
+    // A FIFO is not a PHC: refused, not waited on for a writer.
+    let s = Scratch::new("clock-fifo");
+    let fifo = s.0.join("ptp-fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let arg = format!("phc:{}", fifo.display());
+    expect_switch_error(
+        "clock-phc-fifo",
+        &["--port", NULL_PORT, "--clock", &arg],
+        &[&["ptp-fifo"], &["is not a PTP hardware clock"]],
+        EAL_BOUND,
+    );
     expect_switch_error(
         "clock-port-unknown",
         &["--port", NULL_PORT, "--clock", "port:nosuchport"],

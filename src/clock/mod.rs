@@ -199,9 +199,15 @@ pub struct PhcClock {
 
 impl PhcClock {
     /// Opens the device read-only (enough to read; adjusting is ptp4l's business) and reads it
-    /// once, so a path that is not a PHC fails here.
+    /// once, so a path that is not a PHC fails here. Non-blocking: a FIFO given by mistake is
+    /// then refused at once instead of waiting for a writer.
     pub fn open(path: &Path) -> Result<Self, ClockError> {
-        let file = File::open(path).map_err(|cause| ClockError::PhcOpen {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path);
+        let file = file.map_err(|cause| ClockError::PhcOpen {
             path: path.to_owned(),
             cause,
         })?;
