@@ -377,6 +377,21 @@ fn switch_gcl_errors() {
         &[&[&file_line], &["interval is zero"]],
         BOUND,
     );
+    // An entry no minimum frame fits in at the port's speed (taprio's rule): refused once the
+    // speed is known (here 100 Mb/s: 60 bytes take 4800 ns), naming the line.
+    let short = s.file(
+        "short.gcl",
+        "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nbase-time 0\n\
+         sched-entry S 01 100000\nsched-entry S 02 1000\n",
+    );
+    let short = short.to_str().unwrap();
+    let arg = format!("p0={short}");
+    expect_switch_error(
+        "gcl-interval-too-short",
+        &["--port", "p0,speed=100=dpdk:net_null0", "--gcl", &arg],
+        &[&[short], &["line 5"], &["1000 ns"], &["4800 ns"]],
+        EAL_BOUND,
+    );
     expect_switch_error(
         "gcl-no-equals",
         &["--port", NULL_PORT, "--gcl", "x"],

@@ -1041,6 +1041,15 @@ fn a_list_replaced_at_runtime_moves_the_critical_window() {
     std::fs::write(&bad, "num_tc 9\n").unwrap();
     let late = dir.join("late.gcl");
     std::fs::write(&late, GCL_CRITICAL_LATE).unwrap();
+    // At h2's 100 Mb/s a minimum frame takes 4800 ns: a 1000 ns entry is refused.
+    let short = dir.join("short.gcl");
+    std::fs::write(
+        &short,
+        "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nbase-time 0\n\
+         sched-entry S 01 100000\nsched-entry S 02 1000\n",
+    )
+    .unwrap();
+    let short_s = short.to_string_lossy();
     let fifo = dir.join("fifo.gcl");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
@@ -1062,6 +1071,10 @@ fn a_list_replaced_at_runtime_moves_the_critical_window() {
             "cannot read /dev/zero: not a regular file",
         ),
         (vec!["gcl", "h2", &*fifo_s], "fifo.gcl: not a regular file"),
+        (
+            vec!["gcl", "h2", &*short_s],
+            "short.gcl: line 5: sched-entry interval 1000 ns is shorter",
+        ),
     ] {
         let (ok, _, err) = ctl_cmd(sw, &args);
         assert!(

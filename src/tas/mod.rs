@@ -870,10 +870,52 @@ pub struct GateStats {
     pub classes: Vec<ClassStats>,
 }
 
+/// Why a list was not installed on a port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GateInstallError {
+    #[error(
+        "line {line}: sched-entry interval {interval_ns} ns is shorter than a minimum frame \
+         ({MIN_FRAME} bytes) takes at the port's {mbps} Mb/s ({min_ns} ns): no frame could leave \
+         in it"
+    )]
+    IntervalTooShort {
+        line: usize,
+        interval_ns: u64,
+        min_ns: u64,
+        mbps: u64,
+    },
+    #[error(transparent)]
+    Schedule(#[from] InstallError),
+}
+
+/// Shortest interval an entry may have at `link_bps`: the time of a minimum frame's 60 bytes,
+/// as taprio requires (`length_to_duration(q, ETH_ZLEN)` in sch_taprio.c). A shorter entry could
+/// never send, and a list of them would make the PMD core step through gate operations
+/// instead of forwarding.
+pub fn min_interval_ns(link_bps: u64) -> u64 {
+    let bps = u128::from(link_bps.max(MIN_LINK_BPS));
+    u64::try_from((MIN_FRAME as u128 * 8_000_000_000).div_ceil(bps)).unwrap_or(u64::MAX)
+}
+
 impl GateControl {
     /// Makes `list` the admin list at its ConfigChangeTime computed from `now` (the same clock
-    /// the PMD core uses), and posts the schedule to the PMD core.
-    pub fn install(&mut self, list: GateControlList, now: u64) -> Result<Installed, InstallError> {
+    /// the PMD core uses), and posts the schedule to the PMD core. Refused, changing nothing,
+    /// when an entry is shorter than [`min_interval_ns`] at the port's link speed.
+    pub fn install(
+        &mut self,
+        list: GateControlList,
+        now: u64,
+    ) -> Result<Installed, GateInstallError> {
+        let bps = self.shared.link_bps.load(Ordering::Relaxed);
+        let min_ns = min_interval_ns(bps);
+        if let Some(e) = list.entries().iter().find(|e| e.interval < min_ns) {
+            return Err(GateInstallError::IntervalTooShort {
+                line: e.line,
+                interval_ns: e.interval,
+                min_ns,
+                mbps: bps / 1_000_000,
+            });
+        }
         self.collect();
         let r = self.mirror.install(list, now)?;
         self.post();

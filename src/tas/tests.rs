@@ -448,6 +448,43 @@ fn release_error_histogram_is_sane() {
 }
 
 #[test]
+fn entries_shorter_than_a_minimum_frame_are_refused_at_the_link_speed() {
+    // 60 bytes take 480 ns at 1 Gb/s and 4800 ns at 100 Mb/s (taprio's minimum interval).
+    assert_eq!(min_interval_ns(GBPS), 480);
+    assert_eq!(min_interval_ns(100_000_000), 4800);
+    assert_eq!(min_interval_ns(10_000_000_000), 48);
+    let text = |short: u64| {
+        format!(
+            "num_tc 2\nmap 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\nbase-time 0\n\
+             sched-entry S 01 10000\nsched-entry S 02 {short}\n"
+        )
+    };
+    let (_s, mut ctl) = GateStage::<TestFrame>::new(StageConfig::new(GBPS));
+    let e = ctl.install(list(&text(479)), 0).unwrap_err();
+    assert_eq!(
+        e,
+        GateInstallError::IntervalTooShort {
+            line: 5,
+            interval_ns: 479,
+            min_ns: 480,
+            mbps: 1000
+        }
+    );
+    assert!(
+        e.to_string()
+            .starts_with("line 5: sched-entry interval 479 ns"),
+        "{e}"
+    );
+    // Nothing was installed; a list at the limit is.
+    assert!(ctl.schedule().admin().is_none() && ctl.schedule().oper().is_none());
+    ctl.install(list(&text(480)), 0).unwrap();
+    // The check follows the port's speed.
+    ctl.set_link_speed(100_000_000);
+    assert!(ctl.install(list(&text(4799)), 0).is_err());
+    ctl.install(list(&text(4800)), 0).unwrap();
+}
+
+#[test]
 fn release_errors_are_counted_per_frame_in_runs_of_several_enqueue_times() {
     // Class 1 opens at 1.1 ms. The stage counts a run's frames per group of equal enqueue
     // time; the histogram must hold what counting each frame would: hand-over − max(opened,
