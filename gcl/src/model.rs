@@ -125,6 +125,8 @@ pub struct GateControlList {
     pub(crate) max_sdu: [u32; MAX_TC as usize],
     pub(crate) windows: Vec<Window>,
     pub(crate) close: Vec<[CloseRef; MAX_TC as usize]>,
+    /// Per class: see [`GateControlList::longest_open`].
+    pub(crate) longest_open: [u64; MAX_TC as usize],
 }
 
 impl GateControlList {
@@ -247,6 +249,36 @@ impl GateControlList {
         self.max_sdu = max_sdu;
         Ok(self)
     }
+    /// Longest stretch (ns) the gate of `class` stays open while this list runs, merged across
+    /// entries and cycles: `u64::MAX` if it never closes, 0 if it never opens (or `class` is not
+    /// a class of the list). Computed once at validation, so asking costs nothing: a switch
+    /// asks it for every class whenever a list takes over, on its packet-processing core.
+    pub fn longest_open(&self, class: u8) -> u64 {
+        self.longest_open
+            .get(usize::from(class))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Computes [`GateControlList::longest_open`] for every class (O(windows × log windows)).
+    pub(crate) fn compute_longest_open(&self) -> [u64; MAX_TC as usize] {
+        std::array::from_fn(|c| {
+            let bit = 1u8 << c;
+            self.windows
+                .iter()
+                .filter(|w| w.gates & bit != 0)
+                .map(|w| {
+                    let t = self.base_time.saturating_add(w.start);
+                    match self.gate_close_time(c as u8, t) {
+                        None => u64::MAX,
+                        Some(close) => close.saturating_sub(t),
+                    }
+                })
+                .max()
+                .unwrap_or(0)
+        })
+    }
+
     /// Mask with the gates of all `num_tc` classes open.
     pub fn all_classes_mask(&self) -> u8 {
         full_mask(self.num_tc)

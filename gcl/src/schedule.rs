@@ -312,6 +312,28 @@ mod tests {
     }
 
     #[test]
+    fn longest_open_stretch_per_class() {
+        let l = list(EXAMPLE);
+        // Class 0: [0, 50) of each cycle; class 1: [30, 100); class 2: [50, 100) then closed.
+        assert_eq!(l.longest_open(0), 50);
+        assert_eq!(l.longest_open(1), 70);
+        assert_eq!(l.longest_open(2), 50);
+        // Not a class of the list: never open.
+        assert_eq!(l.longest_open(3), 0);
+        // A class open across the cycle boundary: [70, 100) + [0, 20) merge into 50.
+        let wrap = list(
+            "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nbase-time 0\n\
+             sched-entry S 02 20\nsched-entry S 01 50\nsched-entry S 02 30\n",
+        );
+        assert_eq!(wrap.longest_open(1), 50);
+        assert_eq!(wrap.longest_open(0), 50);
+        // Open in every entry: never closes.
+        let open =
+            list("num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nbase-time 0\nsched-entry S 3 7\n");
+        assert_eq!(open.longest_open(1), u64::MAX);
+    }
+
+    #[test]
     fn always_open_class_and_single_entry() {
         let l = list(
             "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1\nbase-time 10\nsched-entry S 3 7\n",

@@ -141,22 +141,22 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
     let close = close_table(&windows);
     // The debug assertions document invariants the query code relies on.
     debug_assert!(!windows.is_empty() && num_tc <= MAX_TC);
-    Ok((
-        GateControlList {
-            num_tc,
-            map,
-            base_time,
-            cycle_time,
-            cycle_time_explicit: explicit,
-            cycle_time_extension,
-            entries,
-            clockid: raw.clockid.map(|v| v.0),
-            max_sdu,
-            windows,
-            close,
-        },
-        warnings,
-    ))
+    let mut list = GateControlList {
+        num_tc,
+        map,
+        base_time,
+        cycle_time,
+        cycle_time_explicit: explicit,
+        cycle_time_extension,
+        entries,
+        clockid: raw.clockid.map(|v| v.0),
+        max_sdu,
+        windows,
+        close,
+        longest_open: [0; MAX_TC as usize],
+    };
+    list.longest_open = list.compute_longest_open();
+    Ok((list, warnings))
 }
 
 /// Lays the entries out in one cycle: cut at `cycle`, last one held to `cycle`.

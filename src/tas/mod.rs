@@ -210,25 +210,6 @@ fn governing(s: &Schedule, t: u64) -> (Option<&GateControlList>, u64) {
     }
 }
 
-/// Longest window (ns) a class's gate stays open in `list` (merged across entries and cycles);
-/// `u64::MAX` if it never closes, 0 if it never opens.
-fn longest_open(list: &GateControlList, class: u8) -> u64 {
-    let bit = 1u8 << class;
-    let base = list.base_time();
-    list.windows()
-        .iter()
-        .filter(|w| w.gates & bit != 0)
-        .map(|w| {
-            let t = base.saturating_add(w.start);
-            match list.gate_close_time(class, t) {
-                None => u64::MAX,
-                Some(c) => c.saturating_sub(t),
-            }
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// The earliest launch time `t ≥ earliest` (a multiple of `granularity_ns`) at which a frame of
 /// `wire_ns` fits inside an open window of `class`, or `None` if none does within `horizon_ns`.
 ///
@@ -570,7 +551,7 @@ impl<F: Frame> GateStage<F> {
                 lists
                     .iter()
                     .flatten()
-                    .map(|l| longest_open(l, c as u8))
+                    .map(|l| l.longest_open(c as u8))
                     .max()
                     .unwrap_or(u64::MAX)
             };
