@@ -224,29 +224,8 @@ impl GateControlList {
     /// The same list with the queueMaxSDU table `table` (class 0 first, 0 = no limit); fails
     /// as a parsed `max-sdu` line would (more values than `num_tc`, a value past [`MAX_SDU`]).
     pub fn with_max_sdu(mut self, table: &[u32]) -> Result<Self, ParseError> {
-        if table.len() > usize::from(self.num_tc) {
-            return Err(ParseError::new(
-                0,
-                crate::ErrorKind::MaxSduBeyondNumTc {
-                    got: table.len(),
-                    num_tc: self.num_tc,
-                },
-            ));
-        }
-        let mut max_sdu = [0u32; MAX_TC as usize];
-        for (class, (&v, slot)) in table.iter().zip(max_sdu.iter_mut()).enumerate() {
-            if v > MAX_SDU {
-                return Err(ParseError::new(
-                    0,
-                    crate::ErrorKind::MaxSduTooLarge {
-                        class,
-                        value: v.into(),
-                    },
-                ));
-            }
-            *slot = v;
-        }
-        self.max_sdu = max_sdu;
+        let values: Vec<u64> = table.iter().map(|&v| v.into()).collect();
+        self.max_sdu = validate::max_sdu_table(&values, self.num_tc, 0)?;
         Ok(self)
     }
     /// Longest stretch (ns) the gate of `class` stays open while this list runs, merged across

@@ -69,24 +69,10 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
             );
         }
     }
-    let mut max_sdu = [0u32; MAX_TC as usize];
-    if let Some((values, line)) = &raw.max_sdu {
-        if values.len() > usize::from(num_tc) {
-            return err(
-                *line,
-                ErrorKind::MaxSduBeyondNumTc {
-                    got: values.len(),
-                    num_tc,
-                },
-            );
-        }
-        for (class, (&v, slot)) in values.iter().zip(max_sdu.iter_mut()).enumerate() {
-            match u32::try_from(v) {
-                Ok(v) if v <= MAX_SDU => *slot = v,
-                _ => return err(*line, ErrorKind::MaxSduTooLarge { class, value: v }),
-            }
-        }
-    }
+    let max_sdu = match &raw.max_sdu {
+        Some((values, line)) => max_sdu_table(values, num_tc, *line)?,
+        None => [0; MAX_TC as usize],
+    };
     let Some((base_time, base_line)) = raw.base_time else {
         return err(eof, ErrorKind::MissingKeyword("base-time"));
     };
@@ -157,6 +143,30 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
     };
     list.longest_open = list.compute_longest_open();
     Ok((list, warnings))
+}
+
+/// A `max-sdu` table (class 0 first, 0 = no limit) checked against `num_tc` and [`MAX_SDU`];
+/// errors blame `line`. Shared by the parser and [`GateControlList::with_max_sdu`].
+pub(crate) fn max_sdu_table(
+    values: &[u64],
+    num_tc: u8,
+    line: usize,
+) -> Result<[u32; MAX_TC as usize], ParseError> {
+    let err = |kind| Err(ParseError::new(line, kind));
+    if values.len() > usize::from(num_tc) {
+        return err(ErrorKind::MaxSduBeyondNumTc {
+            got: values.len(),
+            num_tc,
+        });
+    }
+    let mut table = [0u32; MAX_TC as usize];
+    for (class, (&v, slot)) in values.iter().zip(table.iter_mut()).enumerate() {
+        match u32::try_from(v) {
+            Ok(v) if v <= MAX_SDU => *slot = v,
+            _ => return err(ErrorKind::MaxSduTooLarge { class, value: v }),
+        }
+    }
+    Ok(table)
 }
 
 /// Lays the entries out in one cycle: cut at `cycle`, last one held to `cycle`.
