@@ -361,6 +361,45 @@ fn collector(s: UdpSocket, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec
     })
 }
 
+/// The UDP flows a test receives: every socket opened before anything is sent (so no frame is
+/// missed), the paths marked for it proven end to end from h1, then one collector per socket.
+struct Receivers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<Rx>>>,
+}
+
+impl Receivers {
+    /// `flows`: (receiving host, UDP port, whether to prove the path first).
+    fn start(lab: &Lab, tx1: &RawSocket, flows: &[(&str, u16, bool)]) -> Receivers {
+        let socks: Vec<UdpSocket> = flows
+            .iter()
+            .map(|&(host, port, _)| ts_socket(lab.host(host), port))
+            .collect();
+        for (&(host, port, prove), s) in flows.iter().zip(&socks) {
+            if prove {
+                prove_path(lab, tx1, host, s, port);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = socks
+            .into_iter()
+            .map(|s| collector(s, stop.clone()))
+            .collect();
+        Receivers { stop, threads }
+    }
+
+    /// Stops the collectors: what each flow received, in the order of `flows`.
+    fn finish<const N: usize>(self) -> [Vec<Rx>; N] {
+        self.stop.store(true, Ordering::Relaxed);
+        let got: Vec<Vec<Rx>> = self
+            .threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        got.try_into().expect("one result per flow")
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Switch set-up and stats
 // ---------------------------------------------------------------------------------------------
@@ -525,18 +564,13 @@ fn critical_window_holds_under_best_effort_flood() {
     let (h1, h2, h3) = (lab.host("h1"), lab.host("h2"), lab.host("h3"));
     let tx1 = h1.raw();
     let tx3 = h3.raw();
-    let crit_rx = ts_socket(h2, CRIT_PORT);
-    let ref_rx = ts_socket(h3, REF_PORT);
-    let be_rx = ts_socket(h2, BE_PORT);
-    prove_path(&lab, &tx1, "h2", &crit_rx, CRIT_PORT);
-    prove_path(&lab, &tx1, "h3", &ref_rx, REF_PORT);
-    prove_path(&lab, &tx1, "h2", &be_rx, BE_PORT);
-
+    let flows = [
+        ("h2", CRIT_PORT, true),
+        ("h3", REF_PORT, true),
+        ("h2", BE_PORT, true),
+    ];
+    let rx = Receivers::start(&lab, &tx1, &flows);
     let tai_off = tai_offset_ns();
-    let stop = Arc::new(AtomicBool::new(false));
-    let crit_t = collector(crit_rx, stop.clone());
-    let ref_t = collector(ref_rx, stop.clone());
-    let be_t = collector(be_rx, stop.clone());
 
     // Flood: 1400-byte frames at ~20 kpps (bursts of 4 every 200 µs), until told to stop.
     let flood_stop = Arc::new(AtomicBool::new(false));
@@ -574,10 +608,7 @@ fn critical_window_holds_under_best_effort_flood() {
     let quiet = loss.quiet(elapsed);
     flood_stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let crit = crit_t.join().unwrap();
-    let refs = ref_t.join().unwrap();
-    let be_all = be_t.join().unwrap();
+    let [crit, refs, be_all] = rx.finish();
     let (gend, _) = gate(lab.switch(), "h2");
 
     // --- (a) no critical frame lost ---
@@ -787,20 +818,14 @@ fn guard_band_keeps_frames_that_cannot_fit() {
     let (h1, h2, h3) = (lab.host("h1"), lab.host("h2"), lab.host("h3"));
     let tx1 = h1.raw();
     let tx3 = h3.raw();
-    let crit_rx = ts_socket(h2, CRIT_PORT);
-    let ref_rx = ts_socket(h3, REF_PORT);
-    let big_rx = ts_socket(h2, BE_PORT);
-    let small_rx = ts_socket(h2, BE_SMALL_PORT);
-    prove_path(&lab, &tx1, "h2", &crit_rx, CRIT_PORT);
-    prove_path(&lab, &tx1, "h3", &ref_rx, REF_PORT);
-    prove_path(&lab, &tx1, "h2", &small_rx, BE_SMALL_PORT);
-
+    let flows = [
+        ("h2", CRIT_PORT, true),
+        ("h3", REF_PORT, true),
+        ("h2", BE_PORT, false),
+        ("h2", BE_SMALL_PORT, true),
+    ];
+    let rx = Receivers::start(&lab, &tx1, &flows);
     let tai_off = tai_offset_ns();
-    let stop = Arc::new(AtomicBool::new(false));
-    let crit_t = collector(crit_rx, stop.clone());
-    let ref_t = collector(ref_rx, stop.clone());
-    let big_t = collector(big_rx, stop.clone());
-    let small_t = collector(small_rx, stop.clone());
     let (g0, _) = gate(lab.switch(), "h2");
     let loss0 = PmdLoss::now(lab.switch());
     let t_a = Instant::now();
@@ -833,11 +858,7 @@ fn guard_band_keeps_frames_that_cannot_fit() {
         }
     }
     std::thread::sleep(Duration::from_millis(50));
-    stop.store(true, Ordering::Relaxed);
-    let crit_got = crit_t.join().unwrap();
-    let refs = ref_t.join().unwrap();
-    let big_got = big_t.join().unwrap();
-    let small_got = small_t.join().unwrap();
+    let [crit_got, refs, big_got, small_got] = rx.finish();
     let (g1, _) = gate(lab.switch(), "h2");
     let loss = PmdLoss::now(lab.switch()).since(loss0);
     let quiet = loss.quiet(t_a.elapsed());
@@ -1139,16 +1160,12 @@ fn queue_max_sdu_drops_longer_frames_of_its_class_only() {
     let (h1, h2, h3) = (lab.host("h1"), lab.host("h2"), lab.host("h3"));
     let tx1 = h1.raw();
     let tx3 = h3.raw();
-    let crit_rx = ts_socket(h2, CRIT_PORT);
-    let big_rx = ts_socket(h2, BE_PORT);
-    let small_rx = ts_socket(h2, BE_SMALL_PORT);
-    prove_path(&lab, &tx1, "h2", &crit_rx, CRIT_PORT);
-    prove_path(&lab, &tx1, "h2", &small_rx, BE_SMALL_PORT);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let crit_t = collector(crit_rx, stop.clone());
-    let big_t = collector(big_rx, stop.clone());
-    let small_t = collector(small_rx, stop.clone());
+    let flows = [
+        ("h2", CRIT_PORT, true),
+        ("h2", BE_PORT, false),
+        ("h2", BE_SMALL_PORT, true),
+    ];
+    let rx = Receivers::start(&lab, &tx1, &flows);
     let (g0, _) = gate(lab.switch(), "h2");
     // SDU = frame − 14-byte header: 1400 → 1386 (over 500), 514 → 500 (the limit), 142 → 128.
     let n = 300u64;
@@ -1165,13 +1182,10 @@ fn queue_max_sdu_drops_longer_frames_of_its_class_only() {
         }
     }
     std::thread::sleep(Duration::from_millis(50));
-    stop.store(true, Ordering::Relaxed);
-    let seqs = |v: Vec<Rx>| -> std::collections::BTreeSet<u64> {
+    let seqs = |v: &[Rx]| -> std::collections::BTreeSet<u64> {
         v.iter().filter(|r| r.seq < n).map(|r| r.seq).collect()
     };
-    let crit_got = seqs(crit_t.join().unwrap());
-    let big_got = seqs(big_t.join().unwrap());
-    let edge_got = seqs(small_t.join().unwrap());
+    let [crit_got, big_got, edge_got] = rx.finish().map(|v| seqs(&v));
     let (g1, _) = gate(lab.switch(), "h2");
     let too_long = delta(&g0, &g1, 0, "dropped_max_sdu");
     let report = format!(
