@@ -1,0 +1,149 @@
+//! The control loop: one thread, woken by its sockets or its next deadline, serving the
+//! vhost-user frontends, the control socket and the once-a-second housekeeping (FDB aging,
+//! clock calibration, gate list staging, link changes).
+use super::ports::{Backend, Port};
+use super::vhost::serve_vhost;
+use crate::clock::Calibrator;
+use crate::ctl::CtlServer;
+use crate::dpdk::Mempool;
+use crate::pmd::Shared;
+use crate::stats::{self, CoreStats};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything the control thread owns once the PMD cores run.
+pub(super) struct ControlLoop {
+    pub(super) ports: Vec<Port>,
+    pub(super) core_stats: Vec<Arc<CoreStats>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) pool: Arc<Mempool>,
+    pub(super) calibrator: Calibrator,
+    /// When the loop started: the FDB's seconds count from here.
+    start: Instant,
+    last_house: Instant,
+}
+
+impl ControlLoop {
+    pub(super) fn new(
+        ports: Vec<Port>,
+        core_stats: Vec<Arc<CoreStats>>,
+        shared: Arc<Shared>,
+        pool: Arc<Mempool>,
+        calibrator: Calibrator,
+    ) -> ControlLoop {
+        let now = Instant::now();
+        ControlLoop {
+            ports,
+            core_stats,
+            shared,
+            pool,
+            calibrator,
+            start: now,
+            last_house: now - Duration::from_secs(2),
+        }
+    }
+
+    /// Seconds since start (the FDB's clock).
+    pub(super) fn now_s(&self) -> u32 {
+        self.start.elapsed().as_secs() as u32
+    }
+
+    /// Serves until `stop` is set (SIGINT/SIGTERM).
+    pub(super) fn run(&mut self, ctl: &CtlServer, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let now_s = self.now_s();
+            self.shared.now_s.store(now_s, Ordering::Relaxed);
+            self.wait_for_events(ctl, Duration::from_millis(100));
+            for p in self.ports.iter_mut() {
+                if let Backend::Vhost(v) = &mut p.backend {
+                    serve_vhost(&p.spec.name, v, false);
+                }
+            }
+            ctl.poll(|words| self.handle(words));
+            if self.last_house.elapsed() >= Duration::from_secs(1) {
+                self.last_house = Instant::now();
+                self.housekeeping(now_s);
+            }
+        }
+    }
+
+    /// The once-a-second work.
+    fn housekeeping(&mut self, now_s: u32) {
+        let aged = self.shared.fdb.age(now_s);
+        if aged > 0 {
+            tracing::debug!(aged, "fdb entries aged out");
+        }
+        if let Err(e) = self.calibrator.calibrate() {
+            tracing::warn!(error = %e, "clock calibration failed");
+        }
+        let now_ns = self.calibrator.now_ns();
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            if let Backend::Vhost(v) = &mut p.backend {
+                serve_vhost(&p.spec.name, v, true);
+            }
+            if let Some(g) = &mut p.gate {
+                g.collect();
+                g.advance(now_ns);
+                if p.spec.speed_mbps.is_none() && p.link.1 > 0 {
+                    g.set_link_speed(u64::from(p.link.1) * 1_000_000);
+                }
+            }
+            let l = p.link_now();
+            if l.0 != p.link.0 {
+                tracing::info!(port = %p.spec.name, up = l.0, speed_mbps = l.1, "link changed");
+                if !l.0 {
+                    self.shared.fdb.flush_port(i as u16);
+                }
+            }
+            p.link = l;
+        }
+    }
+
+    /// Logs each port's final counters and stops its device (after the PMD cores stopped).
+    pub(super) fn shutdown(mut self) {
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            let t = stats::totals(&self.core_stats, i as u16);
+            tracing::info!(
+                port = %p.spec.name, rx = t.rx_packets, tx = t.tx_packets,
+                drops = t.drops.values().sum::<u64>(), "final counters"
+            );
+            if let Backend::Eth(e) = &mut p.backend {
+                e.stop();
+            }
+        }
+    }
+
+    /// Sleeps until a control-side socket is readable (or `timeout`): vhost-user sockets and
+    /// listeners, the control socket. Signals interrupt it.
+    fn wait_for_events(&self, ctl: &CtlServer, timeout: Duration) {
+        use std::os::fd::AsRawFd;
+        let mut fds = vec![libc::pollfd {
+            fd: ctl.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        for p in &self.ports {
+            if let Backend::Vhost(v) = &p.backend {
+                let fd = match (v.dev.socket(), &v.listener) {
+                    (Some(s), _) => s.as_raw_fd(),
+                    (None, Some(l)) => l.listener().as_raw_fd(),
+                    (None, None) => continue,
+                };
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+        }
+        // SAFETY: fds is a valid array of pollfd for the duration of the call.
+        unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                timeout.as_millis() as i32,
+            )
+        };
+    }
+}

@@ -1,0 +1,279 @@
+//! Start-up, the control loop and shut-down. Everything that can fail on bad configuration
+//! fails here, before any PMD core starts spinning.
+//!
+//! - [`ports`]: ports as the control side sees them, and how one is opened;
+//! - [`event_loop`]: the control thread's loop and housekeeping;
+//! - [`vhost`]: the control side of vhost-user ports;
+//! - [`requests`]: what control-socket commands do.
+mod event_loop;
+mod ports;
+mod requests;
+mod vhost;
+
+use crate::cli::RunArgs;
+use crate::clock::{Calibrator, ClockSpec, PortClock, Tsc};
+use crate::config::{self, Config, PortKind, PortSpec, RxqAffinity};
+use crate::ctl::CtlServer;
+use crate::dpdk::{self, Eal, EalConfig, Mempool};
+use crate::fdb::Fdb;
+use crate::forward::{VlanMode, L2};
+use crate::pmd::{PmdCore, Shared};
+use crate::stats::CoreStats;
+use crate::tas::{GateStage, StageConfig};
+use anyhow::{Context, Result};
+use event_loop::ControlLoop;
+use ports::{open_port, Backend, Port, PortQueues};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Turns the command line into a validated configuration (no side effects).
+pub fn build_config(a: &RunArgs) -> Result<Config> {
+    let port_args: Vec<String> = if a.ports.is_empty() {
+        config::DEFAULT_PORTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        a.ports.clone()
+    };
+    let mut ports = port_args
+        .iter()
+        .map(|s| PortSpec::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    for r in &a.tc_rules {
+        let rule: crate::classify::TcRule = r
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--tc-rule {r}: {e}"))?;
+        if let crate::classify::PortMatch::Named(n) = &rule.port {
+            if !ports.iter().any(|p| &p.name == n) {
+                anyhow::bail!("--tc-rule {r}: no port named '{n}'");
+            }
+        }
+        for p in ports.iter_mut() {
+            p.classifier
+                .add_rule(&p.name, &rule)
+                .map_err(|e| anyhow::anyhow!("--tc-rule {r}: port '{}': {e}", p.name))?;
+        }
+    }
+    let gcls = a
+        .gcls
+        .iter()
+        .map(|g| config::GclSpec::parse(g))
+        .collect::<Result<Vec<_>>>()?;
+    let clock: crate::clock::ClockSpec = a
+        .clock
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--clock {}: {e}", a.clock))?;
+    let pmd_cores =
+        config::parse_core_list(&a.pmd_cores).map_err(|e| anyhow::anyhow!("--pmd-cores: {e}"))?;
+    let rxq_affinity = a
+        .rxq_affinity
+        .iter()
+        .map(|s| RxqAffinity::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = Config {
+        ports,
+        main_core: a.main_core,
+        pmd_cores,
+        rxq_affinity,
+        fdb_size: a.fdb_size,
+        fdb_aging_s: a.fdb_aging,
+        ctl_path: a.ctl.clone(),
+        mbufs: a.mbufs,
+        mem_mb: a.mem,
+        dpdk_log_level: config::dpdk_log_level(&a.log_level),
+        gcls,
+        clock,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs the switch until SIGINT/SIGTERM.
+pub fn run(cfg: Config) -> Result<()> {
+    let stop_signal = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop_signal.clone())?;
+    }
+
+    let pci: Vec<String> = cfg
+        .ports
+        .iter()
+        .filter_map(|p| match &p.kind {
+            PortKind::Dpdk { devargs } if dpdk::ethdev::is_pci_address(devargs) => {
+                Some(devargs.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let eal = Eal::init(&EalConfig {
+        main_core: cfg.main_core,
+        pmd_cores: cfg.pmd_cores.clone(),
+        pci,
+        log_level: cfg.dpdk_log_level,
+        mem_mb: cfg.mem_mb,
+    })?;
+    if eal.no_huge {
+        tracing::warn!(
+            "no free hugepages: running in no-huge mode, 3-4x slower (run scripts/setup.sh)"
+        );
+    }
+    let result = run_with_eal(&eal, &cfg, &stop_signal);
+    drop(eal);
+    result
+}
+
+fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()> {
+    let pool = Arc::new(Mempool::new("tsn_mbufs", cfg.mbufs, 256, 0)?);
+    let npmd = cfg.pmd_cores.len() as u16;
+
+    // Ports: probe, configure, start. Any failure names the port and stops here.
+    let mut ports: Vec<Port> = Vec::new();
+    let mut queues: Vec<PortQueues> = Vec::new();
+    for spec in &cfg.ports {
+        let (p, q) = open_port(spec, npmd, &pool)?;
+        ports.push(p);
+        queues.push(q);
+    }
+
+    // The gates' clock: the TSC, calibrated against the reference (--clock).
+    let reference = match &cfg.clock {
+        ClockSpec::Port(name) => {
+            let id = ports
+                .iter()
+                .find_map(|p| match (&p.backend, p.spec.name == *name) {
+                    (Backend::Eth(e), true) => Some(e.id),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--clock port:{name}: no DPDK port named '{name}'")
+                })?;
+            dpdk::ethdev::timesync_enable(id).with_context(|| format!("--clock port:{name}"))?;
+            Box::new(PortClock::new(name, move || {
+                dpdk::ethdev::timesync_read_ns(id)
+            })) as Box<dyn crate::clock::ReferenceClock>
+        }
+        other => other.open().with_context(|| format!("--clock {other}"))?,
+    };
+    let calibrator = Calibrator::new(reference, Tsc, dpdk::tsc_hz())
+        .with_context(|| format!("--clock {}", cfg.clock))?;
+
+    // Gate stages: one per gated egress port, owned by the (single) PMD core.
+    let mut stages: Vec<Option<GateStage<dpdk::Mbuf>>> = (0..ports.len()).map(|_| None).collect();
+    for g in &cfg.gcls {
+        let i = ports
+            .iter()
+            .position(|p| p.spec.name == g.port)
+            .expect("validated");
+        for w in &g.warnings {
+            tracing::warn!(port = %g.port, "GCL {w}");
+        }
+        let p = &mut ports[i];
+        let mbps = match p.spec.speed_mbps {
+            Some(s) => s,
+            None if p.link.1 > 0 => p.link.1,
+            None => 1000,
+        };
+        let (stage, mut ctl) = GateStage::new(StageConfig::new(u64::from(mbps) * 1_000_000));
+        let inst = ctl
+            .install(g.list.clone(), calibrator.now_ns())
+            .map_err(|e| anyhow::anyhow!("--gcl {}={}: {e}", g.port, g.path.display()))?;
+        if let Backend::Eth(e) = &p.backend {
+            let capa = e.info().map(|i| i.tx_offload_capa).unwrap_or(0);
+            if capa & dpdk::ethdev::TX_OFFLOAD_SEND_ON_TIMESTAMP == 0 {
+                tracing::info!(port = %g.port, "no launch-time offload (SEND_ON_TIMESTAMP) in this driver: the gate runs in software");
+            } else {
+                tracing::info!(port = %g.port, "driver offers SEND_ON_TIMESTAMP; this version still gates in software");
+            }
+        }
+        tracing::info!(
+            port = %g.port, file = %g.path.display(), link_mbps = mbps,
+            start_ns = inst.config_change_time, "gate control list installed"
+        );
+        p.gate = Some(ctl);
+        stages[i] = Some(stage);
+    }
+
+    // Tell the operator how to attach a guest to each vhost-user port.
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if let PortKind::VhostUser { path, client } = &p.kind {
+            println!(
+                "# guest on port '{}':\n{}",
+                p.name,
+                config::qemu_command(path, *client, p.rxq, i)
+            );
+        }
+    }
+
+    let modes = cfg
+        .ports
+        .iter()
+        .map(|p| p.vlan.map_or(VlanMode::Trunk, VlanMode::Access))
+        .collect();
+    let shared = Arc::new(Shared {
+        l2: L2::new(modes),
+        fdb: Fdb::new(cfg.fdb_size, cfg.fdb_aging_s),
+        pool: pool.clone(),
+        stop: AtomicBool::new(false),
+        now_s: Default::default(),
+    });
+
+    // PMD cores: their rx queues and one tx path per port.
+    let mut cores: Vec<PmdCore> = Vec::new();
+    let mut core_stats = Vec::new();
+    for (k, &lcore) in cfg.pmd_cores.iter().enumerate() {
+        let st = Arc::new(CoreStats::new());
+        core_stats.push(st.clone());
+        let mut c = PmdCore::new(lcore, shared.clone(), st, ports.len());
+        for (p, q) in queues.iter().enumerate() {
+            c.tx[p] = Some((q.tx_for_core)(k));
+            c.classifiers[p] = cfg.ports[p].classifier.clone();
+        }
+        if k == 0 {
+            // Validation allows GCLs with one PMD core only: it owns every stage.
+            for (p, s) in stages.iter_mut().enumerate() {
+                if let Some(stage) = s.take() {
+                    c.gates[p] = Some(stage);
+                    c.gated.push(p as u16);
+                }
+            }
+            c.clock = Some(calibrator.clock());
+        }
+        cores.push(c);
+    }
+    for (lcore, p, q) in cfg.rxq_assignment() {
+        let rxq = queues[p].rx[usize::from(q)].take().expect("assigned once");
+        let core = cores
+            .iter_mut()
+            .find(|c| c.lcore == lcore)
+            .expect("validated");
+        tracing::info!(port = %cfg.ports[p].name, queue = q, core = lcore, "rx queue assigned");
+        core.rxqs.push((p as u16, q, rxq));
+    }
+    drop(queues);
+
+    let ctl = CtlServer::bind(&cfg.ctl_path)?;
+
+    // Launch. From here on, cores spin.
+    for mut c in cores {
+        let lcore = c.lcore;
+        eal.launch(lcore, move || c.run())?;
+    }
+    tracing::info!(
+        ports = ports.len(),
+        pmd_cores = ?cfg.pmd_cores,
+        ctl = %cfg.ctl_path.display(),
+        "forwarding"
+    );
+
+    // Control loop: vhost-user protocol, control socket, clock, aging, link changes.
+    let mut control = ControlLoop::new(ports, core_stats, shared.clone(), pool, calibrator);
+    control.run(&ctl, stop_signal);
+
+    tracing::info!("stopping");
+    shared.stop.store(true, Ordering::Relaxed);
+    eal.wait_all();
+    control.shutdown();
+    drop(ctl);
+    Ok(())
+}
