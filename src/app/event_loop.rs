@@ -44,6 +44,25 @@ impl ControlLoop {
         }
     }
 
+    /// The ports with their ids (the index PMD cores, counters and the FDB use).
+    pub(super) fn ports(&self) -> impl Iterator<Item = (u16, &Port)> {
+        self.ports.iter().enumerate().map(|(i, p)| (i as u16, p))
+    }
+
+    /// The port named `name`, with its id.
+    pub(super) fn port_named(&self, name: &str) -> Option<(u16, &Port)> {
+        self.ports().find(|(_, p)| p.spec.name == name)
+    }
+
+    /// The port named `name`, mutably, with its id.
+    pub(super) fn port_named_mut(&mut self, name: &str) -> Option<(u16, &mut Port)> {
+        self.ports
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (i as u16, p))
+            .find(|(_, p)| p.spec.name == name)
+    }
+
     /// Seconds since start (the FDB's clock).
     pub(super) fn now_s(&self) -> u32 {
         self.start.elapsed().as_secs() as u32

@@ -8,6 +8,7 @@
 mod event_loop;
 mod ports;
 mod requests;
+mod runtime;
 mod vhost;
 
 use crate::cli::RunArgs;

@@ -49,7 +49,11 @@ pub(super) struct PortQueues {
     pub(super) tx_for_core: Box<dyn Fn(usize) -> TxPort>,
 }
 
-pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Result<(Port, PortQueues)> {
+pub(super) fn open_port(
+    spec: &PortSpec,
+    npmd: u16,
+    pool: &Arc<Mempool>,
+) -> Result<(Port, PortQueues)> {
     let ctx = || format!("port '{}'", spec.name);
     match &spec.kind {
         PortKind::Dpdk { devargs } => {

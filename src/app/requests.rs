@@ -9,8 +9,8 @@ use serde_json::json;
 /// does: validated whole first (a bad file changes nothing), then it takes effect at its
 /// ConfigChangeTime (its base-time, or its first cycle boundary after now when that is past,
 /// cycle-time-extension applied to the running list as 802.1Qbv §Q.5 says).
-fn replace_gcl(ports: &mut [Port], name: &str, file: &str, now_ns: u64) -> serde_json::Value {
-    let Some(p) = ports.iter_mut().find(|p| p.spec.name == name) else {
+fn replace_gcl(cl: &mut ControlLoop, name: &str, file: &str, now_ns: u64) -> serde_json::Value {
+    let Some((_, p)) = cl.port_named_mut(name) else {
         return json!({"error": format!("no port named '{name}'")});
     };
     let Some(g) = p.gate.as_mut() else {
@@ -48,19 +48,27 @@ impl ControlLoop {
     pub(super) fn handle(&mut self, words: &[&str]) -> serde_json::Value {
         if let ["gcl", name, file] = words {
             let now_ns = self.calibrator.now_ns();
-            return replace_gcl(&mut self.ports, name, file, now_ns);
+            return replace_gcl(self, name, file, now_ns);
+        }
+        let port_change = match words {
+            ["port", "add", spec] => {
+                Some(crate::config::PortSpec::parse(spec).and_then(|spec| self.add_port(spec)))
+            }
+            ["port", "del", name] => Some(self.del_port(name)),
+            _ => None,
+        };
+        if let Some(r) = port_change {
+            return r.unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
         }
         let now_s = self.now_s();
-        let (ports, cores, shared, pool) =
-            (&self.ports, &self.core_stats, &self.shared, &self.pool);
+        let (cores, shared, pool) = (&self.core_stats, &self.shared, &self.pool);
         let clock = self.calibrator.stats();
         match words {
             ["stats"] => {
-                let ps: Vec<_> = ports
-                .iter()
-                .enumerate()
+                let ps: Vec<_> = self
+                .ports()
                 .map(|(i, p)| {
-                    let t = stats::totals(cores, i as u16);
+                    let t = stats::totals(cores, i);
                     let backend = match &p.backend {
                         Backend::Eth(e) => json!({
                             "kind": "dpdk",
@@ -138,15 +146,16 @@ impl ControlLoop {
                     .entries(now_s)
                     .into_iter()
                     .map(|e| {
-                        let name = ports
-                            .get(usize::from(e.port))
-                            .map_or("?", |p| p.spec.name.as_str());
+                        let name = self
+                            .ports()
+                            .find(|(i, _)| *i == e.port)
+                            .map_or("?", |(_, p)| p.spec.name.as_str());
                         json!({"mac": e.mac, "vlan": e.vlan, "port": name, "age_s": e.age_s})
                     })
                     .collect();
                 json!({ "entries": entries })
             }
-            ["xstats", name] => match ports.iter().find(|p| p.spec.name == *name) {
+            ["xstats", name] => match self.port_named(name).map(|(_, p)| p) {
                 Some(Port {
                     backend: Backend::Eth(e),
                     ..
