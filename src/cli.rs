@@ -50,7 +50,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Ask a running switch over its control socket (stats, fdb, xstats NAME).
+    /// Ask or change a running switch over its control socket (stats, fdb, show, port, gcl ...).
     Ctl(CtlArgs),
     /// Gate control lists (802.1Qbv): check a file before deploying it.
     #[command(subcommand)]
@@ -71,17 +71,86 @@ pub enum GclCmd {
     },
 }
 
+/// `tsn-vswitch ctl [--ctl PATH] [--json] COMMAND`: each command is one [`Request`] over the
+/// control socket.
+///
+/// [`Request`]: crate::ctl::Request
 #[derive(Debug, Args)]
 pub struct CtlArgs {
     /// The running switch's control socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CTL)]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CTL, global = true)]
     pub ctl: PathBuf,
-    /// The command: `stats` (ports and counters, JSON), `fdb` (learned MACs, JSON),
-    /// `xstats NAME` (the DPDK extended statistics of a port, JSON), `gcl NAME FILE` (replace
-    /// the gate control list of a port started with `--gcl`, like `tc qdisc replace ... taprio`:
-    /// the file is validated first, then takes effect at its ConfigChangeTime, printed).
-    #[arg(required = true, num_args = 1..)]
-    pub command: Vec<String>,
+    /// Print `show` output as JSON (for scripts) instead of aligned tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: CtlCommand,
+}
+
+/// The commands of `tsn-vswitch ctl`.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Ports, counters, drops by reason, PMD load, clock, control socket (JSON).
+    Stats {
+        #[command(subcommand)]
+        action: Option<StatsAction>,
+    },
+    /// Learned MAC+VLAN -> port (JSON).
+    Fdb {
+        #[command(subcommand)]
+        action: Option<FdbAction>,
+    },
+    /// The DPDK extended statistics of a port (JSON).
+    Xstats {
+        /// A DPDK port.
+        port: String,
+    },
+    /// Replace the gate control list of a port started with --gcl (like `tc qdisc replace`).
+    ///
+    /// This command reads FILE with your rights (a regular file of at most 1 MiB) and sends its
+    /// text: the switch opens no file. The switch validates it whole (a bad one changes nothing:
+    /// FILE:LINE: reason) and it takes effect at its ConfigChangeTime, printed.
+    Gcl {
+        /// The gated port.
+        port: String,
+        /// The new list, in tc-taprio's words (see `tsn-vswitch gcl check`).
+        file: PathBuf,
+    },
+    /// Add or delete a port while the others forward.
+    #[command(subcommand)]
+    Port(PortAction),
+    /// Tables for people: ports, pmd, fdb, gcl PORT, clock (--json for their rows as JSON).
+    #[command(subcommand)]
+    Show(crate::ctl::ShowWhat),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsAction {
+    /// Restart the port and PMD counters from zero.
+    Clear,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FdbAction {
+    /// Forget the learned MACs of PORT, or all of them.
+    Flush {
+        /// Only this port's.
+        port: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortAction {
+    /// Open a port: NAME[,OPT=VAL...]=KIND:TARGET, everything --port takes (see --help).
+    Add {
+        #[arg(value_name = "NAME[,OPT=VAL...]=KIND:TARGET")]
+        spec: String,
+    },
+    /// Close a port: its rx queues leave their cores, its MACs leave the FDB.
+    Del {
+        /// The port.
+        name: String,
+    },
 }
 
 pub const DEFAULT_CTL: &str = "/run/tsn-vswitch/ctl.sock";
@@ -114,6 +183,11 @@ pub struct RunArgs {
     /// Control socket path (for `tsn-vswitch ctl`).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CTL)]
     pub ctl: PathBuf,
+
+    /// Group whose members may use the control socket (mode 0660). Without it the socket is
+    /// owner-only (0600), whatever the umask.
+    #[arg(long, value_name = "GROUP", value_parser = crate::ctl::CtlGroup::lookup)]
+    pub ctl_group: Option<crate::ctl::CtlGroup>,
 
     /// Packet buffers in the pool.
     #[arg(long, value_name = "N", default_value_t = 16383)]

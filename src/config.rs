@@ -288,6 +288,8 @@ pub struct Config {
     pub fdb_size: usize,
     pub fdb_aging_s: u32,
     pub ctl_path: std::path::PathBuf,
+    /// `--ctl-group`: the control socket is 0660 for this group instead of 0600.
+    pub ctl_group: Option<crate::ctl::CtlGroup>,
     pub mbufs: u32,
     pub mem_mb: u32,
     pub dpdk_log_level: u32,

@@ -15,7 +15,7 @@ fn main() {
 
     let result = match cli.cmd {
         Some(Cmd::Gcl(GclCmd::Check { file, at })) => gcl_check(&file, &at),
-        Some(Cmd::Ctl(c)) => ctl::request(&c.ctl, &c.command).map(|out| {
+        Some(Cmd::Ctl(c)) => ctl::client::run(&c).map(|out| {
             // A closed pipe (`| head`) is not an error worth a panic.
             use std::io::Write;
             let _ = writeln!(std::io::stdout(), "{out}");

@@ -19,6 +19,13 @@ pub(super) struct ControlLoop {
     pub(super) shared: Arc<Shared>,
     pub(super) pool: Arc<Mempool>,
     pub(super) calibrator: Calibrator,
+    /// The lcore of each PMD core, in the order of `core_stats`.
+    pub(super) pmd_lcores: Vec<u32>,
+    /// Which PMD core polls which rx queue: (lcore, port id, queue). Kept up to date when ports
+    /// come and go; `ctl show pmd` reads it.
+    pub(super) rxq_map: Vec<(u32, u16, u16)>,
+    /// Where `ctl stats clear` put zero.
+    pub(super) baseline: super::requests::Baseline,
     /// When the loop started: the FDB's seconds count from here.
     start: Instant,
     last_house: Instant,
@@ -39,6 +46,9 @@ impl ControlLoop {
             shared,
             pool,
             calibrator,
+            pmd_lcores: Vec::new(),
+            rxq_map: Vec::new(),
+            baseline: Default::default(),
             start: now,
             last_house: now - Duration::from_secs(2),
         }
@@ -69,7 +79,7 @@ impl ControlLoop {
     }
 
     /// Serves until `stop` is set (SIGINT/SIGTERM).
-    pub(super) fn run(&mut self, ctl: &CtlServer, stop: &AtomicBool) {
+    pub(super) fn run(&mut self, ctl: &mut CtlServer, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             let now_s = self.now_s();
             self.shared.now_s.store(now_s, Ordering::Relaxed);
@@ -79,7 +89,7 @@ impl ControlLoop {
                     serve_vhost(&p.spec.name, v, false);
                 }
             }
-            ctl.poll(|words| self.handle(words));
+            ctl.poll(|req, stats| self.handle(req, stats));
             if self.last_house.elapsed() >= Duration::from_secs(1) {
                 self.last_house = Instant::now();
                 self.housekeeping(now_s);
@@ -133,15 +143,20 @@ impl ControlLoop {
         }
     }
 
-    /// Sleeps until a control-side socket is readable (or `timeout`): vhost-user sockets and
-    /// listeners, the control socket. Signals interrupt it.
+    /// Sleeps until a control-side socket is ready (or `timeout`, or the next control
+    /// connection's deadline): vhost-user sockets and listeners, the control socket and its
+    /// connections. Signals interrupt it.
     fn wait_for_events(&self, ctl: &CtlServer, timeout: Duration) {
         use std::os::fd::AsRawFd;
-        let mut fds = vec![libc::pollfd {
-            fd: ctl.raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let timeout = match ctl.next_deadline() {
+            // Rounded up: waking a little late is fine, spinning until the deadline is not.
+            Some(d) => {
+                timeout.min(d.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
+            }
+            None => timeout,
+        };
+        let mut fds = Vec::new();
+        ctl.pollfds(&mut fds);
         for p in &self.ports {
             if let Backend::Vhost(v) = &p.backend {
                 let fd = match (v.dev.socket(), &v.listener) {

@@ -80,6 +80,7 @@ pub fn build_config(a: &RunArgs) -> Result<Config> {
         fdb_size: a.fdb_size,
         fdb_aging_s: a.fdb_aging,
         ctl_path: a.ctl.clone(),
+        ctl_group: a.ctl_group.clone(),
         mbufs: a.mbufs,
         mem_mb: a.mem,
         dpdk_log_level: config::dpdk_log_level(&a.log_level),
@@ -242,7 +243,8 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         }
         cores.push(c);
     }
-    for (lcore, p, q) in cfg.rxq_assignment() {
+    let rxq_map = cfg.rxq_assignment();
+    for &(lcore, p, q) in &rxq_map {
         let rxq = queues[p].rx[usize::from(q)].take().expect("assigned once");
         let core = cores
             .iter_mut()
@@ -253,7 +255,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
     }
     drop(queues);
 
-    let ctl = CtlServer::bind(&cfg.ctl_path)?;
+    let mut ctl = CtlServer::bind(&cfg.ctl_path, cfg.ctl_group.as_ref())?;
 
     // Launch. From here on, cores spin.
     for mut c in cores {
@@ -269,7 +271,12 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
 
     // Control loop: vhost-user protocol, control socket, clock, aging, link changes.
     let mut control = ControlLoop::new(ports, core_stats, shared.clone(), pool, calibrator);
-    control.run(&ctl, stop_signal);
+    control.pmd_lcores = cfg.pmd_cores.clone();
+    control.rxq_map = rxq_map
+        .iter()
+        .map(|&(lcore, p, q)| (lcore, p as u16, q))
+        .collect();
+    control.run(&mut ctl, stop_signal);
 
     tracing::info!("stopping");
     shared.stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,597 @@
+//! The control socket's server: a state machine per connection, driven by the control loop.
+//!
+//! A connection reads one request line into its own buffer, is answered once the line is
+//! complete, writes the reply from its own buffer as the socket takes it, and closes. Nothing
+//! blocks: a silent, slow or malicious client holds one of [`Limits::max_connections`] slots until
+//! its deadline and costs nobody else anything.
+use super::protocol::{Reply, Request, MAX_REQUEST};
+use anyhow::{bail, Context, Result};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Bounds on what clients may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections; one more gets a one-line error and is closed at once.
+    pub max_connections: usize,
+    /// From accept to the reply's last byte.
+    pub deadline: Duration,
+    /// Longest request line.
+    pub max_request: usize,
+    /// Largest reply; a larger one is replaced by an error.
+    pub max_reply: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 16,
+            deadline: Duration::from_secs(5),
+            max_request: MAX_REQUEST,
+            max_reply: 16 << 20,
+        }
+    }
+}
+
+/// What the server has refused or cut off, for `ctl stats`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ServerStats {
+    pub connections: u64,
+    pub open: usize,
+    pub requests: u64,
+    /// Refused because [`Limits::max_connections`] were open.
+    pub connections_refused: u64,
+    /// Closed at their deadline (request not complete, or reply not taken).
+    pub timeouts: u64,
+    pub oversize_requests: u64,
+    pub malformed_requests: u64,
+    pub oversize_replies: u64,
+}
+
+/// `--ctl-group`: a group whose members may use the control socket (mode 0660).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtlGroup {
+    pub name: String,
+    pub gid: libc::gid_t,
+}
+
+impl CtlGroup {
+    /// Looks up a group by name (or number) in the system's group database.
+    pub fn lookup(name: &str) -> Result<CtlGroup, String> {
+        let c = std::ffi::CString::new(name).map_err(|_| format!("no group named '{name}'"))?;
+        let mut buf = vec![0u8; 16 * 1024];
+        // SAFETY: an all-zero `group` is a valid out-parameter for getgrnam_r.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call, and the buffer's length is passed.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                c.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == 0 && !found.is_null() {
+            return Ok(CtlGroup {
+                name: name.to_string(),
+                gid: grp.gr_gid,
+            });
+        }
+        match name.parse::<libc::gid_t>() {
+            Ok(gid) => Ok(CtlGroup {
+                name: name.to_string(),
+                gid,
+            }),
+            Err(_) => Err(format!("no group named '{name}'")),
+        }
+    }
+}
+
+/// Where a connection is.
+enum Phase {
+    /// Reading the request line.
+    Reading,
+    /// Writing the reply; closed once written.
+    Writing,
+}
+
+struct Conn {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    written: usize,
+    deadline: Instant,
+    phase: Phase,
+}
+
+impl Conn {
+    fn reply(&mut self, reply: &Reply, max: usize, stats: &mut ServerStats) {
+        let mut out = serde_json::to_vec(reply).unwrap_or_default();
+        if out.len() > max {
+            stats.oversize_replies += 1;
+            let msg = format!(
+                "the reply ({} bytes) is larger than the control socket's {} MiB limit",
+                out.len(),
+                max >> 20
+            );
+            out = serde_json::to_vec(&Reply::error(msg)).unwrap_or_default();
+        }
+        out.push(b'\n');
+        self.output = out;
+        self.written = 0;
+        self.input = Vec::new();
+        self.phase = Phase::Writing;
+    }
+}
+
+/// What a step did to a connection.
+enum Step {
+    Keep,
+    Close,
+}
+
+/// Reads per connection per step, so one fast client cannot hold the loop.
+const READ_BUDGET: usize = 256 * 1024;
+/// New connections taken per step; the rest wait in the listen backlog.
+const ACCEPT_BUDGET: usize = 64;
+
+pub struct CtlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    /// The socket file we made (device, inode): only that one is removed at exit.
+    ident: (u64, u64),
+    conns: Vec<Conn>,
+    limits: Limits,
+    stats: ServerStats,
+}
+
+impl CtlServer {
+    /// Binds `path` owner-only (0600), or 0660 for `group`, whatever the umask: the socket is
+    /// bound in a fresh 0700 directory beside `path`, given its mode and group there, and only
+    /// then renamed onto `path`, so it never exists anywhere reachable with a wider mode. A stale
+    /// socket a previous run left is replaced; anything else at `path` (a file, a symlink) is
+    /// refused, never followed or removed.
+    pub fn bind(path: &Path, group: Option<&CtlGroup>) -> Result<CtlServer> {
+        Self::bind_with(path, group, Limits::default())
+    }
+
+    pub fn bind_with(path: &Path, group: Option<&CtlGroup>, limits: Limits) -> Result<CtlServer> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => {
+                if UnixStream::connect(path).is_ok() {
+                    bail!(
+                        "control socket {} is in use by another running switch",
+                        path.display()
+                    );
+                }
+            }
+            Ok(_) => bail!(
+                "{} exists and is not a socket: refusing to replace it with the control socket",
+                path.display()
+            ),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+        }
+        let private = private_dir(&dir)?;
+        let result = (|| {
+            let tmp = private.join("ctl.sock");
+            let listener = UnixListener::bind(&tmp)
+                .with_context(|| format!("cannot bind control socket {}", path.display()))?;
+            let mode = if group.is_some() { 0o660 } else { 0o600 };
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+            if let Some(g) = group {
+                std::os::unix::fs::lchown(&tmp, None, Some(g.gid)).with_context(|| {
+                    format!("cannot give {} to group '{}'", path.display(), g.name)
+                })?;
+            }
+            let m = std::fs::symlink_metadata(&tmp)?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot move the control socket to {}", path.display()))?;
+            listener.set_nonblocking(true)?;
+            Ok(CtlServer {
+                listener,
+                path: path.to_path_buf(),
+                ident: (m.dev(), m.ino()),
+                conns: Vec::new(),
+                limits,
+                stats: ServerStats::default(),
+            })
+        })();
+        let _ = std::fs::remove_file(private.join("ctl.sock"));
+        let _ = std::fs::remove_dir(&private);
+        result
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    /// The fds the loop's poll must watch: the listener (readable), each connection (readable
+    /// while it reads its request, writable while it writes its reply).
+    pub fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
+        out.push(libc::pollfd {
+            fd: self.listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for c in &self.conns {
+            out.push(libc::pollfd {
+                fd: c.stream.as_raw_fd(),
+                events: match c.phase {
+                    Phase::Reading => libc::POLLIN,
+                    Phase::Writing => libc::POLLOUT,
+                },
+                revents: 0,
+            });
+        }
+    }
+
+    /// The listening socket's fd.
+    pub fn raw_fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    /// The earliest connection deadline: the loop must wake by then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.conns.iter().map(|c| c.deadline).min()
+    }
+
+    /// Accepts what is waiting, advances every connection, answers each complete request with
+    /// `handle`, and closes connections that are done or past their deadline. Never blocks.
+    pub fn poll(&mut self, mut handle: impl FnMut(Request, &ServerStats) -> Reply) {
+        let now = Instant::now();
+        self.accept(now);
+        let mut i = 0;
+        while i < self.conns.len() {
+            let step = if now >= self.conns[i].deadline {
+                self.expire(i)
+            } else {
+                self.advance(i, &mut handle)
+            };
+            match step {
+                Step::Keep => i += 1,
+                Step::Close => {
+                    self.conns.swap_remove(i);
+                }
+            }
+        }
+        self.stats.open = self.conns.len();
+    }
+
+    fn accept(&mut self, now: Instant) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Ok((stream, _)) = self.listener.accept() else {
+                return;
+            };
+            self.stats.connections += 1;
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if self.conns.len() >= self.limits.max_connections {
+                self.stats.connections_refused += 1;
+                let msg = format!(
+                    "too many control connections open ({}): try again",
+                    self.limits.max_connections
+                );
+                let mut line = serde_json::to_vec(&Reply::error(msg)).unwrap_or_default();
+                line.push(b'\n');
+                // A fresh socket's buffer takes one short line; if not, the close says it.
+                let _ = (&stream).write(&line);
+                continue;
+            }
+            self.conns.push(Conn {
+                stream,
+                input: Vec::new(),
+                output: Vec::new(),
+                written: 0,
+                deadline: now + self.limits.deadline,
+                phase: Phase::Reading,
+            });
+        }
+    }
+
+    fn expire(&mut self, i: usize) -> Step {
+        self.stats.timeouts += 1;
+        let c = &mut self.conns[i];
+        if let Phase::Reading = c.phase {
+            let msg = format!(
+                "no complete request within {} s: closed",
+                self.limits.deadline.as_secs()
+            );
+            let mut line = serde_json::to_vec(&Reply::error(msg)).unwrap_or_default();
+            line.push(b'\n');
+            let _ = (&c.stream).write(&line);
+        }
+        Step::Close
+    }
+
+    fn advance(
+        &mut self,
+        i: usize,
+        handle: &mut impl FnMut(Request, &ServerStats) -> Reply,
+    ) -> Step {
+        let limits = self.limits;
+        if let Phase::Reading = self.conns[i].phase {
+            match read_line(&mut self.conns[i], limits.max_request) {
+                Ok(Some(line)) => {
+                    self.stats.requests += 1;
+                    let reply = match serde_json::from_slice::<Request>(&line) {
+                        Ok(req) => handle(req, &self.stats),
+                        Err(e) => {
+                            self.stats.malformed_requests += 1;
+                            // Position and class only: the request's bytes are never echoed.
+                            Reply::error(format!(
+                                "malformed request ({:?} error at column {}): send one JSON \
+                                 request per line, as `tsn-vswitch ctl` does",
+                                e.classify(),
+                                e.column()
+                            ))
+                        }
+                    };
+                    self.conns[i].reply(&reply, limits.max_reply, &mut self.stats);
+                }
+                Ok(None) => return Step::Keep,
+                Err(ReadEnd::Oversize) => {
+                    self.stats.oversize_requests += 1;
+                    let msg = format!("request larger than {} bytes: closed", limits.max_request);
+                    self.conns[i].reply(&Reply::error(msg), limits.max_reply, &mut self.stats);
+                }
+                Err(ReadEnd::Closed) => return Step::Close,
+            }
+        }
+        let c = &mut self.conns[i];
+        while c.written < c.output.len() {
+            match (&c.stream).write(&c.output[c.written..]) {
+                Ok(0) => return Step::Close,
+                Ok(n) => c.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Keep,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+        Step::Close
+    }
+}
+
+/// Why reading a request ended without one.
+enum ReadEnd {
+    /// More than the limit without a newline.
+    Oversize,
+    /// The peer closed (or the socket failed) before a complete line.
+    Closed,
+}
+
+/// Reads what the socket has (up to [`READ_BUDGET`]); the request line once complete.
+fn read_line(c: &mut Conn, max: usize) -> Result<Option<Vec<u8>>, ReadEnd> {
+    let mut chunk = [0u8; 16 * 1024];
+    let mut budget = READ_BUDGET;
+    while budget > 0 {
+        match (&c.stream).read(&mut chunk) {
+            Ok(0) => return Err(ReadEnd::Closed),
+            Ok(n) => {
+                budget = budget.saturating_sub(n);
+                let old = c.input.len();
+                c.input.extend_from_slice(&chunk[..n]);
+                if let Some(k) = c.input[old..].iter().position(|&b| b == b'\n') {
+                    let end = old + k;
+                    if end > max {
+                        return Err(ReadEnd::Oversize);
+                    }
+                    c.input.truncate(end);
+                    return Ok(Some(std::mem::take(&mut c.input)));
+                }
+                if c.input.len() > max {
+                    return Err(ReadEnd::Oversize);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(ReadEnd::Closed),
+        }
+    }
+    Ok(None)
+}
+
+/// A fresh directory only we can enter, beside the socket's final place (same filesystem, so the
+/// rename is atomic). `mkdir` fails if the name exists: nothing an attacker prepared is used.
+fn private_dir(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    for n in 0..100u32 {
+        let p = dir.join(format!(".tsn-vswitch-ctl.{}.{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create a directory in {}", dir.display()))
+            }
+        }
+    }
+    bail!("cannot create a private directory in {}", dir.display())
+}
+
+impl Drop for CtlServer {
+    fn drop(&mut self) {
+        // Only the socket we made: another switch may have taken the path since.
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if (m.dev(), m.ino()) == self.ident {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tsn-ctl-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Serves `srv` on this thread until `done` says so (bounded).
+    fn serve_until(srv: &mut CtlServer, mut done: impl FnMut(&CtlServer) -> bool) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !done(srv) {
+            assert!(Instant::now() < end, "server loop did not finish");
+            srv.poll(|req, _| Reply::Ok(serde_json::json!({ "echo": req })));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn socket_is_owner_only_whatever_the_umask() {
+        let d = dir("mode");
+        let p = d.join("ctl.sock");
+        // SAFETY: umask only changes this process's file-creation mask.
+        let old = unsafe { libc::umask(0) };
+        let srv = CtlServer::bind(&p, None);
+        // SAFETY: as above, restoring it.
+        unsafe { libc::umask(old) };
+        let srv = srv.unwrap();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert!(m.file_type().is_socket());
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        // Nothing left beside it.
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("ctl.sock")]);
+        drop(srv);
+        assert!(!p.exists(), "the socket is removed at exit");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_symlink_or_file_at_the_path_is_refused_not_followed() {
+        let d = dir("symlink");
+        let target = d.join("victim");
+        std::fs::write(&target, "keep me").unwrap();
+        let link = d.join("ctl.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = CtlServer::bind(&link, None).err().expect("refused");
+        assert!(format!("{e:#}").contains("is not a socket"), "{e:#}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        let e = CtlServer::bind(&target, None).err().expect("refused");
+        assert!(format!("{e:#}").contains("is not a socket"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_and_a_live_one_refused() {
+        let d = dir("stale");
+        let p = d.join("ctl.sock");
+        drop(UnixListener::bind(&p).unwrap());
+        let srv = CtlServer::bind(&p, None).expect("stale socket replaced");
+        let e = CtlServer::bind(&p, None).err().expect("in use");
+        assert!(format!("{e:#}").contains("in use"), "{e:#}");
+        drop(srv);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn group_lookup() {
+        assert_eq!(CtlGroup::lookup("root").unwrap().gid, 0);
+        assert!(CtlGroup::lookup("no-such-group-tsn")
+            .unwrap_err()
+            .contains("no group named"));
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_connections: 3,
+            deadline: Duration::from_millis(300),
+            max_request: 100,
+            max_reply: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn silent_clients_are_capped_and_expire_while_others_are_served() {
+        let d = dir("caps");
+        let p = d.join("ctl.sock");
+        let mut srv = CtlServer::bind_with(&p, None, limits()).unwrap();
+        let silent: Vec<UnixStream> = (0..3).map(|_| UnixStream::connect(&p).unwrap()).collect();
+        serve_until(&mut srv, |s| s.conns.len() == 3);
+        // A fourth is refused with a line and closed.
+        let mut extra = UnixStream::connect(&p).unwrap();
+        serve_until(&mut srv, |s| s.stats.connections_refused == 1);
+        let mut line = String::new();
+        extra.read_to_string(&mut line).unwrap();
+        assert!(line.contains("too many control connections"), "{line}");
+        // The silent ones time out; then a real request is answered.
+        serve_until(&mut srv, |s| s.stats.timeouts == 3);
+        for s in silent {
+            let mut r = std::io::BufReader::new(s);
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            assert!(l.contains("no complete request"), "{l}");
+        }
+        let mut c = UnixStream::connect(&p).unwrap();
+        c.write_all(b"\"stats\"\n").unwrap();
+        serve_until(&mut srv, |s| s.stats.requests == 1 && s.conns.is_empty());
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "{\"ok\":{\"echo\":\"stats\"}}\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn oversize_and_malformed_requests_get_an_error_without_their_bytes() {
+        let d = dir("oversize");
+        let p = d.join("ctl.sock");
+        let mut srv = CtlServer::bind_with(&p, None, limits()).unwrap();
+        let mut big = UnixStream::connect(&p).unwrap();
+        big.write_all(&[b'x'; 150]).unwrap();
+        let mut bad = UnixStream::connect(&p).unwrap();
+        bad.write_all(b"{\"gcl\":{\"port\":\"h\",\"text\":[\"secret-token\"]}}\n")
+            .unwrap();
+        serve_until(&mut srv, |s| s.conns.is_empty() && s.stats.requests == 1);
+        let mut out = String::new();
+        big.read_to_string(&mut out).unwrap();
+        assert!(out.contains("request larger than 100 bytes"), "{out}");
+        out.clear();
+        bad.read_to_string(&mut out).unwrap();
+        assert!(out.contains("malformed request"), "{out}");
+        assert!(!out.contains("secret"), "{out}");
+        assert_eq!(srv.stats.oversize_requests, 1);
+        assert_eq!(srv.stats.malformed_requests, 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_request_split_over_many_writes_is_answered_once_complete() {
+        let d = dir("split");
+        let p = d.join("ctl.sock");
+        let mut srv = CtlServer::bind_with(&p, None, limits()).unwrap();
+        let mut c = UnixStream::connect(&p).unwrap();
+        for b in b"\"fdb\"" {
+            c.write_all(&[*b]).unwrap();
+            srv.poll(|_, _| panic!("answered before the line was complete"));
+        }
+        c.write_all(b"\n").unwrap();
+        serve_until(&mut srv, |s| s.conns.is_empty());
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.contains("\"echo\":\"fdb\""), "{out}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
