@@ -2,8 +2,10 @@
 //!
 //! A connection reads one request line into its own buffer, is answered once the line is
 //! complete, writes the reply from its own buffer as the socket takes it, and closes. Nothing
-//! blocks: a silent, slow or malicious client holds one of [`Limits::max_connections`] slots until
-//! its deadline and costs nobody else anything.
+//! blocks: a slow or malicious client holds one of [`Limits::max_connections`] slots until its
+//! deadline and costs nobody else anything. When every slot is taken, a new connection takes the
+//! slot of the one idle longest (nothing sent or taken for [`Limits::idle_grace`]), so clients
+//! that connect and stay silent cannot lock the others out; with no idle one, it is refused.
 use super::protocol::{Reply, Request, MAX_REQUEST};
 use anyhow::{bail, Context, Result};
 use std::io::{ErrorKind, Read, Write};
@@ -16,8 +18,11 @@ use std::time::{Duration, Instant};
 /// Bounds on what clients may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Open connections; one more gets a one-line error and is closed at once.
+    /// Open connections; one more takes an idle one's slot, or gets a one-line error and is
+    /// closed at once.
     pub max_connections: usize,
+    /// A connection that moved no byte for this long may be closed to make room.
+    pub idle_grace: Duration,
     /// From accept to the reply's last byte.
     pub deadline: Duration,
     /// Longest request line.
@@ -30,6 +35,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 16,
+            idle_grace: Duration::from_secs(1),
             deadline: Duration::from_secs(5),
             max_request: MAX_REQUEST,
             max_reply: 16 << 20,
@@ -43,8 +49,10 @@ pub struct ServerStats {
     pub connections: u64,
     pub open: usize,
     pub requests: u64,
-    /// Refused because [`Limits::max_connections`] were open.
+    /// Refused because [`Limits::max_connections`] were open and none was idle.
     pub connections_refused: u64,
+    /// Idle connections closed to make room for a new one.
+    pub connections_evicted: u64,
     /// Closed at their deadline (request not complete, or reply not taken).
     pub timeouts: u64,
     pub oversize_requests: u64,
@@ -107,6 +115,8 @@ struct Conn {
     output: Vec<u8>,
     written: usize,
     deadline: Instant,
+    /// When a byte last moved either way (or the accept).
+    last_progress: Instant,
     phase: Phase,
 }
 
@@ -280,7 +290,7 @@ impl CtlServer {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            if self.conns.len() >= self.limits.max_connections {
+            if self.conns.len() >= self.limits.max_connections && !self.evict_idle(now) {
                 self.stats.connections_refused += 1;
                 let msg = format!(
                     "too many control connections open ({}): try again",
@@ -298,9 +308,31 @@ impl CtlServer {
                 output: Vec::new(),
                 written: 0,
                 deadline: now + self.limits.deadline,
+                last_progress: now,
                 phase: Phase::Reading,
             });
         }
+    }
+
+    /// Closes the connection idle longest, if one has been idle for the grace time.
+    fn evict_idle(&mut self, now: Instant) -> bool {
+        let grace = self.limits.idle_grace;
+        let Some(i) = (0..self.conns.len())
+            .filter(|&i| now.saturating_duration_since(self.conns[i].last_progress) >= grace)
+            .min_by_key(|&i| self.conns[i].last_progress)
+        else {
+            return false;
+        };
+        let c = self.conns.swap_remove(i);
+        self.stats.connections_evicted += 1;
+        let msg = format!(
+            "closed: idle while {} control connections were open and another came",
+            self.limits.max_connections
+        );
+        let mut line = serde_json::to_vec(&Reply::error(msg)).unwrap_or_default();
+        line.push(b'\n');
+        let _ = (&c.stream).write(&line);
+        true
     }
 
     fn expire(&mut self, i: usize) -> Step {
@@ -356,7 +388,10 @@ impl CtlServer {
         while c.written < c.output.len() {
             match (&c.stream).write(&c.output[c.written..]) {
                 Ok(0) => return Step::Close,
-                Ok(n) => c.written += n,
+                Ok(n) => {
+                    c.written += n;
+                    c.last_progress = Instant::now();
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Keep,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Step::Close,
@@ -382,6 +417,7 @@ fn read_line(c: &mut Conn, max: usize) -> Result<Option<Vec<u8>>, ReadEnd> {
         match (&c.stream).read(&mut chunk) {
             Ok(0) => return Err(ReadEnd::Closed),
             Ok(n) => {
+                c.last_progress = Instant::now();
                 budget = budget.saturating_sub(n);
                 let old = c.input.len();
                 c.input.extend_from_slice(&chunk[..n]);
@@ -518,6 +554,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             max_connections: 3,
+            idle_grace: Duration::from_secs(60),
             deadline: Duration::from_millis(300),
             max_request: 100,
             max_reply: 1 << 20,
@@ -551,6 +588,46 @@ mod tests {
         let mut out = String::new();
         c.read_to_string(&mut out).unwrap();
         assert_eq!(out, "{\"ok\":{\"echo\":\"stats\"}}\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn when_full_a_new_client_takes_the_slot_of_the_one_idle_longest() {
+        let d = dir("evict");
+        let p = d.join("ctl.sock");
+        let l = Limits {
+            max_connections: 2,
+            idle_grace: Duration::from_millis(100),
+            deadline: Duration::from_secs(30),
+            ..limits()
+        };
+        let mut srv = CtlServer::bind_with(&p, None, l).unwrap();
+        let oldest = UnixStream::connect(&p).unwrap();
+        serve_until(&mut srv, |s| s.conns.len() == 1);
+        std::thread::sleep(Duration::from_millis(20));
+        let younger = UnixStream::connect(&p).unwrap();
+        serve_until(&mut srv, |s| s.conns.len() == 2);
+        std::thread::sleep(Duration::from_millis(150));
+        let mut c = UnixStream::connect(&p).unwrap();
+        c.write_all(b"\"stats\"\n").unwrap();
+        serve_until(&mut srv, |s| s.stats.requests == 1 && s.conns.len() == 1);
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("{\"ok\""), "{out}");
+        out.clear();
+        (&oldest).read_to_string(&mut out).unwrap();
+        assert!(
+            out.contains("closed: idle"),
+            "the oldest idle one made room: {out}"
+        );
+        assert_eq!(srv.stats.connections_evicted, 1);
+        assert_eq!(srv.stats.connections_refused, 0);
+        younger.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        assert!(
+            matches!((&younger).read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock),
+            "the younger one is still open"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
