@@ -360,15 +360,21 @@ impl CtlServer {
             match read_line(&mut self.conns[i], limits.max_request) {
                 Ok(Some(line)) => {
                     self.stats.requests += 1;
+                    self.stats.open = self.conns.len();
                     let reply = match serde_json::from_slice::<Request>(&line) {
                         Ok(req) => handle(req, &self.stats),
                         Err(e) => {
                             self.stats.malformed_requests += 1;
                             // Position and class only: the request's bytes are never echoed.
+                            let what = match e.classify() {
+                                serde_json::error::Category::Io => "unreadable",
+                                serde_json::error::Category::Syntax => "not JSON",
+                                serde_json::error::Category::Data => "not a known request",
+                                serde_json::error::Category::Eof => "cut short",
+                            };
                             Reply::error(format!(
-                                "malformed request ({:?} error at column {}): send one JSON \
+                                "malformed request ({what}, at column {}): send one JSON \
                                  request per line, as `tsn-vswitch ctl` does",
-                                e.classify(),
                                 e.column()
                             ))
                         }
