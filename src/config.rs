@@ -329,8 +329,8 @@ impl GclSpec {
 /// has none, taprio's is bounded by one netlink message).
 pub const MAX_GCL_FILE: u64 = 1 << 20;
 
-/// The text of a GCL file. Only a regular file of at most [`MAX_GCL_FILE`] bytes: `ctl gcl`
-/// reads it on the control thread, where a FIFO would block it and `/dev/zero` would fill the
+/// The text of a GCL file. Only a regular file of at most [`MAX_GCL_FILE`] bytes: a FIFO would
+/// block the reader (the switch at start, the `ctl gcl` client) and `/dev/zero` would fill the
 /// memory. Opened non-blocking so that even a FIFO only costs the `fstat` that refuses it.
 pub fn read_gcl_text(file: &std::path::Path) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind, Read};
@@ -353,7 +353,7 @@ pub fn read_gcl_text(file: &std::path::Path) -> std::io::Result<String> {
     String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// Reads and validates a GCL file (`--gcl` at start, `ctl gcl` at runtime): the list and its
+/// Reads and validates a GCL file (`--gcl` at start): the list and its
 /// warnings, each `FILE:LINE: ...`; errors read `cannot read FILE: ...` or `FILE:LINE: reason`.
 pub fn read_gcl(file: &str) -> Result<(gcl::GateControlList, Vec<String>)> {
     let text = read_gcl_text(file.as_ref()).map_err(|e| anyhow!("cannot read {file}: {e}"))?;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Largest GCL text `ctl gcl` sends (the client checks it before connecting).
-pub const MAX_GCL_TEXT: usize = 1 << 20;
+pub const MAX_GCL_TEXT: usize = crate::config::MAX_GCL_FILE as usize;
 
 /// Largest request line the switch reads: a [`MAX_GCL_TEXT`] text JSON-escaped (a newline is two
 /// bytes, and a GCL file is mostly digits, letters and spaces) plus the rest of the request.

@@ -9,7 +9,7 @@
 use super::protocol::{Reply, Request, MAX_REQUEST};
 use anyhow::{bail, Context, Result};
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -247,11 +247,6 @@ impl CtlServer {
                 revents: 0,
             });
         }
-    }
-
-    /// The listening socket's fd.
-    pub fn raw_fd(&self) -> RawFd {
-        self.listener.as_raw_fd()
     }
 
     /// The earliest connection deadline: the loop must wake by then.
