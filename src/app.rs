@@ -483,10 +483,14 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
     Ok(())
 }
 
-/// Sleeps until a control-side socket is readable (or `timeout`): vhost-user sockets and
-/// listeners, the control socket. Signals interrupt it.
+/// Sleeps until a control-side socket is ready (or `timeout`, or the earliest deadline a
+/// vhost-user device asks for: a pending GET_VRING_BASE, a started message, buffered messages):
+/// vhost-user connections (read/write as each wants) and listeners, the control socket. Signals
+/// interrupt it.
 fn wait_for_events(ports: &[Port], ctl: &CtlServer, timeout: Duration) {
     use std::os::fd::AsRawFd;
+    let now = Instant::now();
+    let mut timeout = timeout;
     let mut fds = vec![libc::pollfd {
         fd: ctl.raw_fd(),
         events: libc::POLLIN,
@@ -494,30 +498,38 @@ fn wait_for_events(ports: &[Port], ctl: &CtlServer, timeout: Duration) {
     }];
     for p in ports {
         if let Backend::Vhost(v) = &p.backend {
-            let fd = match (v.dev.socket(), &v.listener) {
-                (Some(s), _) => s.as_raw_fd(),
-                (None, Some(l)) => l.listener().as_raw_fd(),
+            if let Some(d) = v.dev.next_deadline() {
+                timeout = timeout.min(d.saturating_duration_since(now));
+            }
+            let (fd, events) = match (v.dev.poll_interest(), &v.listener) {
+                (Some(i), _) => (
+                    i.fd,
+                    if i.read { libc::POLLIN } else { 0 } | if i.write { libc::POLLOUT } else { 0 },
+                ),
+                (None, Some(l)) => (l.listener().as_raw_fd(), libc::POLLIN),
                 (None, None) => continue,
             };
-            fds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            // A connection that wants nothing now (input full behind a pending reply) is not
+            // polled: a hung-up peer would wake the loop for nothing; its deadline brings us back.
+            if events != 0 {
+                fds.push(libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
+            }
         }
     }
+    // Round up: a deadline a fraction of a millisecond away must not be spun on.
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
     // SAFETY: fds is a valid array of pollfd for the duration of the call.
-    unsafe {
-        libc::poll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            timeout.as_millis() as i32,
-        )
-    };
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
 }
 
-/// The control side of one vhost-user port: accept or (re)connect, handle pending messages,
-/// report broken queues once. `housekeeping` runs the once-a-second parts.
+/// The control side of one vhost-user port: accept or (re)connect, serve the connection without
+/// waiting on it (the device reads what arrived, handles complete messages, writes replies as
+/// the socket takes them, enforces its deadlines), report broken queues once. `housekeeping`
+/// runs the once-a-second parts.
 fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
     if !v.dev.is_connected() {
         let stream = match &v.listener {
@@ -527,38 +539,23 @@ fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) =>
             {
                 v.last_try = Some(Instant::now());
-                std::os::unix::net::UnixStream::connect(&v.path).ok()
+                vhost::try_connect(&v.path).ok()
             }
             None => None,
         };
         if let Some(s) = stream {
-            let _ = s.set_nonblocking(false);
-            // A frontend that stops mid-message (or stops reading replies) must not hold the
-            // control thread: the read/write fails, which is fatal, and the connection ends.
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
             tracing::info!(port = name, socket = %v.path.display(), "vhost-user frontend connected");
             v.dev.attach(s);
         }
     }
-    // Handle what is pending, bounded so one chatty guest cannot starve the rest.
-    for _ in 0..256 {
-        if !v.dev.is_connected() {
-            break;
+    v.dev.serve(Instant::now(), |ev| match ev {
+        vhost::ControlEvent::RequestFailed(e) => {
+            tracing::warn!(port = name, error = %e, "vhost-user request failed");
         }
-        match v.dev.poll_message(Duration::ZERO) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                if v.dev.is_connected() {
-                    tracing::warn!(port = name, error = %e, "vhost-user request failed");
-                } else {
-                    tracing::info!(port = name, reason = %e, "vhost-user frontend disconnected");
-                    break;
-                }
-            }
+        vhost::ControlEvent::Disconnected(e) => {
+            tracing::info!(port = name, reason = %e, "vhost-user frontend disconnected");
         }
-    }
+    });
     if housekeeping {
         v.dev.service();
         for (i, logged) in v.broken_logged.iter_mut().enumerate() {
@@ -649,6 +646,11 @@ fn control(
                                 "connections": c.connections,
                                 "messages": c.messages,
                                 "message_errors": c.errors,
+                                "message_timeouts": c.message_timeouts,
+                                "reply_backlogs": c.reply_backlogs,
+                                "refused_fds": c.refused_fds,
+                                "stop_timeouts": c.stop_timeouts,
+                                "err_writes_skipped": c.err_writes_skipped,
                                 "queue_errors": m.queue_errors,
                                 "from_guest_packets": m.from_guest_packets,
                                 "to_guest_packets": m.to_guest_packets,
@@ -659,6 +661,7 @@ fn control(
                                     "not_ready": m.drop_not_ready,
                                 },
                                 "notifications": m.notifications,
+                                "notifications_skipped": m.notifications_skipped,
                                 "vring_packets": (0..v.dev.queue_pairs() * 2)
                                     .map(|i| v.dev.vring_metrics(i).map_or(0, |m| m.packets.get()))
                                     .collect::<Vec<_>>(),

@@ -29,7 +29,9 @@ pub enum ProtocolError {
     FdOverflow,
     #[error("{count} file descriptors arrived with too few message bytes (at most {max} are held); they were closed")]
     TooManyFds { count: usize, max: usize },
-    #[error("the frontend took more than {secs} s to send a message ({got} of {want} bytes arrived)")]
+    #[error(
+        "the frontend took more than {secs} s to send a message ({got} of {want} bytes arrived)"
+    )]
     MessageTimeout { got: usize, want: usize, secs: u64 },
     #[error("the frontend does not read its replies (more than {max} bytes queued)")]
     ReplyBacklog { max: usize },

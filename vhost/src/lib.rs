@@ -88,7 +88,8 @@ pub mod virtqueue;
 pub mod testutil;
 
 pub use device::{
-    connect, try_connect, ControlEvent, ControlStats, Listener, NetConfig, PollInterest, VhostUserNet,
+    connect, try_connect, ControlEvent, ControlStats, Listener, NetConfig, PollInterest,
+    VhostUserNet,
 };
 pub use error::{DeviceError, MemoryError, ProtocolError, VirtqError};
 pub use metrics::{MetricsSnapshot, QueueMetrics};

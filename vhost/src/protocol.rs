@@ -488,6 +488,14 @@ impl Endpoint {
         let mut buf = Vec::with_capacity(size_of::<Header>() + payload.len());
         buf.extend_from_slice(header.as_bytes());
         buf.extend_from_slice(payload);
+        self.send_bytes(&buf, fds)
+    }
+
+    /// Sends raw bytes (blocking); `fds` travel with the first byte.
+    pub fn send_bytes(&self, buf: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), ProtocolError> {
+        if fds.len() > MAX_FDS {
+            return Err(ProtocolError::FdOverflow);
+        }
         let mut sent = 0;
         let mut cbuf = [0u64; CMSG_BUF_LEN / 8];
         while sent < buf.len() {
