@@ -146,7 +146,7 @@ impl Rig {
     }
 
     fn write(&self, bytes: &[u8]) {
-        (&*self.fe.stream()).write_all(bytes).unwrap();
+        self.fe.stream().write_all(bytes).unwrap();
     }
 
     /// Reads one reply without waiting: it must be there already.
@@ -427,7 +427,7 @@ fn a_frontend_that_never_reads_its_replies_is_dropped() {
         .collect();
     r.fe.stream().set_nonblocking(true).unwrap();
     for _ in 0..(64 * OUTPUT_CAP / (20 * per_write)) {
-        let _ = (&*r.fe.stream()).write(&batch);
+        let _ = r.fe.stream().write(&batch);
         for _ in 0..per_write / MESSAGES_PER_SERVE + 1 {
             if let Some(e) = disconnected(&r.serve()) {
                 reason = Some(e.to_string());
