@@ -133,36 +133,47 @@ impl ControlLoop {
         }
     }
 
-    /// Sleeps until a control-side socket is readable (or `timeout`): vhost-user sockets and
-    /// listeners, the control socket. Signals interrupt it.
+    /// Sleeps until a control-side socket is ready (or `timeout`, or the earliest deadline a
+    /// vhost-user device asks for: a pending GET_VRING_BASE, a started message, buffered
+    /// messages): vhost-user connections (read/write as each wants) and listeners, the control
+    /// socket. Signals interrupt it.
     fn wait_for_events(&self, ctl: &CtlServer, timeout: Duration) {
         use std::os::fd::AsRawFd;
+        let now = Instant::now();
+        let mut timeout = timeout;
         let mut fds = vec![libc::pollfd {
             fd: ctl.raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         }];
-        for p in &self.ports {
-            if let Backend::Vhost(v) = &p.backend {
-                let fd = match (v.dev.socket(), &v.listener) {
-                    (Some(s), _) => s.as_raw_fd(),
-                    (None, Some(l)) => l.listener().as_raw_fd(),
-                    (None, None) => continue,
-                };
+        for (_, p) in self.ports() {
+            let Backend::Vhost(v) = &p.backend else {
+                continue;
+            };
+            if let Some(d) = v.dev.next_deadline() {
+                timeout = timeout.min(d.saturating_duration_since(now));
+            }
+            let (fd, events) = match (v.dev.poll_interest(), &v.listener) {
+                (Some(i), _) => (
+                    i.fd,
+                    if i.read { libc::POLLIN } else { 0 } | if i.write { libc::POLLOUT } else { 0 },
+                ),
+                (None, Some(l)) => (l.listener().as_raw_fd(), libc::POLLIN),
+                (None, None) => continue,
+            };
+            // A connection that wants nothing now (input full behind a pending reply) is not
+            // polled: a hung-up peer would wake the loop for nothing; its deadline brings us back.
+            if events != 0 {
                 fds.push(libc::pollfd {
                     fd,
-                    events: libc::POLLIN,
+                    events,
                     revents: 0,
                 });
             }
         }
+        // Round up: a deadline a fraction of a millisecond away must not be spun on.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         // SAFETY: fds is a valid array of pollfd for the duration of the call.
-        unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                timeout.as_millis() as i32,
-            )
-        };
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     }
 }

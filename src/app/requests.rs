@@ -89,6 +89,11 @@ impl ControlLoop {
                                 "connections": c.connections,
                                 "messages": c.messages,
                                 "message_errors": c.errors,
+                                "message_timeouts": c.message_timeouts,
+                                "reply_backlogs": c.reply_backlogs,
+                                "refused_fds": c.refused_fds,
+                                "stop_timeouts": c.stop_timeouts,
+                                "err_writes_skipped": c.err_writes_skipped,
                                 "queue_errors": m.queue_errors,
                                 "from_guest_packets": m.from_guest_packets,
                                 "to_guest_packets": m.to_guest_packets,
@@ -99,6 +104,7 @@ impl ControlLoop {
                                     "not_ready": m.drop_not_ready,
                                 },
                                 "notifications": m.notifications,
+                                "notifications_skipped": m.notifications_skipped,
                                 "vring_packets": (0..v.dev.queue_pairs() * 2)
                                     .map(|i| v.dev.vring_metrics(i).map_or(0, |m| m.packets.get()))
                                     .collect::<Vec<_>>(),
