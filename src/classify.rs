@@ -122,6 +122,24 @@ pub struct TcRule {
     pub action: Tc,
 }
 
+/// The rule as written on the command line (`PORT:udp-dst=LO[-HI]:class=C|prio=P`).
+impl std::fmt::Display for TcRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.port {
+            PortMatch::Any => f.write_str("*")?,
+            PortMatch::Named(n) => f.write_str(n)?,
+        }
+        write!(f, ":udp-dst={}", self.dst_lo)?;
+        if self.dst_hi != self.dst_lo {
+            write!(f, "-{}", self.dst_hi)?;
+        }
+        match self.action.0 {
+            c if c & 0x10 != 0 => write!(f, ":class={}", c & 0x07),
+            p => write!(f, ":prio={p}"),
+        }
+    }
+}
+
 impl std::str::FromStr for TcRule {
     type Err = ClassifyError;
     fn from_str(s: &str) -> Result<Self, ClassifyError> {

@@ -1,4 +1,7 @@
 //! The command line. Every option is documented here; `--help` prints it.
+use crate::classify::TcRule;
+use crate::clock::ClockSpec;
+use crate::config::{CoreList, GclSpec, PortSpec, RxqAffinity};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -158,7 +161,7 @@ pub const DEFAULT_CTL: &str = "/run/tsn-vswitch/ctl.sock";
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[arg(long = "port", value_name = "NAME[,OPT=VAL...]=KIND:TARGET", long_help = PORT_HELP)]
-    pub ports: Vec<String>,
+    pub ports: Vec<PortSpec>,
 
     /// Core for control and housekeeping (EAL's main lcore).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -166,11 +169,11 @@ pub struct RunArgs {
 
     /// Dedicated busy-polling cores: N, N-M or N,M,... (must not include the main core).
     #[arg(long, value_name = "LIST", default_value = "1")]
-    pub pmd_cores: String,
+    pub pmd_cores: CoreList,
 
     /// Pin rx queue Q of port NAME to PMD core CORE (repeatable); others go round-robin.
     #[arg(long, value_name = "NAME:Q=CORE")]
-    pub rxq_affinity: Vec<String>,
+    pub rxq_affinity: Vec<RxqAffinity>,
 
     /// Forwarding database capacity (MAC+VLAN entries; rounded up to a power of two).
     #[arg(long, value_name = "N", default_value_t = 8192)]
@@ -201,18 +204,18 @@ pub struct RunArgs {
     /// words (num_tc, map, base-time, cycle-time, cycle-time-extension, sched-entry S|H|R MASK NS).
     /// Check a file first with `tsn-vswitch gcl check FILE`.
     #[arg(long = "gcl", value_name = "PORT=FILE")]
-    pub gcls: Vec<String>,
+    pub gcls: Vec<GclSpec>,
 
     /// The gates' time base: `tai` (CLOCK_TAI, as taprio), `phc:/dev/ptpN` (a PTP hardware clock)
     /// or `port:NAME` (a DPDK port's IEEE 1588 clock). Read through the TSC, calibrated against
     /// it once a second.
     #[arg(long, value_name = "CLOCK", default_value = "tai")]
-    pub clock: String,
+    pub clock: ClockSpec,
 
     /// Classify UDP by destination port (repeatable): PORT:udp-dst=N[-M]:class=C|prio=P, where
     /// PORT is an ingress port name or '*'. First match wins, before queue-map, PCP and prio.
     #[arg(long = "tc-rule", value_name = "RULE")]
-    pub tc_rules: Vec<String>,
+    pub tc_rules: Vec<TcRule>,
 
     /// Log level: error, warn, info, debug, trace. RUST_LOG, when set, overrides it.
     #[arg(long, value_name = "LEVEL", default_value = "info",

@@ -1,6 +1,6 @@
 //! The switch's configuration, built from the command line and validated before anything runs.
 //! Each error is one sentence naming the input it rejects.
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 
 /// What a port is backed by.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,13 +95,13 @@ impl PortSpec {
         // values never contain ':' so the first `=WORD:` is the kind.
         let (head, kind, target) = split_kind(s).ok_or_else(|| {
             anyhow!(
-                "--port '{s}': expected NAME[,OPT=VAL...]=KIND:TARGET, e.g. h1=dpdk:net_af_packet0,iface=veth0"
+                "'{s}': expected NAME[,OPT=VAL...]=KIND:TARGET, e.g. h1=dpdk:net_af_packet0,iface=veth0"
             )
         })?;
         let mut parts = head.split(',');
         let name = parts.next().unwrap_or_default();
         if !valid_name(name) {
-            bail!("--port '{s}': port name '{name}' must be 1-32 characters of [A-Za-z0-9_.-]");
+            bail!("'{s}': port name '{name}' must be 1-32 characters of [A-Za-z0-9_.-]");
         }
         let kind = match kind {
             "dpdk" => {
@@ -194,6 +194,13 @@ impl PortSpec {
     }
 }
 
+impl std::str::FromStr for PortSpec {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<PortSpec> {
+        PortSpec::parse(s)
+    }
+}
+
 /// Splits at the first `=KIND:`; None if there is none.
 /// A known kind wins over an earlier `=WORD:` inside an option value (`queue-map=0:1` has one);
 /// with no known kind, the first candidate is returned so the error names the unknown kind.
@@ -216,6 +223,17 @@ fn split_kind(s: &str) -> Option<(&str, &str, &str)> {
         from = eq + 1;
     }
     first
+}
+
+/// A core list as `--pmd-cores` takes it: `1`, `1-3`, `1,3,5-6`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreList(pub Vec<u32>);
+
+impl std::str::FromStr for CoreList {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<CoreList> {
+        parse_core_list(s).map(CoreList)
+    }
 }
 
 /// Parses a core list: `1`, `1-3`, `1,3,5-6`.
@@ -265,9 +283,10 @@ pub struct RxqAffinity {
     pub core: u32,
 }
 
-impl RxqAffinity {
-    pub fn parse(s: &str) -> Result<RxqAffinity> {
-        let bad = || anyhow!("--rxq-affinity '{s}': expected NAME:QUEUE=CORE, e.g. h1:0=1");
+impl std::str::FromStr for RxqAffinity {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<RxqAffinity> {
+        let bad = || anyhow!("'{s}': expected NAME:QUEUE=CORE, e.g. h1:0=1");
         let (pq, core) = s.split_once('=').ok_or_else(bad)?;
         let (port, q) = pq.rsplit_once(':').ok_or_else(bad)?;
         Ok(RxqAffinity {
@@ -308,14 +327,15 @@ pub struct GclSpec {
     pub warnings: Vec<String>,
 }
 
-impl GclSpec {
+impl std::str::FromStr for GclSpec {
+    type Err = anyhow::Error;
     /// Parses `PORT=FILE` and the file; errors read `--gcl PORT=FILE: FILE:LINE: reason`.
-    pub fn parse(arg: &str) -> Result<GclSpec> {
+    fn from_str(arg: &str) -> Result<GclSpec> {
         let (port, file) = arg
             .split_once('=')
             .filter(|(p, f)| !p.is_empty() && !f.is_empty())
-            .ok_or_else(|| anyhow!("--gcl '{arg}': expected PORT=FILE"))?;
-        let (list, warnings) = read_gcl(file).map_err(|e| anyhow!("--gcl {arg}: {e}"))?;
+            .ok_or_else(|| anyhow!("'{arg}': expected PORT=FILE"))?;
+        let (list, warnings) = read_gcl(file)?;
         Ok(GclSpec {
             port: port.to_string(),
             path: file.into(),
@@ -509,13 +529,6 @@ pub fn dpdk_log_level(level: &str) -> u32 {
     }
 }
 
-pub fn parse_ports(args: &[String]) -> Result<Vec<PortSpec>> {
-    args.iter()
-        .map(|a| PortSpec::parse(a))
-        .collect::<Result<Vec<_>>>()
-        .context("invalid --port")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,9 +598,9 @@ mod tests {
 
     #[test]
     fn rxq_affinity_syntax() {
-        let a = RxqAffinity::parse("h1:1=3").unwrap();
+        let a = "h1:1=3".parse::<RxqAffinity>().unwrap();
         assert_eq!((a.port.as_str(), a.queue, a.core), ("h1", 1, 3));
-        assert!(RxqAffinity::parse("h1=3").is_err());
-        assert!(RxqAffinity::parse("h1:x=3").is_err());
+        assert!("h1=3".parse::<RxqAffinity>().is_err());
+        assert!("h1:x=3".parse::<RxqAffinity>().is_err());
     }
 }

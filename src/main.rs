@@ -4,7 +4,12 @@ use tsn_vswitch::cli::{Cli, Cmd, GclCmd};
 use tsn_vswitch::{app, ctl};
 
 fn main() {
-    let cli = Cli::parse();
+    // A configuration error exits 1 like every other one (clap's own code is 2); help and
+    // version print to stdout and exit 0.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(i32::from(e.use_stderr()))
+    });
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.run.log_level));
     tracing_subscriber::fmt()

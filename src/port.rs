@@ -87,11 +87,6 @@ impl VhostRx {
         self.spare.move_front_to(n, out);
         n
     }
-
-    /// The vhost queue's own error (a misbehaving guest), taken once for logging.
-    pub fn take_error(&mut self) -> Option<vhost::VirtqError> {
-        self.q.take_error()
-    }
 }
 
 /// Mbufs → guest RX. Always under a spin lock: a guest may enable fewer queues than there are

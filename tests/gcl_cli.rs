@@ -454,13 +454,13 @@ fn switch_clock_errors() {
     expect_switch_error(
         "clock-phc-empty",
         &["--port", NULL_PORT, "--clock", "phc:"],
-        &[&["--clock phc:"], &["path", "device"]],
+        &[&["--clock"], &["phc:"], &["path", "device"]],
         BOUND,
     );
     expect_switch_error(
         "clock-port-empty",
         &["--port", NULL_PORT, "--clock", "port:"],
-        &[&["--clock port:"], &["name"]],
+        &[&["--clock"], &["port:"], &["name"]],
         BOUND,
     );
     // These two are checked once DPDK has opened the ports: still before any core spins.

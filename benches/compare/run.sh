@@ -41,6 +41,8 @@ usage: $0 [options]        (as root)
   --c-client        tsn-vswitch ports as vhost-user-client (frontend server=1)
   --keep-logs DIR   copy every log (frontend, backend, OVS) into DIR
   --no-build        do not run cargo build --release (C uses the existing binary)
+  --tsn-bin PATH    C and D run this tsn-vswitch binary (implies --no-build): an A/B of two
+                    builds alternates runs with --only C, e.g. before and after a change
   --nice N          run every process of the comparison (frontend, backends) at nice N,
                     e.g. -5 on a machine shared with builds/VMs (same for all backends)
 EOF
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
     --c-client) C_CLIENT=1; shift ;;
     --keep-logs) KEEP_LOGS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --tsn-bin) TSN_BIN=$(readlink -f "$2"); BUILD=0; shift 2 ;;
     --nice) [[ $2 =~ ^-?[0-9]+$ ]] || { echo "compare: --nice N" >&2; exit 2; }
             NICE=(nice -n "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -92,7 +95,7 @@ if has B; then
   ovs_install
 fi
 
-TSN="$REPO/target/release/tsn-vswitch"
+TSN="${TSN_BIN:-$REPO/target/release/tsn-vswitch}"
 if has C || has D; then
   if [ "$BUILD" = 1 ]; then
     log "building tsn-vswitch (cargo build --release)"

@@ -143,41 +143,48 @@ impl ControlLoop {
         }
     }
 
-    /// Sleeps until a control-side socket is ready (or `timeout`, or the next control
-    /// connection's deadline): vhost-user sockets and listeners, the control socket and its
-    /// connections. Signals interrupt it.
+    /// Sleeps until a control-side socket is ready (or `timeout`, or the earliest deadline a
+    /// vhost-user device or a control connection asks for: a pending GET_VRING_BASE, a started
+    /// message, buffered messages, a control request's deadline): vhost-user connections
+    /// (read/write as each wants) and listeners, the control socket and its connections (read
+    /// while a request comes in, write while a reply goes out). Signals interrupt it.
     fn wait_for_events(&self, ctl: &CtlServer, timeout: Duration) {
         use std::os::fd::AsRawFd;
-        let timeout = match ctl.next_deadline() {
-            // Rounded up: waking a little late is fine, spinning until the deadline is not.
-            Some(d) => {
-                timeout.min(d.saturating_duration_since(Instant::now()) + Duration::from_millis(1))
-            }
-            None => timeout,
-        };
+        let now = Instant::now();
+        let mut timeout = timeout;
+        if let Some(d) = ctl.next_deadline() {
+            timeout = timeout.min(d.saturating_duration_since(now));
+        }
         let mut fds = Vec::new();
         ctl.pollfds(&mut fds);
-        for p in &self.ports {
-            if let Backend::Vhost(v) = &p.backend {
-                let fd = match (v.dev.socket(), &v.listener) {
-                    (Some(s), _) => s.as_raw_fd(),
-                    (None, Some(l)) => l.listener().as_raw_fd(),
-                    (None, None) => continue,
-                };
+        for (_, p) in self.ports() {
+            let Backend::Vhost(v) = &p.backend else {
+                continue;
+            };
+            if let Some(d) = v.dev.next_deadline() {
+                timeout = timeout.min(d.saturating_duration_since(now));
+            }
+            let (fd, events) = match (v.dev.poll_interest(), &v.listener) {
+                (Some(i), _) => (
+                    i.fd,
+                    if i.read { libc::POLLIN } else { 0 } | if i.write { libc::POLLOUT } else { 0 },
+                ),
+                (None, Some(l)) => (l.listener().as_raw_fd(), libc::POLLIN),
+                (None, None) => continue,
+            };
+            // A connection that wants nothing now (input full behind a pending reply) is not
+            // polled: a hung-up peer would wake the loop for nothing; its deadline brings us back.
+            if events != 0 {
                 fds.push(libc::pollfd {
                     fd,
-                    events: libc::POLLIN,
+                    events,
                     revents: 0,
                 });
             }
         }
+        // Round up: a deadline a fraction of a millisecond away must not be spun on.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         // SAFETY: fds is a valid array of pollfd for the duration of the call.
-        unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                timeout.as_millis() as i32,
-            )
-        };
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     }
 }

@@ -13,7 +13,7 @@ mod vhost;
 
 use crate::cli::RunArgs;
 use crate::clock::{Calibrator, ClockSpec, PortClock, Tsc};
-use crate::config::{self, Config, PortKind, PortSpec, RxqAffinity};
+use crate::config::{self, Config, PortKind, PortSpec};
 use crate::ctl::CtlServer;
 use crate::dpdk::{self, Eal, EalConfig, Mempool};
 use crate::fdb::Fdb;
@@ -29,54 +29,31 @@ use std::sync::Arc;
 
 /// Turns the command line into a validated configuration (no side effects).
 pub fn build_config(a: &RunArgs) -> Result<Config> {
-    let port_args: Vec<String> = if a.ports.is_empty() {
+    let mut ports = if a.ports.is_empty() {
         config::DEFAULT_PORTS
             .iter()
-            .map(|s| s.to_string())
-            .collect()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<PortSpec>>>()?
     } else {
         a.ports.clone()
     };
-    let mut ports = port_args
-        .iter()
-        .map(|s| PortSpec::parse(s))
-        .collect::<Result<Vec<_>>>()?;
-    for r in &a.tc_rules {
-        let rule: crate::classify::TcRule = r
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--tc-rule {r}: {e}"))?;
+    for rule in &a.tc_rules {
         if let crate::classify::PortMatch::Named(n) = &rule.port {
             if !ports.iter().any(|p| &p.name == n) {
-                anyhow::bail!("--tc-rule {r}: no port named '{n}'");
+                anyhow::bail!("--tc-rule {rule}: no port named '{n}'");
             }
         }
         for p in ports.iter_mut() {
             p.classifier
-                .add_rule(&p.name, &rule)
-                .map_err(|e| anyhow::anyhow!("--tc-rule {r}: port '{}': {e}", p.name))?;
+                .add_rule(&p.name, rule)
+                .map_err(|e| anyhow::anyhow!("--tc-rule {rule}: port '{}': {e}", p.name))?;
         }
     }
-    let gcls = a
-        .gcls
-        .iter()
-        .map(|g| config::GclSpec::parse(g))
-        .collect::<Result<Vec<_>>>()?;
-    let clock: crate::clock::ClockSpec = a
-        .clock
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--clock {}: {e}", a.clock))?;
-    let pmd_cores =
-        config::parse_core_list(&a.pmd_cores).map_err(|e| anyhow::anyhow!("--pmd-cores: {e}"))?;
-    let rxq_affinity = a
-        .rxq_affinity
-        .iter()
-        .map(|s| RxqAffinity::parse(s))
-        .collect::<Result<Vec<_>>>()?;
     let cfg = Config {
         ports,
         main_core: a.main_core,
-        pmd_cores,
-        rxq_affinity,
+        pmd_cores: a.pmd_cores.0.clone(),
+        rxq_affinity: a.rxq_affinity.clone(),
         fdb_size: a.fdb_size,
         fdb_aging_s: a.fdb_aging,
         ctl_path: a.ctl.clone(),
@@ -84,8 +61,8 @@ pub fn build_config(a: &RunArgs) -> Result<Config> {
         mbufs: a.mbufs,
         mem_mb: a.mem,
         dpdk_log_level: config::dpdk_log_level(&a.log_level),
-        gcls,
-        clock,
+        gcls: a.gcls.clone(),
+        clock: a.clock.clone(),
     };
     cfg.validate()?;
     Ok(cfg)

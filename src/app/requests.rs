@@ -495,6 +495,11 @@ fn backend_json(p: &Port) -> serde_json::Value {
                 "connections": c.connections,
                 "messages": c.messages,
                 "message_errors": c.errors,
+                "message_timeouts": c.message_timeouts,
+                "reply_backlogs": c.reply_backlogs,
+                "refused_fds": c.refused_fds,
+                "stop_timeouts": c.stop_timeouts,
+                "err_writes_skipped": c.err_writes_skipped,
                 "queue_errors": m.queue_errors,
                 "from_guest_packets": m.from_guest_packets,
                 "to_guest_packets": m.to_guest_packets,
@@ -505,6 +510,7 @@ fn backend_json(p: &Port) -> serde_json::Value {
                     "not_ready": m.drop_not_ready,
                 },
                 "notifications": m.notifications,
+                "notifications_skipped": m.notifications_skipped,
                 "vring_packets": (0..v.dev.queue_pairs() * 2)
                     .map(|i| v.dev.vring_metrics(i).map_or(0, |m| m.packets.get()))
                     .collect::<Vec<_>>(),

@@ -24,16 +24,11 @@
 
 mod tsc;
 
-pub use tsc::{
-    Calibration, CalibrationCell, CalibrationStats, Calibrator, TickSource, Tsc, TscClock,
-    DEFAULT_STEP_THRESHOLD_NS,
-};
+pub use tsc::{Calibrator, Tsc, TscClock};
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// A clock a PMD core reads once per loop iteration: infallible, cheap, no syscall.
 pub trait Clock: Send + Sync {
@@ -160,6 +155,7 @@ impl SystemClock {
         }
     }
     /// CLOCK_MONOTONIC (for tests that need a real, steady clock).
+    #[cfg(test)]
     pub fn monotonic() -> Self {
         Self {
             id: libc::CLOCK_MONOTONIC,
@@ -259,45 +255,55 @@ impl ReferenceClock for PortClock {
     }
 }
 
-/// A settable, advanceable clock for tests; clones share the same time across threads.
-#[derive(Debug, Clone, Default)]
-pub struct SimClock(Arc<AtomicU64>);
+#[cfg(test)]
+pub use sim::SimClock;
 
-impl SimClock {
-    pub fn new(start_ns: u64) -> Self {
-        Self(Arc::new(AtomicU64::new(start_ns)))
-    }
-    pub fn set(&self, ns: u64) {
-        self.0.store(ns, Ordering::Release);
-    }
-    /// Moves time forward by `ns` (saturating); returns the new time.
-    pub fn advance(&self, ns: u64) -> u64 {
-        let mut cur = self.0.load(Ordering::Acquire);
-        loop {
-            let new = cur.saturating_add(ns);
-            match self
-                .0
-                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return new,
-                Err(c) => cur = c,
+#[cfg(test)]
+mod sim {
+    use super::{Clock, ReferenceClock};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// A settable, advanceable clock for tests; clones share the same time across threads.
+    #[derive(Debug, Clone, Default)]
+    pub struct SimClock(Arc<AtomicU64>);
+
+    impl SimClock {
+        pub fn new(start_ns: u64) -> Self {
+            Self(Arc::new(AtomicU64::new(start_ns)))
+        }
+        pub fn set(&self, ns: u64) {
+            self.0.store(ns, Ordering::Release);
+        }
+        /// Moves time forward by `ns` (saturating); returns the new time.
+        pub fn advance(&self, ns: u64) -> u64 {
+            let mut cur = self.0.load(Ordering::Acquire);
+            loop {
+                let new = cur.saturating_add(ns);
+                match self
+                    .0
+                    .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return new,
+                    Err(c) => cur = c,
+                }
             }
         }
     }
-}
 
-impl Clock for SimClock {
-    fn now_ns(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+    impl Clock for SimClock {
+        fn now_ns(&self) -> u64 {
+            self.0.load(Ordering::Acquire)
+        }
     }
-}
 
-impl ReferenceClock for SimClock {
-    fn read_ns(&self) -> Option<u64> {
-        Some(self.now_ns())
-    }
-    fn name(&self) -> String {
-        "sim".into()
+    impl ReferenceClock for SimClock {
+        fn read_ns(&self) -> Option<u64> {
+            Some(self.now_ns())
+        }
+        fn name(&self) -> String {
+            "sim".into()
+        }
     }
 }
 

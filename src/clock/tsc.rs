@@ -212,27 +212,12 @@ impl<T: TickSource> Calibrator<T> {
         Ok(c)
     }
 
-    /// Offsets above this many ns are stepped instead of slewed.
-    pub fn set_step_threshold(&mut self, ns: u64) {
-        self.step_threshold_ns = ns;
-    }
-
     /// A clock for a PMD core (clone it per core).
     pub fn clock(&self) -> TscClock<T>
     where
         T: Clone,
     {
         TscClock::new(self.cell.clone(), self.ticks.clone())
-    }
-
-    /// The published cell (to build [`TscClock`]s with another tick source handle).
-    pub fn cell(&self) -> &Arc<CalibrationCell> {
-        &self.cell
-    }
-
-    /// The calibration now published.
-    pub fn current(&self) -> Calibration {
-        self.current
     }
 
     pub fn stats(&self) -> &CalibrationStats {

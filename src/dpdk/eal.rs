@@ -141,12 +141,6 @@ impl Eal {
         // SAFETY: called from the main lcore; blocks until the workers are idle.
         unsafe { ffi::rte_eal_mp_wait_lcore() };
     }
-
-    /// The calling thread's lcore id (u32::MAX on a non-EAL thread).
-    pub fn lcore_id() -> u32 {
-        // SAFETY: reads a thread-local through the shim.
-        unsafe { ffi::rte_lcore_id() }
-    }
 }
 
 impl Drop for Eal {

@@ -1,6 +1,6 @@
 //! Ethernet device ports: probe by devargs, configure, queues, start/stop, link, MAC, stats.
 use super::mbuf::{Burst, BURST};
-use super::{ffi, last_error, strerror, DpdkError, Mempool};
+use super::{ffi, strerror, DpdkError, Mempool};
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -264,11 +264,6 @@ impl EthPort {
                 Some((s.to_string_lossy().into_owned(), v.value))
             })
             .collect()
-    }
-
-    /// Why the last call failed, for messages.
-    pub fn last_error() -> String {
-        last_error()
     }
 }
 

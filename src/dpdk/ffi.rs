@@ -5,6 +5,7 @@
     non_upper_case_globals,
     dead_code,
     clippy::all,
+    clippy::undocumented_unsafe_blocks,
     rustdoc::all
 )]
 include!(concat!(env!("OUT_DIR"), "/dpdk_bindings.rs"));

@@ -47,11 +47,6 @@ impl Mbuf {
         self.raw().data_len as usize
     }
 
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Number of segments.
     #[inline]
     pub fn segments(&self) -> u16 {
@@ -108,17 +103,6 @@ impl Mbuf {
         m.data_len -= n;
         m.pkt_len -= u32::from(n);
         Some(self.data_mut())
-    }
-
-    /// The whole data room after the headroom, writable: where a received frame is copied.
-    #[inline]
-    pub fn room_mut(&mut self) -> &mut [u8] {
-        let m = self.raw_mut();
-        let room = usize::from(m.buf_len.saturating_sub(m.data_off));
-        // SAFETY: buf_addr + data_off .. buf_addr + buf_len is the mbuf's own data room.
-        unsafe {
-            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(m.data_off as usize), room)
-        }
     }
 
     /// Sets the frame length (single segment), bounded by the data room.

@@ -44,14 +44,6 @@ impl Mempool {
         // SAFETY: the pool is valid for self's lifetime.
         unsafe { ffi::rte_mempool_avail_count(self.0.as_ptr()) }
     }
-
-    /// Allocates one mbuf.
-    pub fn alloc(&self) -> Option<super::Mbuf> {
-        // SAFETY: the pool is valid; a NULL return means exhausted.
-        let m = unsafe { ffi::rte_pktmbuf_alloc(self.0.as_ptr()) };
-        // SAFETY: a fresh mbuf is exclusively ours.
-        NonNull::new(m).map(|m| unsafe { super::Mbuf::from_raw(m.as_ptr()) })
-    }
 }
 
 impl Drop for Mempool {

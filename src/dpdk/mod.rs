@@ -7,7 +7,7 @@ pub mod mbuf;
 pub mod mempool;
 
 pub use eal::{Eal, EalConfig};
-pub use ethdev::{EthPort, PortInfo, RxQueue, TxHandle, TxQueue};
+pub use ethdev::{EthPort, RxQueue, TxHandle};
 pub use mbuf::{Burst, Mbuf, BURST};
 pub use mempool::Mempool;
 

@@ -761,6 +761,7 @@ impl RawSocket {
             iov_base: buf.as_mut_ptr() as *mut libc::c_void,
             iov_len: buf.len(),
         };
+        // SAFETY: a zeroed msghdr is valid (null pointers, zero lengths); filled in below.
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
         msg.msg_name = &mut sll as *mut _ as *mut libc::c_void;
         msg.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;

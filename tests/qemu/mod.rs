@@ -147,6 +147,7 @@ fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
             .name("qemu-spawner".into())
             .spawn(move || {
                 for (mut cmd, reply) in rx {
+                    // SAFETY: the pre-exec hook only calls prctl, which is async-signal-safe.
                     unsafe {
                         cmd.pre_exec(|| {
                             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -775,6 +776,7 @@ impl Testpmd {
     /// SIGTERM, then SIGKILL after 5 s; removes the sockets it listened on.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill on our own child's pid (not yet reaped) has no memory effects.
             unsafe {
                 libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
             }

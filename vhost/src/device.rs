@@ -1,11 +1,18 @@
 //! The backend state machine of one vhost-user-net device: the control side ([`VhostUserNet`],
-//! on the switch's control thread, one message at a time) and the PMD handles it hands out.
+//! on the switch's control thread) and the PMD handles it hands out.
 //!
 //! A `VhostUserNet` outlives connections: a frontend connects, negotiates, runs, disconnects (all
 //! queues go not-ready, memory is released once the PMD handles have let go of it), and a
 //! reconnecting frontend starts afresh on the same object and the same PMD handles.
+//!
+//! The control side never waits on its frontend: the caller's event loop polls the fd of
+//! [`VhostUserNet::poll_interest`], sleeps no longer than [`VhostUserNet::next_deadline`] and then
+//! calls [`VhostUserNet::serve`], which reads what arrived, handles complete messages (a bounded
+//! number per call), writes replies as far as the socket takes them and enforces the
+//! connection's deadlines. A GET_VRING_BASE whose PMD handle has not yet let go of the ring is a
+//! pending reply completed by a later `serve`; the connection's next messages wait behind it.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +24,7 @@ use crate::memory::GuestMemory;
 use crate::metrics::{MetricsSnapshot, QueueMetrics};
 use crate::net::{HDR_LEN_LEGACY, HDR_LEN_MRG};
 use crate::protocol::{
-    Endpoint, MemoryRegion, MemoryTableHeader, Message, Pod, ProtocolFeatures, Request,
+    Connection, MemoryRegion, MemoryTableHeader, Message, Pod, ProtocolFeatures, Request,
     VirtioFeatures, VringAddr, VringState, MAX_REGIONS, VRING_INDEX_MASK, VRING_NOFD_MASK,
 };
 use crate::queue::{QueueConfig, QueueShared, RxQueue, TxQueue};
@@ -25,6 +32,14 @@ use crate::virtqueue::{Ring, MAX_QUEUE_SIZE};
 
 /// virtio 1.1 §2.1: device status DRIVER_OK.
 pub const STATUS_DRIVER_OK: u8 = 4;
+
+/// Messages handled per [`VhostUserNet::serve`] call, so one chatty frontend cannot starve the
+/// other connections of the loop.
+pub const MESSAGES_PER_SERVE: usize = 32;
+
+/// How often the loop comes back to see whether a PMD handle let go of a ring that a pending
+/// GET_VRING_BASE stopped (a polling core does so within one burst).
+pub const PENDING_POLL: Duration = Duration::from_millis(1);
 
 /// Static configuration of a device.
 #[derive(Debug, Clone)]
@@ -56,6 +71,51 @@ pub struct ControlStats {
     pub connections: u64,
     /// GET_VRING_BASE answered without the PMD handle having acknowledged the stop.
     pub stop_timeouts: u64,
+    /// Connections dropped because a started message was not complete within
+    /// [`crate::protocol::MESSAGE_DEADLINE`].
+    pub message_timeouts: u64,
+    /// Connections dropped because the frontend did not read its replies.
+    pub reply_backlogs: u64,
+    /// KICK/CALL/ERR requests refused because their fd is not an eventfd.
+    pub refused_fds: u64,
+    /// Error eventfd writes skipped because the counter was full (EAGAIN).
+    pub err_writes_skipped: u64,
+}
+
+/// What [`VhostUserNet::serve`] reports, for the caller to log.
+#[derive(Debug)]
+pub enum ControlEvent {
+    /// A request failed and was NACKed where the frontend asked for acks; the connection stays.
+    RequestFailed(DeviceError),
+    /// The connection ended: the frontend closed it or broke the protocol, the reason says which.
+    Disconnected(DeviceError),
+}
+
+/// What the caller's loop should poll for: `fd` readable when `read`, writable when `write`.
+/// When neither is set the fd should not be polled at all (a hung-up peer would wake the loop
+/// for nothing); [`VhostUserNet::next_deadline`] then says when to call `serve` again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollInterest {
+    pub fd: RawFd,
+    pub read: bool,
+    pub write: bool,
+}
+
+/// A GET_VRING_BASE waiting for the PMD handle of its vring to let go of the stopped ring.
+#[derive(Debug)]
+struct PendingStop {
+    request: u32,
+    index: u32,
+    vring: usize,
+    deadline: Instant,
+}
+
+/// What handling one message produced.
+enum Reply {
+    None,
+    Now(Vec<u8>),
+    /// GET_VRING_BASE: the reply follows once the ring's handle is quiescent.
+    Later,
 }
 
 /// Control-side state of one vring.
@@ -78,7 +138,8 @@ struct Vring {
 pub struct VhostUserNet {
     cfg: NetConfig,
     queues: Vec<Arc<QueueShared>>,
-    ep: Option<Endpoint>,
+    conn: Option<Connection>,
+    pending: Option<PendingStop>,
     features: VirtioFeatures,
     protocol: ProtocolFeatures,
     mem: Option<Arc<GuestMemory>>,
@@ -106,7 +167,8 @@ impl VhostUserNet {
             queues: (0..nvrings as u16)
                 .map(|i| Arc::new(QueueShared::new(i)))
                 .collect(),
-            ep: None,
+            conn: None,
+            pending: None,
             features: VirtioFeatures::empty(),
             protocol: ProtocolFeatures::empty(),
             mem: None,
@@ -135,26 +197,28 @@ impl VhostUserNet {
         self.cfg.queue_pairs
     }
 
-    /// Starts serving a new connection, dropping any previous one.
+    /// Starts serving a new connection (made non-blocking), dropping any previous one.
     pub fn attach(&mut self, stream: UnixStream) {
         self.disconnect();
-        self.ep = Some(Endpoint::new(stream));
+        self.conn = Some(Connection::new(stream));
         self.stats.connections += 1;
     }
 
     pub fn is_connected(&self) -> bool {
-        self.ep.is_some()
+        self.conn.is_some()
     }
 
-    /// The connected socket, for the caller's own poll/epoll loop.
+    /// The connected socket.
     pub fn socket(&self) -> Option<&UnixStream> {
-        self.ep.as_ref().map(Endpoint::stream)
+        self.conn.as_ref().map(Connection::stream)
     }
 
     /// Connection lost (or dropped by us): every queue goes not-ready and all per-connection state
-    /// is forgotten. Guest memory stays mapped until each PMD handle passes its quiescent point.
+    /// (buffered input, queued replies, a pending GET_VRING_BASE) is forgotten. Guest memory stays
+    /// mapped until each PMD handle passes its quiescent point.
     pub fn disconnect(&mut self) {
-        self.ep = None;
+        self.conn = None;
+        self.pending = None;
         self.reset_state();
     }
 
@@ -174,97 +238,186 @@ impl VhostUserNet {
         self.reclaim();
     }
 
-    /// Blocks for one message, handles it and replies. A fatal error (the frontend went away or
-    /// broke framing) disconnects; any other error has already been NACKed where the frontend
-    /// asked for acks and leaves the connection usable.
-    pub fn handle_message(&mut self) -> Result<(), DeviceError> {
-        let ep = self.ep.as_ref().ok_or(DeviceError::NotConnected)?;
-        let msg = match ep.recv_message() {
-            Ok(m) => m,
-            Err(e) => {
-                self.disconnect();
-                return Err(e.into());
+    /// What the caller's loop should poll for, while a frontend is connected.
+    pub fn poll_interest(&self) -> Option<PollInterest> {
+        let c = self.conn.as_ref()?;
+        Some(PollInterest {
+            fd: c.stream().as_raw_fd(),
+            read: c.wants_read(),
+            write: c.wants_write(),
+        })
+    }
+
+    /// When [`VhostUserNet::serve`] must run again even if the socket stays quiet: now when
+    /// complete messages wait in the input buffer, soon while a GET_VRING_BASE is pending, at the
+    /// deadline of a started message. `None`: only when the socket is ready.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let c = self.conn.as_ref()?;
+        let now = Instant::now();
+        let pending = self
+            .pending
+            .as_ref()
+            .map(|p| p.deadline.min(now + PENDING_POLL));
+        let input = (self.pending.is_none() && c.has_input()).then_some(now);
+        [pending, input, c.deadline()].into_iter().flatten().min()
+    }
+
+    /// Serves the connection without waiting: completes a pending GET_VRING_BASE whose handle
+    /// let go (or whose `stop_timeout` passed), reads what the socket holds, handles up to
+    /// [`MESSAGES_PER_SERVE`] complete messages (none while a reply is pending), drops a frontend
+    /// whose started message is overdue, and writes queued replies as far as the socket takes
+    /// them. Failed requests and the end of the connection are reported through `on_event`.
+    pub fn serve(&mut self, now: Instant, mut on_event: impl FnMut(ControlEvent)) {
+        if self.conn.is_none() {
+            return;
+        }
+        if let Err(e) = self.serve_connection(now, &mut on_event) {
+            match e {
+                ProtocolError::MessageTimeout { .. } => self.stats.message_timeouts += 1,
+                ProtocolError::ReplyBacklog { .. } => self.stats.reply_backlogs += 1,
+                _ => {}
             }
-        };
+            self.disconnect();
+            on_event(ControlEvent::Disconnected(e.into()));
+        }
+    }
+
+    /// `serve`'s work; an error is fatal for the connection. Returns Ok with the connection gone
+    /// when a request failed fatally (already reported).
+    fn serve_connection(
+        &mut self,
+        now: Instant,
+        on_event: &mut impl FnMut(ControlEvent),
+    ) -> Result<(), ProtocolError> {
+        self.complete_pending(now)?;
+        self.connection()?.fill(now)?;
+        let mut handled = 0;
+        while self.pending.is_none() && handled < MESSAGES_PER_SERVE {
+            let Some(msg) = self.connection()?.next_message(now)? else {
+                break;
+            };
+            handled += 1;
+            if !self.handle_one(msg, now, on_event)? {
+                return Ok(());
+            }
+            // A ring whose handle is idle or gone is quiescent at once.
+            self.complete_pending(now)?;
+        }
+        let c = self.connection()?;
+        c.check_deadline(now)?;
+        c.flush()?;
+        if handled > 0 {
+            self.service();
+        }
+        Ok(())
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, ProtocolError> {
+        self.conn.as_mut().ok_or(ProtocolError::Disconnected)
+    }
+
+    /// Handles one complete message and queues its reply or ack. Returns whether the connection
+    /// stays (a failed request that owes a reply ends it, reported through `on_event`).
+    fn handle_one(
+        &mut self,
+        msg: Message,
+        now: Instant,
+        on_event: &mut impl FnMut(ControlEvent),
+    ) -> Result<bool, ProtocolError> {
         self.stats.messages += 1;
         let request = msg.header.request;
         let kind = msg.request();
         let wants_ack = msg.need_reply()
             && self.protocol.contains(ProtocolFeatures::REPLY_ACK)
             && !kind.is_some_and(Request::has_reply);
-        let result = self.process(msg);
-        let sent = match (&result, wants_ack) {
-            (Ok(Some(payload)), _) => self.reply(request, payload),
-            (Ok(None), true) => self.reply(request, &u64_payload(0)),
-            (Err(_), true) => self.reply(request, &u64_payload(1)),
-            _ => Ok(()),
+        let result = self.process(msg, now);
+        let conn = self.connection()?;
+        match (&result, wants_ack) {
+            (Ok(Reply::Now(payload)), _) => conn.queue_reply(request, payload)?,
+            (Ok(Reply::None), true) => conn.queue_reply(request, &u64_payload(0))?,
+            (Err(_), true) => conn.queue_reply(request, &u64_payload(1))?,
+            _ => {}
+        }
+        let Err(e) = result else {
+            return Ok(true);
         };
-        self.service();
-        if let Err(e) = sent {
+        self.stats.errors += 1;
+        // A request that owes a reply cannot be left unanswered, nor answered with something
+        // made up: the connection ends.
+        if e.is_fatal() || kind.is_some_and(Request::has_reply) {
             self.disconnect();
-            return Err(e.into());
-        }
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.stats.errors += 1;
-                // A request that owes a reply cannot be left unanswered, nor answered with
-                // something made up: the connection ends.
-                if e.is_fatal() || kind.is_some_and(Request::has_reply) {
-                    self.disconnect();
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Non-blocking variant: waits at most `timeout` for the socket to become readable, then
-    /// handles one message. Returns whether a message was handled.
-    pub fn poll_message(&mut self, timeout: Duration) -> Result<bool, DeviceError> {
-        let ep = self.ep.as_ref().ok_or(DeviceError::NotConnected)?;
-        let mut pfd = libc::pollfd {
-            fd: ep.stream().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(ProtocolError::Io(e).into());
-        }
-        if n == 0 {
+            on_event(ControlEvent::Disconnected(e));
             return Ok(false);
         }
-        self.handle_message().map(|()| true)
+        on_event(ControlEvent::RequestFailed(e));
+        Ok(true)
     }
 
-    /// Serves `stream` until the frontend disconnects; non-fatal errors go to `on_error`.
-    /// Returns Ok on an orderly disconnect.
+    /// Answers a pending GET_VRING_BASE once its ring's handle is quiescent, or at its deadline
+    /// (counted in `stop_timeouts`): the reply is the next avail index the handle would process.
+    fn complete_pending(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        let Some(p) = &self.pending else {
+            return Ok(());
+        };
+        let q = &self.queues[p.vring];
+        if !q.quiescent() {
+            if now < p.deadline {
+                return Ok(());
+            }
+            self.stats.stop_timeouts += 1;
+        }
+        let base = q.last_avail();
+        let p = self.pending.take().expect("checked above");
+        self.vrings[p.vring].base = base;
+        let reply = VringState {
+            index: p.index,
+            num: u32::from(base),
+        };
+        self.connection()?.queue_reply(p.request, reply.as_bytes())
+    }
+
+    /// For a device served alone (tests, simple tools): waits up to `max_wait` (less if a
+    /// deadline comes first) for the socket, then [`VhostUserNet::serve`]s it. Returns at once
+    /// when no frontend is connected.
+    pub fn wait_and_serve(&mut self, max_wait: Duration, on_event: impl FnMut(ControlEvent)) {
+        let Some(i) = self.poll_interest() else {
+            return;
+        };
+        let now = Instant::now();
+        let wait = self
+            .next_deadline()
+            .map_or(max_wait, |d| d.saturating_duration_since(now).min(max_wait));
+        let mut pfd = libc::pollfd {
+            fd: if i.read || i.write { i.fd } else { -1 },
+            events: if i.read { libc::POLLIN } else { 0 } | if i.write { libc::POLLOUT } else { 0 },
+            revents: 0,
+        };
+        // Round up so that a deadline a fraction of a millisecond away is not spun on.
+        let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the duration of the call. Its result only ends the wait:
+        // serve() finds out what is ready by itself.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        self.serve(Instant::now(), on_event);
+    }
+
+    /// Serves `stream` until the frontend disconnects (for a device served alone); failed
+    /// requests go to `on_error`. Returns Ok on an orderly disconnect.
     pub fn run(
         &mut self,
         stream: UnixStream,
         mut on_error: impl FnMut(&DeviceError),
     ) -> Result<(), DeviceError> {
         self.attach(stream);
-        loop {
-            match self.handle_message() {
-                Ok(()) => {}
-                Err(DeviceError::Protocol(ProtocolError::Disconnected)) => return Ok(()),
-                Err(e) if !self.is_connected() => return Err(e),
-                Err(e) => on_error(&e),
-            }
+        let mut end = None;
+        while self.is_connected() {
+            self.wait_and_serve(Duration::from_secs(1), |ev| match ev {
+                ControlEvent::RequestFailed(e) => on_error(&e),
+                ControlEvent::Disconnected(e) => end = Some(e),
+            });
         }
-    }
-
-    fn reply(&self, request: u32, payload: &[u8]) -> Result<(), ProtocolError> {
-        match &self.ep {
-            Some(ep) => ep.reply(request, payload),
-            None => Ok(()),
+        match end {
+            None | Some(DeviceError::Protocol(ProtocolError::Disconnected)) => Ok(()),
+            Some(e) => Err(e),
         }
     }
 
@@ -278,8 +431,12 @@ impl VhostUserNet {
                 v.err_signalled = true;
                 if let Some(fd) = &v.err {
                     let one: u64 = 1;
-                    // SAFETY: writes a live u64 to an eventfd we own.
-                    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+                    // SAFETY: writes a live u64 to an eventfd we own. It is non-blocking (made so
+                    // at receipt): a full counter fails with EAGAIN, counted and not retried.
+                    let n = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+                    if n != 8 {
+                        self.stats.err_writes_skipped += 1;
+                    }
                 }
             }
         }
@@ -316,7 +473,7 @@ impl VhostUserNet {
         };
         let ring = match (&self.mem, &v.addr) {
             (Some(mem), Some(a))
-                if self.ep.is_some() && v.started && enabled && self.status_ok() =>
+                if self.conn.is_some() && v.started && enabled && self.status_ok() =>
             {
                 Ring::new(
                     mem,
@@ -413,8 +570,8 @@ impl VhostUserNet {
         s
     }
 
-    /// Handles one message; `Ok(Some(payload))` is a reply to send.
-    fn process(&mut self, msg: Message) -> Result<Option<Vec<u8>>, DeviceError> {
+    /// Handles one message.
+    fn process(&mut self, msg: Message, now: Instant) -> Result<Reply, DeviceError> {
         let Some(req) = msg.request() else {
             return Err(ProtocolError::Unsupported(msg.header.request).into());
         };
@@ -422,7 +579,7 @@ impl VhostUserNet {
         match req {
             GetFeatures => {
                 msg.no_body()?;
-                Ok(Some(u64_payload(VirtioFeatures::offered().bits())))
+                Ok(Reply::Now(u64_payload(VirtioFeatures::offered().bits())))
             }
             SetFeatures => {
                 let f: u64 = msg.body()?;
@@ -431,11 +588,11 @@ impl VhostUserNet {
                     .ok_or(DeviceError::FeaturesNotOffered(f))?;
                 self.features = feats;
                 self.publish_all();
-                Ok(None)
+                Ok(Reply::None)
             }
             GetProtocolFeatures => {
                 msg.no_body()?;
-                Ok(Some(u64_payload(ProtocolFeatures::offered().bits())))
+                Ok(Reply::Now(u64_payload(ProtocolFeatures::offered().bits())))
             }
             SetProtocolFeatures => {
                 let f: u64 = msg.body()?;
@@ -444,24 +601,24 @@ impl VhostUserNet {
                     .ok_or(DeviceError::ProtocolFeaturesNotOffered(f))?;
                 self.protocol = feats;
                 self.publish_all();
-                Ok(None)
+                Ok(Reply::None)
             }
             SetOwner => {
                 msg.no_body()?;
-                Ok(None)
+                Ok(Reply::None)
             }
             ResetOwner => {
                 msg.no_body()?;
                 self.reset_state();
-                Ok(None)
+                Ok(Reply::None)
             }
             GetQueueNum => {
                 msg.no_body()?;
-                Ok(Some(u64_payload(u64::from(self.cfg.queue_pairs))))
+                Ok(Reply::Now(u64_payload(u64::from(self.cfg.queue_pairs))))
             }
             SetMemTable => {
                 self.set_mem_table(msg)?;
-                Ok(None)
+                Ok(Reply::None)
             }
             SetVringNum => {
                 let s: VringState = msg.body()?;
@@ -471,7 +628,7 @@ impl VhostUserNet {
                 }
                 self.vrings[i].size = s.num as u16;
                 self.publish(i);
-                Ok(None)
+                Ok(Reply::None)
             }
             SetVringAddr => {
                 let a: VringAddr = msg.body()?;
@@ -484,7 +641,7 @@ impl VhostUserNet {
                 }
                 self.vrings[i].addr = Some(a);
                 self.publish(i);
-                Ok(None)
+                Ok(Reply::None)
             }
             SetVringBase => {
                 let s: VringState = msg.body()?;
@@ -492,17 +649,19 @@ impl VhostUserNet {
                 let base = u16::try_from(s.num).map_err(|_| DeviceError::BadVringBase(s.num))?;
                 self.vrings[i].base = base;
                 self.publish(i);
-                Ok(None)
+                Ok(Reply::None)
             }
             GetVringBase => {
                 let s: VringState = msg.body()?;
                 let i = self.vring_index(u64::from(s.index))?;
-                let num = self.stop_vring(i);
-                let reply = VringState {
+                self.stop_vring(i);
+                self.pending = Some(PendingStop {
+                    request: msg.header.request,
                     index: s.index,
-                    num: u32::from(num),
-                };
-                Ok(Some(reply.as_bytes().to_vec()))
+                    vring: i,
+                    deadline: now + self.cfg.stop_timeout,
+                });
+                Ok(Reply::Later)
             }
             SetVringKick | SetVringCall | SetVringErr => {
                 let v: u64 = msg.body()?;
@@ -518,7 +677,13 @@ impl VhostUserNet {
                     }
                     .into());
                 }
-                let fd = fds.pop();
+                let fd = match fds.pop().map(|fd| guest_eventfd(fd, req, i)).transpose() {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        self.stats.refused_fds += 1;
+                        return Err(e);
+                    }
+                };
                 let vr = &mut self.vrings[i];
                 match req {
                     SetVringKick => {
@@ -536,14 +701,14 @@ impl VhostUserNet {
                     _ => vr.err = fd,
                 }
                 self.publish(i);
-                Ok(None)
+                Ok(Reply::None)
             }
             SetVringEnable => {
                 let s: VringState = msg.body()?;
                 let i = self.vring_index(u64::from(s.index))?;
                 self.vrings[i].enabled = s.num != 0;
                 self.publish(i);
-                Ok(None)
+                Ok(Reply::None)
             }
             NetSetMtu => {
                 let m: u64 = msg.body()?;
@@ -554,17 +719,17 @@ impl VhostUserNet {
                     });
                 }
                 self.mtu = Some(m as u16);
-                Ok(None)
+                Ok(Reply::None)
             }
             SetStatus => {
                 let s: u64 = msg.body()?;
                 self.status = s as u8;
                 self.publish_all();
-                Ok(None)
+                Ok(Reply::None)
             }
             GetStatus => {
                 msg.no_body()?;
-                Ok(Some(u64_payload(u64::from(self.status))))
+                Ok(Reply::Now(u64_payload(u64::from(self.status))))
             }
             _ => Err(ProtocolError::Unsupported(msg.header.request).into()),
         }
@@ -606,24 +771,60 @@ impl VhostUserNet {
         Ok(())
     }
 
-    /// GET_VRING_BASE: stops the ring, waits (bounded) for its PMD handle to acknowledge, and
-    /// returns the next avail index to process.
-    fn stop_vring(&mut self, i: usize) -> u16 {
+    /// GET_VRING_BASE, first half: stops the ring and publishes that. The reply (the next avail
+    /// index to process) waits until the PMD handle has let go of the ring: see
+    /// `complete_pending`.
+    fn stop_vring(&mut self, i: usize) {
         self.vrings[i].started = false;
         self.vrings[i].kick = None;
         self.publish(i);
-        let q = &self.queues[i];
-        let deadline = Instant::now() + self.cfg.stop_timeout;
-        while !q.quiescent() {
-            if Instant::now() >= deadline {
-                self.stats.stop_timeouts += 1;
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        let base = q.last_avail();
-        self.vrings[i].base = base;
-        base
+    }
+}
+
+/// Accepts a guest-supplied kick, call or err fd only if it is an eventfd, and makes it
+/// non-blocking: a pipe or a socket could block its writer, and a blocking eventfd whose counter
+/// is full blocks too, where a non-blocking one fails with EAGAIN (counted, then skipped).
+fn guest_eventfd(fd: OwnedFd, request: Request, vring: usize) -> Result<OwnedFd, DeviceError> {
+    let raw = fd.as_raw_fd();
+    let link = std::fs::read_link(format!("/proc/self/fd/{raw}"));
+    if !link.is_ok_and(|l| l.as_os_str() == "anon_inode:[eventfd]") {
+        return Err(DeviceError::NotAnEventfd {
+            request,
+            vring,
+            kind: fd_kind(&fd),
+        });
+    }
+    // SAFETY: fcntl on an fd we own; F_GETFL/F_SETFL only read and set its status flags.
+    let ok = unsafe {
+        let flags = libc::fcntl(raw, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    if !ok {
+        return Err(DeviceError::FdFlags {
+            request,
+            vring,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(fd)
+}
+
+/// What kind of file `fd` is, for the error refusing it.
+fn fd_kind(fd: &OwnedFd) -> &'static str {
+    // SAFETY: stat is plain data; all-zero is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into a live stat of the right type.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return "a file that cannot be examined";
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => "a pipe",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFREG => "a regular file",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFDIR => "a directory",
+        _ => "another kind of anonymous file",
     }
 }
 
@@ -680,6 +881,51 @@ impl Drop for Listener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Client mode, for an event loop: one connection attempt to a frontend listening on `path`
+/// (QEMU `server=on`) that never waits: a frontend whose listen backlog is full gives
+/// `WouldBlock` instead of holding the caller. The stream comes back non-blocking.
+pub fn try_connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_ref().as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all-zero is a valid empty value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long or contains NUL",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, &b) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: socket() returns a new fd or -1.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is fresh and ours; the OwnedFd inside the stream closes it on every path.
+    let stream = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: addr is a live sockaddr_un of the stated size.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
 }
 
 /// Client mode: connects to a frontend listening on `path` (QEMU `server=on`), retrying.

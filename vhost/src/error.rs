@@ -27,6 +27,14 @@ pub enum ProtocolError {
     },
     #[error("more file descriptors arrived than fit the control buffer; they were closed")]
     FdOverflow,
+    #[error("{count} file descriptors arrived with too few message bytes (at most {max} are held); they were closed")]
+    TooManyFds { count: usize, max: usize },
+    #[error(
+        "the frontend took more than {secs} s to send a message ({got} of {want} bytes arrived)"
+    )]
+    MessageTimeout { got: usize, want: usize, secs: u64 },
+    #[error("the frontend does not read its replies (more than {max} bytes queued)")]
+    ReplyBacklog { max: usize },
     #[error("request {0} is not supported by this backend")]
     Unsupported(u32),
     #[error("a reply was expected for request {request} but {got} arrived")]
@@ -116,6 +124,18 @@ pub enum DeviceError {
     BadVringBase(u32),
     #[error("no frontend is connected")]
     NotConnected,
+    #[error("the fd given with {request:?} for vring {vring} is {kind}, not an eventfd")]
+    NotAnEventfd {
+        request: crate::protocol::Request,
+        vring: usize,
+        kind: &'static str,
+    },
+    #[error("the eventfd given with {request:?} for vring {vring} cannot be made non-blocking: {source}")]
+    FdFlags {
+        request: crate::protocol::Request,
+        vring: usize,
+        source: io::Error,
+    },
 }
 
 impl DeviceError {
@@ -128,6 +148,10 @@ impl DeviceError {
                     | ProtocolError::Truncated { .. }
                     | ProtocolError::BadVersion(_)
                     | ProtocolError::PayloadTooLarge { .. }
+                    | ProtocolError::FdOverflow
+                    | ProtocolError::TooManyFds { .. }
+                    | ProtocolError::MessageTimeout { .. }
+                    | ProtocolError::ReplyBacklog { .. }
                     | ProtocolError::Io(_)
             ) | DeviceError::NotConnected
         )

@@ -6,27 +6,51 @@
 //! - [`virtqueue`]: split ring accessors, descriptor chain walking (indirect, loop bounds), EVENT_IDX.
 //! - [`net`]: virtio-net header handling, guest TX dequeue, mergeable guest RX enqueue.
 //! - [`queue`]: the PMD handles [`RxQueue`] / [`TxQueue`] and config publication.
-//! - [`device`]: the per-connection state machine [`VhostUserNet`], server/client helpers.
+//! - [`device`]: the per-device state machine [`VhostUserNet`] (non-blocking, driven by the
+//!   caller's event loop), server/client helpers.
 //!
 //! # How the switch uses it
-//! Control thread:
+//! Control thread, one event loop for every device (here one, with `poll(2)`):
 //! ```no_run
 //! # use vhost::*;
+//! # use std::time::{Duration, Instant};
 //! let mut dev = VhostUserNet::new(NetConfig { queue_pairs: 2, ..NetConfig::default() });
 //! let (rx0, tx0) = dev.queue_pair(0).unwrap(); // hand these to PMD cores
 //! let listener = Listener::bind("/tmp/vhost0.sock").unwrap();
+//! listener.listener().set_nonblocking(true).unwrap();
 //! loop {
-//!     let stream = listener.accept().unwrap();
-//!     dev.attach(stream);
-//!     while dev.is_connected() {
-//!         // or dev.handle_message() (blocking), or dev.run(stream, on_error)
-//!         if let Err(e) = dev.poll_message(std::time::Duration::from_millis(100)) {
-//!             eprintln!("vhost: {e}");
+//!     // What to wait for: the connection's socket, or the listener while there is none.
+//!     let (fd, events) = match dev.poll_interest() {
+//!         Some(i) => {
+//!             let ev = if i.read { libc::POLLIN } else { 0 } | if i.write { libc::POLLOUT } else { 0 };
+//!             (if ev != 0 { i.fd } else { -1 }, ev)
 //!         }
-//!         dev.service(); // reclaim old memory tables, signal error eventfds
+//!         None => (std::os::fd::AsRawFd::as_raw_fd(listener.listener()), libc::POLLIN),
+//!     };
+//!     // How long: no longer than the device's next deadline (a pending GET_VRING_BASE, a
+//!     // started message, buffered messages), and never past the loop's own housekeeping.
+//!     let now = Instant::now();
+//!     let wait = dev.next_deadline().map_or(Duration::from_millis(100), |d| {
+//!         d.saturating_duration_since(now).min(Duration::from_millis(100))
+//!     });
+//!     let mut pfd = libc::pollfd { fd, events, revents: 0 };
+//!     // SAFETY: one valid pollfd for the duration of the call.
+//!     unsafe { libc::poll(&mut pfd, 1, wait.as_millis() as i32) };
+//!     if !dev.is_connected() {
+//!         if let Ok(stream) = listener.accept() {
+//!             dev.attach(stream); // made non-blocking
+//!         }
 //!     }
+//!     dev.serve(Instant::now(), |ev| match ev {
+//!         ControlEvent::RequestFailed(e) => eprintln!("vhost: request failed: {e}"),
+//!         ControlEvent::Disconnected(e) => eprintln!("vhost: frontend gone: {e}"),
+//!     });
+//!     dev.service(); // now and then: reclaim old memory tables, signal error eventfds
 //! }
 //! ```
+//! A device served alone can use the blocking helpers instead: `dev.run(stream, on_error)`,
+//! `listener.serve(&mut dev, on_error)`, or `dev.wait_and_serve(max_wait, on_event)` in a loop.
+//!
 //! PMD core, per burst: `rx.dequeue_burst(&mut bufs, &mut lens)` and
 //! `tx.enqueue_burst(&frames)`. Each call starts with the quiescent point (one acquire load; a
 //! changed config is picked up there), so a core that polls its handles needs nothing else. A core
@@ -63,7 +87,10 @@ pub mod virtqueue;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testutil;
 
-pub use device::{connect, ControlStats, Listener, NetConfig, VhostUserNet};
+pub use device::{
+    connect, try_connect, ControlEvent, ControlStats, Listener, NetConfig, PollInterest,
+    VhostUserNet,
+};
 pub use error::{DeviceError, MemoryError, ProtocolError, VirtqError};
 pub use metrics::{MetricsSnapshot, QueueMetrics};
 pub use net::MAX_BURST;

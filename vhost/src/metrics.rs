@@ -40,6 +40,9 @@ pub struct QueueMetrics {
     pub errors: Counter,
     /// Call eventfd writes (guest interrupts).
     pub notifications: Counter,
+    /// Call eventfd writes that failed (EAGAIN: the counter is full, so the guest already has an
+    /// interrupt pending) and were skipped, never retried.
+    pub notifications_skipped: Counter,
 }
 
 /// A plain copy of counters, summed over queues by the control side.
@@ -57,6 +60,7 @@ pub struct MetricsSnapshot {
     pub drop_not_ready: u64,
     pub queue_errors: u64,
     pub notifications: u64,
+    pub notifications_skipped: u64,
 }
 
 impl MetricsSnapshot {
@@ -74,5 +78,6 @@ impl MetricsSnapshot {
         self.drop_not_ready += m.drop_not_ready.get();
         self.queue_errors += m.errors.get();
         self.notifications += m.notifications.get();
+        self.notifications_skipped += m.notifications_skipped.get();
     }
 }

@@ -3,12 +3,18 @@
 //! We frame messages ourselves instead of using rust-vmm's `vhost` crate: the backend must fstat
 //! every memory fd, close the fds of any rejected message, and never block a PMD core; owning the
 //! ~300 lines of framing makes each of those a visible, tested line rather than a property of a
-//! dependency's internals. Messages are processed one at a time on the control thread.
+//! dependency's internals.
+//!
+//! Two ends: [`Connection`] is the backend's, a non-blocking byte stream with its own input and
+//! output buffers, so the switch's one control thread never waits on a frontend; [`Endpoint`] is
+//! a blocking frontend, used by tests and tools.
 
+use std::collections::VecDeque;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use bitflags::bitflags;
 
@@ -324,6 +330,72 @@ pub struct Endpoint {
 
 const CMSG_BUF_LEN: usize = 128;
 
+/// One recvmsg on `fd` into `buf` (flags added to MSG_CMSG_CLOEXEC), appending any SCM_RIGHTS
+/// fds to `fds`. EINTR is retried; EAGAIN comes back as an `Io` error of kind `WouldBlock`. On a
+/// unix stream socket the kernel ends a read right after the bytes that carried fds, so the fds
+/// of one call belong to the last bytes it returned.
+fn recv_with_fds(
+    fd: RawFd,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    flags: libc::c_int,
+) -> Result<usize, ProtocolError> {
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut cbuf = [0u64; CMSG_BUF_LEN / 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    loop {
+        // SAFETY: msghdr is plain data; all-zero is a valid empty value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = CMSG_BUF_LEN as _;
+        // SAFETY: msg points at live buffers of the stated sizes for the duration of the call.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        // Take ownership of every fd first, so that any error below closes them.
+        let mut cmsg = if msg.msg_controllen > 0 {
+            // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
+            unsafe { libc::CMSG_FIRSTHDR(&msg) }
+        } else {
+            std::ptr::null_mut()
+        };
+        while !cmsg.is_null() {
+            // SAFETY: cmsg is a header inside cbuf, as returned by CMSG_FIRSTHDR/NXTHDR.
+            let c = unsafe { &*cmsg };
+            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_RIGHTS {
+                // SAFETY: CMSG_LEN(0) is a pure computation.
+                let hdr_len = unsafe { libc::CMSG_LEN(0) } as usize;
+                let count = (c.cmsg_len as usize).saturating_sub(hdr_len) / size_of::<RawFd>();
+                // SAFETY: the data of an SCM_RIGHTS cmsg is `count` fds inside cbuf.
+                let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+                for i in 0..count {
+                    // SAFETY: i < count, inside the cmsg data; the fd is fresh and ours.
+                    let fd = unsafe { std::ptr::read_unaligned(data.add(i)) };
+                    // SAFETY: the kernel just installed this fd for us; nobody else owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+            // SAFETY: as for CMSG_FIRSTHDR.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            fds.clear();
+            return Err(ProtocolError::FdOverflow);
+        }
+        return Ok(n as usize);
+    }
+}
+
 impl Endpoint {
     pub fn new(stream: UnixStream) -> Self {
         Endpoint { stream }
@@ -335,61 +407,10 @@ impl Endpoint {
 
     /// One recvmsg into `buf`, appending any SCM_RIGHTS fds to `fds`. Returns the bytes read.
     fn recv_some(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<usize, ProtocolError> {
-        // u64 elements keep the control buffer aligned for cmsghdr.
-        let mut cbuf = [0u64; CMSG_BUF_LEN / 8];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        loop {
-            // SAFETY: msghdr is plain data; all-zero is a valid empty value.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = CMSG_BUF_LEN as _;
-            // SAFETY: msg points at live buffers of the stated sizes for the duration of the call.
-            let n =
-                unsafe { libc::recvmsg(self.stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e.into());
-            }
-            // Take ownership of every fd first, so that any error below closes them.
-            let mut cmsg = if msg.msg_controllen > 0 {
-                // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR only reads its control fields.
-                unsafe { libc::CMSG_FIRSTHDR(&msg) }
-            } else {
-                std::ptr::null_mut()
-            };
-            while !cmsg.is_null() {
-                // SAFETY: cmsg is a header inside cbuf, as returned by CMSG_FIRSTHDR/NXTHDR.
-                let c = unsafe { &*cmsg };
-                if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_RIGHTS {
-                    // SAFETY: CMSG_LEN(0) is a pure computation.
-                    let hdr_len = unsafe { libc::CMSG_LEN(0) } as usize;
-                    let count = (c.cmsg_len as usize).saturating_sub(hdr_len) / size_of::<RawFd>();
-                    // SAFETY: the data of an SCM_RIGHTS cmsg is `count` fds inside cbuf.
-                    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
-                    for i in 0..count {
-                        // SAFETY: i < count, inside the cmsg data; the fd is fresh and ours.
-                        let fd = unsafe { std::ptr::read_unaligned(data.add(i)) };
-                        // SAFETY: the kernel just installed this fd for us; nobody else owns it.
-                        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                    }
-                }
-                // SAFETY: as for CMSG_FIRSTHDR.
-                cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-            }
-            if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-                fds.clear();
-                return Err(ProtocolError::FdOverflow);
-            }
-            return Ok(n as usize);
-        }
+        let mut got = Vec::new();
+        let r = recv_with_fds(self.stream.as_raw_fd(), buf, &mut got, 0);
+        fds.extend(got);
+        r
     }
 
     fn recv_exact(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Result<(), ProtocolError> {
@@ -467,6 +488,14 @@ impl Endpoint {
         let mut buf = Vec::with_capacity(size_of::<Header>() + payload.len());
         buf.extend_from_slice(header.as_bytes());
         buf.extend_from_slice(payload);
+        self.send_bytes(&buf, fds)
+    }
+
+    /// Sends raw bytes (blocking); `fds` travel with the first byte.
+    pub fn send_bytes(&self, buf: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), ProtocolError> {
+        if fds.len() > MAX_FDS {
+            return Err(ProtocolError::FdOverflow);
+        }
         let mut sent = 0;
         let mut cbuf = [0u64; CMSG_BUF_LEN / 8];
         while sent < buf.len() {
@@ -526,5 +555,258 @@ impl Endpoint {
             });
         }
         Ok(m.payload)
+    }
+}
+
+/// A started message must be complete this long after its first byte arrived (or after the
+/// message before it was taken, if that is later): a frontend that drips bytes is dropped.
+pub const MESSAGE_DEADLINE: Duration = Duration::from_secs(5);
+/// Input buffered per connection: two whole messages. Reading stops while it is full (the
+/// frontend's socket buffer then fills instead), so a connection's memory is fixed.
+const INPUT_CAP: usize = 2 * (size_of::<Header>() + MAX_PAYLOAD);
+/// Reply bytes queued per connection beyond what the socket took. A frontend that sends requests
+/// but never reads the replies reaches it and is dropped.
+pub const OUTPUT_CAP: usize = 64 * 1024;
+/// Received fds not yet claimed by a complete message (one recvmsg brings at most 28).
+const MAX_QUEUED_FDS: usize = 64;
+
+/// The backend's end of one vhost-user connection: a non-blocking socket with its own input
+/// buffer (bytes and the fds that came with them) and output buffer. Nothing here waits: reads
+/// take what the socket holds, a message is returned only once complete, replies are written as
+/// far as the socket accepts.
+#[derive(Debug)]
+pub struct Connection {
+    stream: UnixStream,
+    input: Box<[u8]>,
+    in_len: usize,
+    /// Stream offset of `input[0]` (bytes taken so far).
+    in_offset: u64,
+    /// Received fds with the stream offset of the last byte of the read that brought them: the
+    /// kernel ends a read right after the bytes that carried fds, so they belong to the message
+    /// holding that byte.
+    in_fds: VecDeque<(u64, OwnedFd)>,
+    /// When the message at the head of `input` started (see [`MESSAGE_DEADLINE`]).
+    head_since: Option<Instant>,
+    eof: bool,
+    output: Vec<u8>,
+    out_pos: usize,
+}
+
+impl Connection {
+    /// Takes `stream` and makes it non-blocking. Reads and writes also pass MSG_DONTWAIT, so
+    /// they never block even if that failed or someone flips the socket back to blocking.
+    pub fn new(stream: UnixStream) -> Self {
+        let _ = stream.set_nonblocking(true);
+        Connection {
+            stream,
+            input: vec![0u8; INPUT_CAP].into_boxed_slice(),
+            in_len: 0,
+            in_offset: 0,
+            in_fds: VecDeque::new(),
+            head_since: None,
+            eof: false,
+            output: Vec::new(),
+            out_pos: 0,
+        }
+    }
+
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// Whether there is room to read into (and the peer has not closed).
+    pub fn wants_read(&self) -> bool {
+        !self.eof && self.in_len < self.input.len()
+    }
+
+    /// Whether replies wait for the socket to take them.
+    pub fn wants_write(&self) -> bool {
+        self.out_pos < self.output.len()
+    }
+
+    /// Reads what the socket holds, as far as the input buffer has room. Returns the bytes read;
+    /// end of stream is remembered and reported by [`Connection::next_message`]. Errors are fatal.
+    pub fn fill(&mut self, now: Instant) -> Result<usize, ProtocolError> {
+        let mut total = 0;
+        while self.wants_read() {
+            let mut fds = Vec::new();
+            let r = recv_with_fds(
+                self.stream.as_raw_fd(),
+                &mut self.input[self.in_len..],
+                &mut fds,
+                libc::MSG_DONTWAIT,
+            );
+            match r {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    if self.in_len == 0 {
+                        self.head_since = Some(now);
+                    }
+                    self.in_len += n;
+                    total += n;
+                    let last = self.in_offset + self.in_len as u64 - 1;
+                    self.in_fds.extend(fds.into_iter().map(|fd| (last, fd)));
+                    if self.in_fds.len() > MAX_QUEUED_FDS {
+                        return Err(ProtocolError::TooManyFds {
+                            count: self.in_fds.len(),
+                            max: MAX_QUEUED_FDS,
+                        });
+                    }
+                    // Check the head's size as soon as its header is here, before waiting for
+                    // a payload that would never fit.
+                    self.head_header()?;
+                }
+                Err(ProtocolError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
+    /// The header of the message at the head of the input, once its 12 bytes are here, checked
+    /// for version and size.
+    fn head_header(&self) -> Result<Option<Header>, ProtocolError> {
+        let Some(h) = self.input[..self.in_len].get(..size_of::<Header>()) else {
+            return Ok(None);
+        };
+        let header = Header::from_bytes(h).expect("header length");
+        if header.flags & VERSION_MASK != VERSION {
+            return Err(ProtocolError::BadVersion(header.flags & VERSION_MASK));
+        }
+        if header.size as usize > MAX_PAYLOAD {
+            return Err(ProtocolError::PayloadTooLarge {
+                size: header.size as usize,
+                max: MAX_PAYLOAD,
+            });
+        }
+        Ok(Some(header))
+    }
+
+    /// Bytes the head message needs in all: the header alone until it is complete.
+    fn head_len(&self) -> usize {
+        let hl = size_of::<Header>();
+        match self.input[..self.in_len].get(..hl) {
+            Some(h) => hl + Header::from_bytes(h).map_or(0, |h| h.size as usize),
+            None => hl,
+        }
+    }
+
+    /// Whether [`Connection::next_message`] has something to return now: a complete message,
+    /// or the end of the stream.
+    pub fn has_input(&self) -> bool {
+        self.eof || (self.in_len > 0 && self.in_len >= self.head_len())
+    }
+
+    /// When the incomplete message at the head of the input must be complete, if there is one.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.in_len == 0 || self.has_input() {
+            return None;
+        }
+        self.head_since.map(|t| t + MESSAGE_DEADLINE)
+    }
+
+    /// Fails when the head message is incomplete past its deadline.
+    pub fn check_deadline(&self, now: Instant) -> Result<(), ProtocolError> {
+        match self.deadline() {
+            Some(d) if now >= d => Err(ProtocolError::MessageTimeout {
+                got: self.in_len,
+                want: self.head_len(),
+                secs: MESSAGE_DEADLINE.as_secs(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the next complete message with the fds that came with its bytes, if there is one.
+    /// Errors (end of stream included) are fatal.
+    pub fn next_message(&mut self, now: Instant) -> Result<Option<Message>, ProtocolError> {
+        let hl = size_of::<Header>();
+        if let Some(header) = self.head_header()? {
+            let total = hl + header.size as usize;
+            if self.in_len >= total {
+                let payload = self.input[hl..total].to_vec();
+                let end = self.in_offset + total as u64;
+                let mut fds = Vec::new();
+                while self.in_fds.front().is_some_and(|(o, _)| *o < end) {
+                    fds.extend(self.in_fds.pop_front().map(|(_, fd)| fd));
+                }
+                self.input.copy_within(total..self.in_len, 0);
+                self.in_len -= total;
+                self.in_offset = end;
+                self.head_since = (self.in_len > 0).then_some(now);
+                if fds.len() > MAX_FDS {
+                    return Err(ProtocolError::TooManyFds {
+                        count: fds.len(),
+                        max: MAX_FDS,
+                    });
+                }
+                return Ok(Some(Message {
+                    header,
+                    payload,
+                    fds,
+                }));
+            }
+        }
+        if self.eof {
+            return Err(if self.in_len == 0 {
+                ProtocolError::Disconnected
+            } else {
+                ProtocolError::Truncated {
+                    got: self.in_len,
+                    want: self.head_len(),
+                }
+            });
+        }
+        Ok(None)
+    }
+
+    /// Queues a reply (REPLY flag set) to `request`; [`Connection::flush`] writes it.
+    pub fn queue_reply(&mut self, request: u32, payload: &[u8]) -> Result<(), ProtocolError> {
+        let queued = self.output.len() - self.out_pos;
+        if queued + size_of::<Header>() + payload.len() > OUTPUT_CAP {
+            return Err(ProtocolError::ReplyBacklog { max: OUTPUT_CAP });
+        }
+        let header = Header {
+            request,
+            flags: FLAG_REPLY | VERSION,
+            size: payload.len() as u32,
+        };
+        self.output.extend_from_slice(header.as_bytes());
+        self.output.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Writes queued replies as far as the socket takes them. Errors are fatal.
+    pub fn flush(&mut self) -> Result<(), ProtocolError> {
+        while self.out_pos < self.output.len() {
+            let rest = &self.output[self.out_pos..];
+            // SAFETY: sends from a live buffer of the stated length; MSG_NOSIGNAL turns a closed
+            // peer into EPIPE, MSG_DONTWAIT makes a full socket EAGAIN.
+            let n = unsafe {
+                libc::send(
+                    self.stream.as_raw_fd(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => break,
+                    _ => return Err(e.into()),
+                }
+            }
+            self.out_pos += n as usize;
+        }
+        if self.out_pos == self.output.len() {
+            self.output.clear();
+            self.out_pos = 0;
+        } else if self.out_pos >= OUTPUT_CAP / 2 {
+            self.output.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        Ok(())
     }
 }

@@ -311,10 +311,14 @@ fn finish(ring: &Ring, cfg: &QueueConfig, st: &mut VqState, shared: &QueueShared
     };
     if notify {
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an eventfd kept open by the config's Arc. The
-        // result is ignored: EAGAIN means the counter is saturated, i.e. already signalled.
-        unsafe { libc::write(call.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd kept open by the config's Arc.
+        // The fd is non-blocking (made so at receipt): a saturated counter, i.e. already
+        // signalled, fails with EAGAIN, counted and not retried.
+        let n = unsafe { libc::write(call.as_raw_fd(), (&one as *const u64).cast(), 8) };
         shared.metrics.notifications.add(1);
+        if n != 8 {
+            shared.metrics.notifications_skipped.add(1);
+        }
     }
 }
 

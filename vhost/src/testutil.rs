@@ -416,6 +416,16 @@ impl Frontend {
         self.ep.send(req, flags, payload, fds)
     }
 
+    /// Raw bytes, `fds` riding on the first of them (for framing tests: a message in pieces,
+    /// fds on any byte).
+    pub fn send_raw_bytes(
+        &self,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), ProtocolError> {
+        self.ep.send_bytes(bytes, fds)
+    }
+
     pub fn recv_reply(&self, req: u32) -> Result<Vec<u8>, ProtocolError> {
         self.ep.recv_reply(req)
     }

@@ -1,2 +1,3 @@
+mod control;
 mod protocol;
 mod ring;

@@ -40,7 +40,7 @@ impl Backend {
                     thread::sleep(Duration::from_millis(1));
                     continue;
                 }
-                let _ = dev.poll_message(Duration::from_millis(1));
+                dev.wait_and_serve(Duration::from_millis(1), |_| {});
                 drop(dev);
                 thread::yield_now();
             }

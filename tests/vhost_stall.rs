@@ -1,0 +1,793 @@
+//! Frontends that try to stall the switch without sending a malformed value, one test per class
+//! (issue 10): the control thread and the PMD core must never wait on them.
+//!
+//! Topology: namespace hosts h1, h2 -- af_packet ports "h1", "h2" -- [switch, one PMD core] --
+//! vhost-user port "evil" -- this test, speaking vhost-user with `vhost::testutil` over a memfd
+//! guest (vring 0 = guest RX, vring 1 = guest TX).
+//!
+//! Each test checks, while its attack runs: h1 keeps pinging h2 through the same PMD core (a few
+//! echoes may be lost, never a multi-second run of them) and `tsn-vswitch ctl stats` answers
+//! within [`CTL_BOUND`]; afterwards: the switch lives, the attacked port serves a well-behaved
+//! frontend again (handshake and a frame to h1), and the switch holds no more fds than before.
+//!
+//! - `call_fd_classes`: a blocking, full pipe as a call fd is refused; a blocking eventfd whose
+//!   counter is full is accepted, made non-blocking, and RX traffic still reaches the guest with
+//!   the skipped interrupts counted (the PMD core would block in write() otherwise).
+//! - `err_fd_classes`: the same pipe as an err fd is refused; a full blocking eventfd is accepted
+//!   and a broken ring's error signal is skipped and counted (the control thread would block).
+//! - `message_dripped_byte_by_byte`: a valid message, one byte every 0.8 s: the frontend is
+//!   dropped at the message deadline with one log line and a counter.
+//! - `pipelined_get_vring_base`: 50 GET_VRING_BASE in one write with the rings running, some for a
+//!   ring whose PMD handle does not move: replies come in order, nobody else waits.
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vhost::protocol::{
+    Header, Pod, ProtocolFeatures, Request, VirtioFeatures, VringState, FLAG_NEED_REPLY, VERSION,
+};
+use vhost::testutil::{eventfd, Frontend, MockGuest, MockVring};
+
+/// Bound for something that must happen (the machine is small and loaded).
+const WAIT: Duration = Duration::from_secs(15);
+/// `ctl stats` must answer within this during an attack.
+const CTL_BOUND: Duration = Duration::from_secs(3);
+/// Longest run of lost echoes allowed (at one echo per 0.2 s: 2 s).
+const MAX_LOST_RUN: usize = 10;
+const QSZ: u16 = 64;
+const GUEST_SIZE: u64 = 1 << 20;
+const RX_RING: u64 = 0;
+const TX_RING: u64 = 0x4000;
+const TX_SLOTS: u64 = 0x10000;
+const RX_BUFS: u64 = 0x80000;
+const VNET_HDR: usize = 12;
+const EVIL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
+
+// ---------------------------------------------------------------------------------------------
+// File descriptors a careless or hostile frontend hands over
+// ---------------------------------------------------------------------------------------------
+
+/// A blocking pipe whose buffer is full: (read end, write end).
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let mut p = [0; 2];
+    // SAFETY: pipe2 fills two fds.
+    assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh fds, ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    set_flags(&w, libc::O_NONBLOCK);
+    let buf = [0u8; 4096];
+    // SAFETY: writes from a live buffer.
+    while unsafe { libc::write(w.as_raw_fd(), buf.as_ptr().cast(), buf.len()) } > 0 {}
+    set_flags(&w, 0);
+    (r, w)
+}
+
+/// A blocking eventfd whose counter is at its maximum: a blocking write of 1 would wait.
+fn full_blocking_eventfd() -> OwnedFd {
+    // SAFETY: eventfd returns a new fd or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: fresh fd, ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let v: u64 = 0xffff_ffff_ffff_fffe;
+    // SAFETY: writes a live u64 to our own eventfd.
+    let n = unsafe { libc::write(fd.as_raw_fd(), (&v as *const u64).cast(), 8) };
+    assert_eq!(n, 8);
+    fd
+}
+
+fn set_flags(fd: &OwnedFd, flags: libc::c_int) {
+    // SAFETY: F_SETFL on our own fd.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) };
+    assert_eq!(r, 0);
+}
+
+fn is_nonblocking(fd: &OwnedFd) -> bool {
+    // SAFETY: F_GETFL on our own fd.
+    let f = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    f >= 0 && f & libc::O_NONBLOCK != 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// The frontend and its guest
+// ---------------------------------------------------------------------------------------------
+
+struct Guest {
+    fe: Frontend,
+    g: MockGuest,
+    rx: MockVring,
+    tx: MockVring,
+    calls: [OwnedFd; 2],
+    kicks: [OwnedFd; 2],
+    errs: [OwnedFd; 2],
+    next_slot: u64,
+}
+
+fn ack_ok(r: Result<u64, vhost::ProtocolError>, what: &str) {
+    let a = r.unwrap_or_else(|e| panic!("{what}: no reply from the switch: {e}"));
+    assert_eq!(a, 0, "{what}: the switch NACKed a valid request");
+}
+
+impl Guest {
+    /// Connects and performs what QEMU does for one queue pair, up to DRIVER_OK and ring enable.
+    fn connect(sock: &Path) -> Guest {
+        let deadline = Instant::now() + WAIT;
+        let stream = loop {
+            match UnixStream::connect(sock) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("connect {}: {e}", sock.display()),
+            }
+        };
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        let g = MockGuest::new(GUEST_SIZE);
+        let rx = MockVring::new(&g, g.gpa_base + RX_RING, QSZ);
+        let tx = MockVring::new(&g, g.gpa_base + TX_RING, QSZ);
+        let mut guest = Guest {
+            fe: Frontend::new(stream),
+            g,
+            rx,
+            tx,
+            calls: [eventfd(), eventfd()],
+            kicks: [eventfd(), eventfd()],
+            errs: [eventfd(), eventfd()],
+            next_slot: 0,
+        };
+        guest.handshake();
+        guest
+    }
+
+    fn handshake(&mut self) {
+        let fe = &mut self.fe;
+        fe.get_u64(Request::GetFeatures).expect("GET_FEATURES");
+        fe.get_u64(Request::GetProtocolFeatures)
+            .expect("GET_PROTOCOL_FEATURES");
+        let pf = ProtocolFeatures::MQ
+            | ProtocolFeatures::REPLY_ACK
+            | ProtocolFeatures::NET_MTU
+            | ProtocolFeatures::STATUS;
+        ack_ok(
+            fe.set_u64(Request::SetProtocolFeatures, pf.bits()),
+            "SET_PROTOCOL_FEATURES",
+        );
+        fe.reply_ack = true;
+        ack_ok(fe.send(Request::SetOwner, &[], &[]), "SET_OWNER");
+        let acked = VirtioFeatures::VERSION_1
+            | VirtioFeatures::NET_MRG_RXBUF
+            | VirtioFeatures::RING_EVENT_IDX
+            | VirtioFeatures::PROTOCOL_FEATURES;
+        ack_ok(
+            fe.set_u64(Request::SetFeatures, acked.bits()),
+            "SET_FEATURES",
+        );
+        ack_ok(
+            fe.set_mem_table(&[self.g.region()], &[self.g.fd()]),
+            "SET_MEM_TABLE",
+        );
+        for i in 0..2u32 {
+            let vr = if i == 0 { &self.rx } else { &self.tx };
+            let k = i as usize;
+            ack_ok(
+                fe.set_state(Request::SetVringNum, i, u32::from(QSZ)),
+                "SET_VRING_NUM",
+            );
+            ack_ok(fe.set_state(Request::SetVringBase, i, 0), "SET_VRING_BASE");
+            ack_ok(
+                fe.send(Request::SetVringAddr, vr.addr(&self.g, i).as_bytes(), &[]),
+                "SET_VRING_ADDR",
+            );
+            ack_ok(
+                fe.set_vring_fd(Request::SetVringErr, i, Some(self.errs[k].as_fd())),
+                "SET_VRING_ERR",
+            );
+            ack_ok(
+                fe.set_vring_fd(Request::SetVringKick, i, Some(self.kicks[k].as_fd())),
+                "SET_VRING_KICK",
+            );
+            ack_ok(
+                fe.set_vring_fd(Request::SetVringCall, i, Some(self.calls[k].as_fd())),
+                "SET_VRING_CALL",
+            );
+        }
+        ack_ok(
+            fe.set_u64(Request::SetStatus, 1 | 2 | 4 | 8),
+            "SET_STATUS DRIVER_OK",
+        );
+        for i in 0..2 {
+            ack_ok(
+                fe.set_state(Request::SetVringEnable, i, 1),
+                "SET_VRING_ENABLE",
+            );
+        }
+    }
+
+    /// Sends `frame` from the guest's TX ring.
+    fn send_frame(&mut self, frame: &[u8]) {
+        let pending = self
+            .g
+            .read_u16(self.tx.avail + 2)
+            .wrapping_sub(self.tx.used_idx(&self.g));
+        if pending >= QSZ - 1 {
+            return;
+        }
+        let mut b = vec![0u8; VNET_HDR];
+        b.extend_from_slice(frame);
+        let a = self.g.gpa_base + TX_SLOTS + 0x800 * (self.next_slot % 64);
+        self.next_slot += 1;
+        self.g.write(a, &b);
+        let g = &self.g;
+        self.tx.add_chain(g, &[(a, b.len() as u32, false)]);
+    }
+
+    /// Posts `n` 2 KiB receive buffers on the guest's RX ring.
+    fn post_rx_buffers(&mut self, n: u16) {
+        for k in 0..u64::from(n) {
+            let a = self.g.gpa_base + RX_BUFS + 0x800 * k;
+            let g = &self.g;
+            self.rx.add_chain(g, &[(a, 0x800, true)]);
+        }
+    }
+}
+
+/// A vhost-user message as bytes.
+fn raw(request: Request, flags: u32, payload: &[u8]) -> Vec<u8> {
+    let mut b = Header {
+        request: request as u32,
+        flags: flags | VERSION,
+        size: payload.len() as u32,
+    }
+    .as_bytes()
+    .to_vec();
+    b.extend_from_slice(payload);
+    b
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observing the switch
+// ---------------------------------------------------------------------------------------------
+
+fn evil_port(sw: &Switch) -> serde_json::Value {
+    let v = sw
+        .ctl_json("stats")
+        .unwrap_or_else(|e| panic!("ctl stats no longer answers: {e}"));
+    v["ports"]
+        .as_array()
+        .expect("stats ports")
+        .iter()
+        .find(|p| p["name"] == "evil")
+        .cloned()
+        .expect("port evil in stats")
+}
+
+fn backend_u64(sw: &Switch, key: &str) -> u64 {
+    let b = evil_port(sw)["backend"].clone();
+    b[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("evil backend counter {key} missing: {b}"))
+}
+
+/// Polls `key` until `ok(value)` (within WAIT), calling `tick` in between; returns the last value.
+fn wait_backend(sw: &Switch, key: &str, ok: impl Fn(u64) -> bool, mut tick: impl FnMut()) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = backend_u64(sw, key);
+        if ok(v) || Instant::now() >= deadline {
+            return v;
+        }
+        tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_link(sw: &Switch, up: bool, what: &str, mut tick: impl FnMut()) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let p = evil_port(sw);
+        if p["link_up"].as_bool() == Some(up) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: port evil link never went {} within {WAIT:?}: {p}",
+            if up { "up" } else { "down" }
+        );
+        tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_alive(sw: &Switch, what: &str) {
+    let pid = sw.pid().expect("switch running");
+    let st = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        !st.is_empty() && st.split_whitespace().nth(2) != Some("Z"),
+        "{what}: switch process {pid} is gone"
+    );
+    sw.ctl_json("stats")
+        .unwrap_or_else(|e| panic!("{what}: ctl stats no longer answers: {e}"));
+}
+
+fn fd_count(sw: &Switch) -> usize {
+    let pid = sw.pid().expect("switch running");
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Log lines about port evil containing `needle`.
+fn log_count(sw: &Switch, needle: &str) -> usize {
+    sw.log_text()
+        .lines()
+        .filter(|l| l.contains("evil") && l.contains(needle))
+        .count()
+}
+
+/// What runs beside an attack: h1 pinging h2 every 0.2 s through the switch, and `ctl stats`
+/// asked every 0.3 s with each answer timed.
+struct Watch {
+    started: Instant,
+    ping: Child,
+    stop: Arc<AtomicBool>,
+    ctl: Option<JoinHandle<()>>,
+    ctl_times: Arc<Mutex<Vec<Duration>>>,
+    ctl_failures: Arc<Mutex<Vec<String>>>,
+}
+
+impl Watch {
+    fn start(lab: &Lab) -> Watch {
+        let (h1, h2) = (lab.host("h1"), lab.host("h2"));
+        let ping = Command::new("ip")
+            .args([
+                "netns", "exec", &h1.ns, "ping", "-n", "-i", "0.2", "-W", "1",
+            ])
+            .arg(h2.ip.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ping");
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctl_times = Arc::new(Mutex::new(Vec::new()));
+        let ctl_failures = Arc::new(Mutex::new(Vec::new()));
+        let ctl_path = lab.switch().ctl.clone();
+        let (s, t, f) = (stop.clone(), ctl_times.clone(), ctl_failures.clone());
+        let ctl = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let out = run_with_timeout(
+                    Command::new(BIN)
+                        .arg("ctl")
+                        .arg("--ctl")
+                        .arg(&ctl_path)
+                        .arg("stats"),
+                    Duration::from_secs(15),
+                );
+                let took = t0.elapsed();
+                match out {
+                    Ok(o) if o.status.success() => t.lock().unwrap().push(took),
+                    Ok(o) => f.lock().unwrap().push(format!(
+                        "exit {}: {}",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr)
+                    )),
+                    Err(e) => f.lock().unwrap().push(e),
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        Watch {
+            started: Instant::now(),
+            ping,
+            stop,
+            ctl: Some(ctl),
+            ctl_times,
+            ctl_failures,
+        }
+    }
+
+    /// Stops both and asserts what they saw.
+    fn finish(mut self, what: &str) {
+        // Watch long enough to tell a stall from a lost echo, however fast the attack went.
+        let min = Duration::from_secs(4);
+        std::thread::sleep(min.saturating_sub(self.started.elapsed()));
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ctl.take() {
+            t.join().unwrap();
+        }
+        // SAFETY: signalling our own child (`ip netns exec` execs ping): SIGINT makes ping stop
+        // and print what it saw.
+        unsafe { libc::kill(self.ping.id() as libc::pid_t, libc::SIGINT) };
+        let mut out = String::new();
+        self.ping
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = self.ping.wait();
+        let seqs: Vec<usize> = out
+            .lines()
+            .filter_map(|l| l.split("icmp_seq=").nth(1))
+            .filter_map(|s| s.split_whitespace().next()?.parse().ok())
+            .collect();
+        let sent = out
+            .lines()
+            .find_map(|l| {
+                l.split(" packets transmitted")
+                    .next()
+                    .filter(|_| l.contains("transmitted"))
+            })
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        assert!(
+            sent >= 10,
+            "{what}: ping ran too briefly to tell anything:\n{out}"
+        );
+        // The longest run of sequence numbers without a reply (the tail included).
+        let mut got = vec![false; sent + 1];
+        for &s in &seqs {
+            if s < got.len() {
+                got[s] = true;
+            }
+        }
+        let (mut run, mut longest) = (0, 0);
+        for &g in &got[1..] {
+            run = if g { 0 } else { run + 1 };
+            longest = longest.max(run);
+        }
+        // The last echo may still be in flight when ping is stopped.
+        let lost = sent.saturating_sub(seqs.len());
+        eprintln!(
+            "{what}: ping h1 -> h2: {sent} sent, {} answered, longest gap {longest} echoes",
+            seqs.len()
+        );
+        assert!(
+            longest <= MAX_LOST_RUN && lost * 10 <= sent,
+            "{what}: h1 -> h2 lost {lost} of {sent} echoes, {longest} in a row:\n{out}"
+        );
+        let failures = self.ctl_failures.lock().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{what}: ctl stats failed during the attack: {failures:?}"
+        );
+        let times = self.ctl_times.lock().unwrap();
+        let worst = times.iter().max().copied().unwrap_or_default();
+        eprintln!(
+            "{what}: ctl stats answered {} times, slowest {worst:?}",
+            times.len()
+        );
+        assert!(!times.is_empty(), "{what}: ctl stats never answered");
+        assert!(
+            worst <= CTL_BOUND,
+            "{what}: ctl stats took {worst:?} during the attack (bound {CTL_BOUND:?})"
+        );
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.ping.kill();
+        let _ = self.ping.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scenario's frame
+// ---------------------------------------------------------------------------------------------
+
+struct Scenario {
+    lab: Lab,
+    sock: PathBuf,
+    fds_before: usize,
+    h1raw: RawSocket,
+}
+
+impl Scenario {
+    fn start(test: &str) -> Scenario {
+        let mut lab = Lab::new(test);
+        lab.add_host("h1", 1);
+        lab.add_host("h2", 2);
+        let sock = lab.dir.join("evil.sock");
+        let mut args = lab.port_args(&[("h1", ""), ("h2", "")]);
+        args.push("--port".into());
+        args.push(format!("evil=vhost-user:{}", sock.display()));
+        lab.start_switch_args(args);
+        {
+            let (h1, h2) = (lab.host("h1"), lab.host("h2"));
+            let (ok, out) = h1.ping_until_ok(h2.ip, Duration::from_secs(30));
+            assert!(ok, "ping h1 -> h2 before the attack:\n{out}");
+        }
+        let fds_before = fd_count(lab.switch());
+        let h1raw = lab.host("h1").raw();
+        Scenario {
+            lab,
+            sock,
+            fds_before,
+            h1raw,
+        }
+    }
+
+    fn sw(&self) -> &Switch {
+        self.lab.switch()
+    }
+
+    /// A broadcast from h1, flooded to the guest (which makes the switch use its RX ring).
+    fn h1_broadcast(&self, label: &str) {
+        let f = frame(
+            BROADCAST,
+            self.lab.host("h1").mac,
+            None,
+            ETH_TEST,
+            &marker(label),
+        );
+        self.h1raw.send(&f);
+    }
+
+    /// After the attack: the port serves a well-behaved frontend (handshake, a frame to h1), and
+    /// once that one leaves too the switch holds no more fds than before the scenario.
+    fn finish(self, what: &str) {
+        let sw = self.sw();
+        assert_alive(sw, what);
+        wait_link(sw, false, what, || {});
+        let mut good = Guest::connect(&self.sock);
+        wait_link(sw, true, &format!("{what}: good frontend"), || {});
+        let m = marker("good-after");
+        let f = frame(BROADCAST, EVIL_MAC, None, ETH_TEST, &m);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            good.send_frame(&f);
+            if let Some(r) = self.h1raw.wait_for(&m, Duration::from_millis(300)) {
+                assert_eq!(r.data, f, "{what}: the frame changed on its way");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: a well-behaved frontend's frame never reached h1 after the attack: {}",
+                evil_port(sw)
+            );
+        }
+        drop(good);
+        // Old configs (holding the guest's fds and memory) are released once the PMD handles
+        // move on: traffic toward the port makes the guest-RX handle do so.
+        wait_link(sw, false, &format!("{what}: good frontend gone"), || {
+            self.h1_broadcast("release")
+        });
+        let deadline = Instant::now() + WAIT;
+        let mut n = fd_count(sw);
+        while n > self.fds_before && Instant::now() < deadline {
+            self.h1_broadcast("release");
+            std::thread::sleep(Duration::from_millis(200));
+            n = fd_count(sw);
+        }
+        assert!(
+            n <= self.fds_before,
+            "{what}: the switch holds {n} fds, {} before the scenario",
+            self.fds_before
+        );
+        let log = sw.log_text();
+        assert!(
+            !log.contains("panicked"),
+            "{what}: the switch panicked:\n{log}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn call_fd_classes() {
+    let sc = Scenario::start("stall-call");
+    let sw = sc.sw();
+    let mut ev = Guest::connect(&sc.sock);
+    wait_link(sw, true, "call: connected", || {});
+    let watch = Watch::start(&sc.lab);
+
+    // A blocking, full pipe: refused, counted, the connection stays.
+    let (_pipe_r, pipe_w) = full_pipe();
+    let refused0 = backend_u64(sw, "refused_fds");
+    let a = ev
+        .fe
+        .set_vring_fd(Request::SetVringCall, 0, Some(pipe_w.as_fd()))
+        .expect("SET_VRING_CALL answered");
+    assert_eq!(a, 1, "a pipe as call fd must be NACKed");
+    assert_eq!(backend_u64(sw, "refused_fds"), refused0 + 1);
+    assert!(
+        sw.log_text().contains("is a pipe, not an eventfd"),
+        "the refusal is logged with its reason"
+    );
+
+    // A blocking eventfd whose counter is full: accepted and made non-blocking.
+    let call = full_blocking_eventfd();
+    ack_ok(
+        ev.fe
+            .set_vring_fd(Request::SetVringCall, 0, Some(call.as_fd())),
+        "SET_VRING_CALL with a full blocking eventfd",
+    );
+    assert!(
+        is_nonblocking(&call),
+        "the switch must make a guest's call eventfd non-blocking"
+    );
+    // RX traffic toward that guest: delivered, and the interrupts it cannot raise are counted.
+    // The guest asks for an interrupt at each next frame (EVENT_IDX: used_event = used idx).
+    ev.post_rx_buffers(QSZ);
+    let skipped = wait_backend(
+        sw,
+        "notifications_skipped",
+        |v| v >= 3,
+        || {
+            ev.rx.set_used_event(&ev.g, ev.rx.used_idx(&ev.g));
+            sc.h1_broadcast("to-guest");
+        },
+    );
+    assert!(skipped >= 3, "skipped interrupts must be counted");
+    let used = ev.rx.used_idx(&ev.g);
+    assert!(
+        used >= 3,
+        "frames reached the guest's RX ring: used idx {used}"
+    );
+    assert!(backend_u64(sw, "to_guest_packets") >= 3);
+    watch.finish("call fd");
+    drop(ev);
+    sc.finish("call fd");
+}
+
+#[test]
+fn err_fd_classes() {
+    let sc = Scenario::start("stall-err");
+    let sw = sc.sw();
+    let mut ev = Guest::connect(&sc.sock);
+    wait_link(sw, true, "err: connected", || {});
+    let watch = Watch::start(&sc.lab);
+
+    let (_pipe_r, pipe_w) = full_pipe();
+    let refused0 = backend_u64(sw, "refused_fds");
+    let a = ev
+        .fe
+        .set_vring_fd(Request::SetVringErr, 1, Some(pipe_w.as_fd()))
+        .expect("SET_VRING_ERR answered");
+    assert_eq!(a, 1, "a pipe as err fd must be NACKed");
+    assert_eq!(backend_u64(sw, "refused_fds"), refused0 + 1);
+
+    let err = full_blocking_eventfd();
+    ack_ok(
+        ev.fe
+            .set_vring_fd(Request::SetVringErr, 1, Some(err.as_fd())),
+        "SET_VRING_ERR with a full blocking eventfd",
+    );
+    assert!(
+        is_nonblocking(&err),
+        "the err eventfd must be made non-blocking"
+    );
+    // Break the guest's TX ring: the switch signals the err eventfd, which cannot take it.
+    let g = &ev.g;
+    ev.tx.push_avail(g, QSZ + 7);
+    let errors = wait_backend(sw, "queue_errors", |v| v >= 1, || {});
+    assert_eq!(errors, 1, "the ring violation is counted");
+    let skipped = wait_backend(sw, "err_writes_skipped", |v| v >= 1, || {});
+    assert_eq!(skipped, 1, "the skipped error signal is counted once");
+    // The control thread still serves this connection too.
+    assert_eq!(ev.fe.get_u64(Request::GetQueueNum).ok(), Some(1));
+    std::thread::sleep(Duration::from_secs(2));
+    watch.finish("err fd");
+    drop(ev);
+    sc.finish("err fd");
+}
+
+#[test]
+fn message_dripped_byte_by_byte() {
+    let sc = Scenario::start("stall-drip");
+    let sw = sc.sw();
+    let ev = Guest::connect(&sc.sock);
+    wait_link(sw, true, "drip: connected", || {});
+    let timeouts0 = backend_u64(sw, "message_timeouts");
+    let watch = Watch::start(&sc.lab);
+    // SET_VRING_ENABLE (20 bytes), one byte every 0.8 s: 16 s, past the 5 s deadline.
+    let msg = raw(
+        Request::SetVringEnable,
+        FLAG_NEED_REPLY,
+        VringState { index: 0, num: 1 }.as_bytes(),
+    );
+    let t0 = Instant::now();
+    let mut stream = ev.fe.stream();
+    let mut sent = 0;
+    for b in &msg {
+        if stream.write_all(std::slice::from_ref(b)).is_err() {
+            break; // the switch dropped us
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(800));
+        if evil_port(sw)["backend"]["connected"].as_bool() == Some(false) {
+            break;
+        }
+    }
+    let took = t0.elapsed();
+    assert!(
+        sent < msg.len(),
+        "the switch waited for the whole dripped message"
+    );
+    eprintln!("drip: dropped after {sent} bytes, {took:?}");
+    assert_eq!(backend_u64(sw, "message_timeouts"), timeouts0 + 1);
+    assert_eq!(
+        log_count(sw, "took more than 5 s to send a message"),
+        1,
+        "one clear log line for the dropped frontend"
+    );
+    watch.finish("drip");
+    drop(ev);
+    sc.finish("drip");
+}
+
+#[test]
+fn pipelined_get_vring_base() {
+    let sc = Scenario::start("stall-pipe");
+    let sw = sc.sw();
+    let mut ev = Guest::connect(&sc.sock);
+    wait_link(sw, true, "pipeline: connected", || {});
+    // The guest-RX handle takes the running ring at its first frame for the guest, then, with
+    // no more traffic toward the guest, never moves: a stop of that ring waits stop_timeout.
+    ev.post_rx_buffers(4);
+    let used0 = ev.rx.used_idx(&ev.g);
+    let deadline = Instant::now() + WAIT;
+    while ev.rx.used_idx(&ev.g) == used0 {
+        assert!(Instant::now() < deadline, "no frame ever reached the guest");
+        sc.h1_broadcast("prime");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stop_timeouts0 = backend_u64(sw, "stop_timeouts");
+    let watch = Watch::start(&sc.lab);
+    // 50 GET_VRING_BASE, each followed by a KICK that restarts its ring; every tenth for the
+    // guest RX ring, the rest for the guest TX ring (polled all the time by the PMD core).
+    let mut bytes = Vec::new();
+    let rings: Vec<u32> = (0..50).map(|k| u32::from(k % 10 == 5) ^ 1).collect();
+    for &i in &rings {
+        let get = VringState { index: i, num: 0 };
+        bytes.extend(raw(Request::GetVringBase, 0, get.as_bytes()));
+        bytes.extend(raw(
+            Request::SetVringKick,
+            0,
+            &(u64::from(i) | 0x100).to_ne_bytes(),
+        ));
+    }
+    let t0 = Instant::now();
+    ev.fe.stream().write_all(&bytes).unwrap();
+    ev.fe
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for (k, &i) in rings.iter().enumerate() {
+        let r = ev
+            .fe
+            .recv_reply(Request::GetVringBase as u32)
+            .unwrap_or_else(|e| panic!("reply {k} of 50: {e}"));
+        let st = VringState::from_bytes(&r).expect("VringState reply");
+        assert_eq!(st.index, i, "reply {k} answers request {k}");
+    }
+    let took = t0.elapsed();
+    let timeouts = backend_u64(sw, "stop_timeouts") - stop_timeouts0;
+    eprintln!("pipeline: 50 replies in {took:?}, {timeouts} stop timeouts");
+    assert!(
+        timeouts <= 5,
+        "only stops of the idle guest-RX ring may time out"
+    );
+    // The connection is still served in order after them.
+    ev.fe.reply_ack = true;
+    assert_eq!(ev.fe.get_u64(Request::GetQueueNum).ok(), Some(1));
+    watch.finish("pipeline");
+    drop(ev);
+    sc.finish("pipeline");
+}
