@@ -106,6 +106,7 @@ const FUNCTIONS: &[&str] = &[
     "rte_rdtsc",
     "rte_dev_probe",
     "rte_dev_remove",
+    "rte_eal_hotplug_remove",
     "rte_pktmbuf_pool_create",
     "rte_mempool_free",
     "rte_mempool_avail_count",

@@ -316,6 +316,8 @@ pub struct Config {
     pub gcls: Vec<GclSpec>,
     /// `--clock`: the time base of every gate.
     pub clock: crate::clock::ClockSpec,
+    /// `--tc-rule`s: applied to the ports at start, and to each port added at runtime.
+    pub tc_rules: Vec<crate::classify::TcRule>,
 }
 
 /// One `--gcl PORT=FILE`, parsed and validated.

@@ -49,14 +49,23 @@ pub struct L2 {
 
 impl L2 {
     pub fn new(modes: Vec<VlanMode>) -> L2 {
-        assert!(modes.len() <= MAX_PORTS, "at most {MAX_PORTS} ports");
+        let slots: Vec<_> = modes.into_iter().map(Some).collect();
+        L2::from_slots(&slots)
+    }
+
+    /// The configuration of a port set with holes: slot `i` is port `i`, `None` a free slot
+    /// (or a port being deleted), which is in no VLAN, so nothing floods or forwards to it.
+    pub fn from_slots(slots: &[Option<VlanMode>]) -> L2 {
+        assert!(slots.len() <= MAX_PORTS, "at most {MAX_PORTS} ports");
         let mut members = Box::new([0u64; 4096]);
-        for (i, m) in modes.iter().enumerate() {
+        for (i, m) in slots.iter().enumerate() {
             match *m {
-                VlanMode::Trunk => members.iter_mut().for_each(|v| *v |= 1 << i),
-                VlanMode::Access(v) => members[usize::from(v & 0x0fff)] |= 1 << i,
+                Some(VlanMode::Trunk) => members.iter_mut().for_each(|v| *v |= 1 << i),
+                Some(VlanMode::Access(v)) => members[usize::from(v & 0x0fff)] |= 1 << i,
+                None => {}
             }
         }
+        let modes = slots.iter().map(|m| m.unwrap_or(VlanMode::Trunk)).collect();
         L2 { modes, members }
     }
 
@@ -287,6 +296,21 @@ mod tests {
         // A learned MAC in VLAN 10 is not reachable from VLAN 20.
         let (v, _) = l2.decide(&fdb, 1, &frame(A, B, None), 0);
         assert_eq!(v, Verdict::Flood(0b1000));
+    }
+
+    #[test]
+    fn free_slots_get_nothing() {
+        use VlanMode::*;
+        let l2 = L2::from_slots(&[Some(Trunk), None, Some(Access(10)), Some(Trunk)]);
+        let fdb = Fdb::new(64, 300);
+        let (v, _) = l2.decide(&fdb, 0, &frame(BC, A, None), 0);
+        assert_eq!(v, Verdict::Flood(0b1000));
+        let (v, _) = l2.decide(&fdb, 0, &frame(BC, A, Some((0, 10))), 0);
+        assert_eq!(v, Verdict::Flood(0b1100));
+        // A MAC still learned on a deleted port's slot is not forwarded to.
+        fdb.learn(MacAddr::from_u64(B), 0, 1, 0);
+        let (v, _) = l2.decide(&fdb, 0, &frame(B, A, None), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::VlanFiltered));
     }
 
     #[test]

@@ -1,22 +1,22 @@
 //! The per-core poll-mode loop, top to bottom as in DPDK's l2fwd:
-//! poll an rx queue, forward each frame (and classify it when its egress port is gated),
-//! buffer it per egress port or in that port's gate stage, release what the gates allow,
-//! transmit.
+//! take a new port set if one was posted, poll an rx queue, forward each frame (and classify it
+//! when its egress port is gated), buffer it per egress port or in that port's gate stage,
+//! release what the gates allow, transmit.
 //! A PMD core never blocks, allocates, logs or makes a syscall on this path.
 use crate::classify::Classifier;
 use crate::clock::{Clock, TscClock};
 use crate::dpdk::{Burst, Mbuf, Mempool};
 use crate::fdb::Fdb;
-use crate::forward::{retag, FrameVlan, Verdict, L2};
+use crate::forward::{retag, FrameVlan, Verdict, L2, MAX_PORTS};
 use crate::port::{RxPort, TxPort};
 use crate::stats::{CoreStats, DropReason};
+use crate::tas::mailbox::Slot;
 use crate::tas::GateStage;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// What every PMD core shares (read-only on the fast path).
 pub struct Shared {
-    pub l2: L2,
     pub fdb: Fdb,
     pub pool: Arc<Mempool>,
     /// Set by the control thread to end the loops.
@@ -25,17 +25,70 @@ pub struct Shared {
     pub now_s: AtomicU32,
 }
 
-/// One PMD core's state: the rx queues it owns, a tx handle and a pending burst per port.
+/// One PMD core's share of the port set: built whole by the control thread, swapped in by the
+/// core at the top of a loop iteration, handed back to be freed on the control thread. Indexed
+/// by port id (a slot of at most [`MAX_PORTS`]); a free slot has no tx path and is in no VLAN.
+pub struct CorePorts {
+    /// The rx queues this core polls: (port id, queue index, queue). `None` in a newly posted
+    /// set means "the queue you poll now": the core moves it over when it swaps (an rx queue
+    /// has exactly one owner, so the control thread cannot hand out a second copy).
+    pub rxqs: Vec<(u16, u16, Option<RxPort>)>,
+    /// Per port: this core's tx path.
+    pub tx: Vec<Option<TxPort>>,
+    /// Per ingress port: how its frames map to traffic classes.
+    pub classifiers: Vec<Classifier>,
+    /// The ports' VLAN modes and, per VLAN, the ports that carry it (flood sets).
+    pub l2: L2,
+}
+
+impl CorePorts {
+    /// Takes the rx queues this set leaves as `None` out of `current` (the set the core polls).
+    /// What stays in `current` belongs to ports that left this core.
+    fn carry_rx_from(&mut self, current: &mut CorePorts) {
+        for (p, q, slot) in self.rxqs.iter_mut().filter(|e| e.2.is_none()) {
+            *slot = current
+                .rxqs
+                .iter_mut()
+                .find(|(cp, cq, _)| cp == p && cq == q)
+                .and_then(|e| e.2.take());
+        }
+    }
+}
+
+/// How port sets travel between the control thread and one PMD core, without locks: the
+/// control thread posts a new set in `new` only once it has taken back the set that the
+/// previous post replaced from `old` (one change in flight per core), so neither side ever
+/// finds the other's slot occupied, and the core never frees anything.
+#[derive(Default)]
+pub struct PortsMailbox {
+    new: Slot<CorePorts>,
+    old: Slot<CorePorts>,
+}
+
+impl PortsMailbox {
+    /// Control side: posts `ports`; the previous post must have been taken back (`take_old`).
+    pub fn post(&self, ports: Box<CorePorts>) {
+        let unread = self.new.put(ports);
+        debug_assert!(unread.is_none(), "a port set posted while one is in flight");
+    }
+
+    /// Control side: the set the core stopped using when it took the last post (it has moved
+    /// on: nothing of it is in use any more).
+    pub fn take_old(&self) -> Option<Box<CorePorts>> {
+        self.old.take()
+    }
+}
+
+/// One PMD core's state: its port set, a pending burst and (when gated) a gate stage per port.
 pub struct PmdCore {
     pub lcore: u32,
-    /// (port index, queue index, queue).
-    pub rxqs: Vec<(u16, u16, RxPort)>,
-    pub tx: Vec<Option<TxPort>>,
+    /// This core's rx queues, tx paths, classifiers and L2 configuration.
+    ports: Box<CorePorts>,
+    /// Where a new port set arrives and the replaced one goes back.
+    mailbox: Arc<PortsMailbox>,
     pub pending: Vec<Burst>,
     pub stats: Arc<CoreStats>,
     pub shared: Arc<Shared>,
-    /// Per ingress port: how its frames map to traffic classes.
-    pub classifiers: Vec<Classifier>,
     /// Per egress port: the 802.1Qbv gate stage, if the port has a GCL (this core is then the
     /// only one transmitting to it).
     pub gates: Vec<Option<GateStage<Mbuf>>>,
@@ -59,16 +112,22 @@ struct Origin {
 }
 
 impl PmdCore {
-    pub fn new(lcore: u32, shared: Arc<Shared>, stats: Arc<CoreStats>, nports: usize) -> PmdCore {
+    /// A core starting on `ports`, with room for every port slot.
+    pub fn new(
+        lcore: u32,
+        shared: Arc<Shared>,
+        stats: Arc<CoreStats>,
+        ports: Box<CorePorts>,
+        mailbox: Arc<PortsMailbox>,
+    ) -> PmdCore {
         PmdCore {
             lcore,
-            rxqs: Vec::new(),
-            tx: (0..nports).map(|_| None).collect(),
-            pending: (0..nports).map(|_| Burst::default()).collect(),
+            ports,
+            mailbox,
+            pending: (0..MAX_PORTS).map(|_| Burst::default()).collect(),
             stats,
             shared,
-            classifiers: (0..nports).map(|_| Classifier::new()).collect(),
-            gates: (0..nports).map(|_| None).collect(),
+            gates: (0..MAX_PORTS).map(|_| None).collect(),
             gated: Vec::new(),
             clock: None,
             now_ns: 0,
@@ -102,10 +161,16 @@ impl PmdCore {
             if let Some(c) = &self.clock {
                 self.now_ns = c.ns_at(t);
             }
+            // 0. the quiescent point: no frame is in hand, every pending burst is empty.
+            if let Some(ports) = self.mailbox.new.take() {
+                self.adopt(ports);
+            }
             let mut busy = false;
-            for i in 0..self.rxqs.len() {
+            for i in 0..self.ports.rxqs.len() {
                 // 1. poll
-                let (port, queue, ref mut q) = self.rxqs[i];
+                let (port, queue, Some(ref mut q)) = self.ports.rxqs[i] else {
+                    continue;
+                };
                 let from = Origin { port, queue };
                 if q.rx_burst(&mut rx) == 0 {
                     continue;
@@ -122,7 +187,7 @@ impl PmdCore {
                         continue;
                     }
                     // 2. classify + forward
-                    let (verdict, fv) = shared.l2.decide(&shared.fdb, port, m.data(), now);
+                    let (verdict, fv) = self.ports.l2.decide(&shared.fdb, port, m.data(), now);
                     match verdict {
                         Verdict::Drop(r) => self.stats.count_drop(port, r, 1),
                         Verdict::Unicast(out) => dirty |= self.enqueue(out, m, fv, from),
@@ -165,11 +230,23 @@ impl PmdCore {
         0
     }
 
+    /// Switches to a newly posted port set and hands the old one back to the control thread,
+    /// which frees it (with the queues of ports that left this core). Only when something
+    /// changed: a move of a few dozen pointers, no allocation, no free.
+    #[cold]
+    fn adopt(&mut self, mut ports: Box<CorePorts>) {
+        ports.carry_rx_from(&mut self.ports);
+        let old = std::mem::replace(&mut self.ports, ports);
+        // The control thread posts only after taking the previous old set back: `old` is empty.
+        let unread = self.mailbox.old.put(old);
+        debug_assert!(unread.is_none(), "the previous port set was not taken back");
+    }
+
     /// Puts `m` on `out`'s pending burst with the tag that port needs, or into its gate stage
     /// when the port is gated; returns the dirty bit.
     #[inline]
     fn enqueue(&mut self, out: u16, mut m: Mbuf, fv: FrameVlan, from: Origin) -> u64 {
-        let want = self.shared.l2.egress_tci(out, fv);
+        let want = self.ports.l2.egress_tci(out, fv);
         if !retag(&mut m, fv.tagged, want) {
             self.stats.count_drop(out, DropReason::NoMbuf, 1);
             return 0;
@@ -177,7 +254,7 @@ impl PmdCore {
         let o = usize::from(out);
         if self.queuing & (1 << o) != 0 {
             if let Some(stage) = self.gates[o].as_mut() {
-                let tc = self.classifiers[usize::from(from.port)].classify(
+                let tc = self.ports.classifiers[usize::from(from.port)].classify(
                     m.data(),
                     fv.tagged.then_some(fv.pcp),
                     from.queue,
@@ -229,7 +306,7 @@ impl PmdCore {
             }
             let c = &self.stats.ports[p];
             let (n, bytes) = (b.len() as u64, b.bytes());
-            if let Some(tx) = &self.tx[p] {
+            if let Some(tx) = &self.ports.tx[p] {
                 tx.tx_burst(b);
             }
             // Whatever is left was refused by the driver (ring full) or has no tx queue.

@@ -2,7 +2,9 @@
 //! vhost-user frontends, the control socket and the once-a-second housekeeping (FDB aging,
 //! clock calibration, gate list staging, link changes).
 use super::ports::{Backend, Port};
+use super::publish::{CoreLink, Retiring};
 use super::vhost::serve_vhost;
+use crate::classify::TcRule;
 use crate::clock::Calibrator;
 use crate::ctl::CtlServer;
 use crate::dpdk::Mempool;
@@ -14,7 +16,9 @@ use std::time::{Duration, Instant};
 
 /// Everything the control thread owns once the PMD cores run.
 pub(super) struct ControlLoop {
-    pub(super) ports: Vec<Port>,
+    /// Port slots by id (the index PMD cores, counters and the FDB use); `None` is free, or
+    /// held by a deleted port still being released (see `retiring`).
+    pub(super) ports: Vec<Option<Port>>,
     pub(super) core_stats: Vec<Arc<CoreStats>>,
     pub(super) shared: Arc<Shared>,
     pub(super) pool: Arc<Mempool>,
@@ -26,29 +30,51 @@ pub(super) struct ControlLoop {
     pub(super) rxq_map: Vec<(u32, u16, u16)>,
     /// Where `ctl stats clear` put zero.
     pub(super) baseline: super::requests::Baseline,
+    /// The PMD cores as the control thread publishes port sets to them.
+    pub(super) cores: Vec<CoreLink>,
+    /// Generation of the port set: every add and delete makes a new one.
+    pub(super) gen: u64,
+    /// Deleted ports waiting for every PMD core to let go of them.
+    pub(super) retiring: Vec<Retiring>,
+    /// The port whose clock the gates follow (`--clock port:NAME`): it cannot be deleted.
+    pub(super) clock_port: Option<String>,
+    /// `--tc-rule`s, for ports added at runtime.
+    pub(super) tc_rules: Vec<TcRule>,
     /// When the loop started: the FDB's seconds count from here.
     start: Instant,
     last_house: Instant,
 }
 
+/// What the control loop starts from (`ControlLoop::new`).
+pub(super) struct Start {
+    pub(super) ports: Vec<Port>,
+    pub(super) rxq_map: Vec<(u32, u16, u16)>,
+    pub(super) lcores: Vec<u32>,
+    pub(super) core_stats: Vec<Arc<CoreStats>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) pool: Arc<Mempool>,
+    pub(super) calibrator: Calibrator,
+    pub(super) clock_port: Option<String>,
+    pub(super) tc_rules: Vec<TcRule>,
+}
+
 impl ControlLoop {
-    pub(super) fn new(
-        ports: Vec<Port>,
-        core_stats: Vec<Arc<CoreStats>>,
-        shared: Arc<Shared>,
-        pool: Arc<Mempool>,
-        calibrator: Calibrator,
-    ) -> ControlLoop {
+    pub(super) fn new(s: Start) -> ControlLoop {
         let now = Instant::now();
         ControlLoop {
-            ports,
-            core_stats,
-            shared,
-            pool,
-            calibrator,
-            pmd_lcores: Vec::new(),
-            rxq_map: Vec::new(),
+            ports: s.ports.into_iter().map(Some).collect(),
+            core_stats: s.core_stats,
+            shared: s.shared,
+            pool: s.pool,
+            calibrator: s.calibrator,
+            pmd_lcores: s.lcores.clone(),
+            rxq_map: s.rxq_map,
             baseline: Default::default(),
+            cores: s.lcores.into_iter().map(CoreLink::new).collect(),
+            gen: 0,
+            retiring: Vec::new(),
+            clock_port: s.clock_port,
+            tc_rules: s.tc_rules,
             start: now,
             last_house: now - Duration::from_secs(2),
         }
@@ -56,7 +82,10 @@ impl ControlLoop {
 
     /// The ports with their ids (the index PMD cores, counters and the FDB use).
     pub(super) fn ports(&self) -> impl Iterator<Item = (u16, &Port)> {
-        self.ports.iter().enumerate().map(|(i, p)| (i as u16, p))
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as u16, p.as_ref()?)))
     }
 
     /// The port named `name`, with its id.
@@ -69,7 +98,7 @@ impl ControlLoop {
         self.ports
             .iter_mut()
             .enumerate()
-            .map(|(i, p)| (i as u16, p))
+            .filter_map(|(i, p)| Some((i as u16, p.as_mut()?)))
             .find(|(_, p)| p.spec.name == name)
     }
 
@@ -83,8 +112,13 @@ impl ControlLoop {
         while !stop.load(Ordering::Relaxed) {
             let now_s = self.now_s();
             self.shared.now_s.store(now_s, Ordering::Relaxed);
-            self.wait_for_events(ctl, Duration::from_millis(100));
-            for p in self.ports.iter_mut() {
+            // A port set in flight is taken back, and a deleted port released, within a
+            // millisecond or two of the cores moving on; otherwise sleep until a socket wakes us.
+            let busy = self.publication_pending();
+            let timeout = Duration::from_millis(if busy { 1 } else { 100 });
+            self.wait_for_events(ctl, timeout);
+            self.sync_cores();
+            for p in self.ports.iter_mut().flatten() {
                 if let Backend::Vhost(v) = &mut p.backend {
                     serve_vhost(&p.spec.name, v, false);
                 }
@@ -108,6 +142,7 @@ impl ControlLoop {
         }
         let now_ns = self.calibrator.now_ns();
         for (i, p) in self.ports.iter_mut().enumerate() {
+            let Some(p) = p else { continue };
             if let Backend::Vhost(v) = &mut p.backend {
                 serve_vhost(&p.spec.name, v, true);
             }
@@ -131,7 +166,13 @@ impl ControlLoop {
 
     /// Logs each port's final counters and stops its device (after the PMD cores stopped).
     pub(super) fn shutdown(mut self) {
+        for r in &mut self.retiring {
+            if let Backend::Eth(e) = &mut r.port.backend {
+                e.stop();
+            }
+        }
         for (i, p) in self.ports.iter_mut().enumerate() {
+            let Some(p) = p else { continue };
             let t = stats::totals(&self.core_stats, i as u16);
             tracing::info!(
                 port = %p.spec.name, rx = t.rx_packets, tx = t.tx_packets,

@@ -3,10 +3,13 @@
 //!
 //! - [`ports`]: ports as the control side sees them, and how one is opened;
 //! - [`event_loop`]: the control thread's loop and housekeeping;
+//! - [`publish`]: how the port set reaches the PMD cores, and deleted ports are released;
+//! - [`runtime`]: ports added and deleted while the switch runs;
 //! - [`vhost`]: the control side of vhost-user ports;
 //! - [`requests`]: what control-socket commands do.
 mod event_loop;
 mod ports;
+mod publish;
 mod requests;
 mod runtime;
 mod vhost;
@@ -17,13 +20,12 @@ use crate::config::{self, Config, PortKind, PortSpec};
 use crate::ctl::CtlServer;
 use crate::dpdk::{self, Eal, EalConfig, Mempool};
 use crate::fdb::Fdb;
-use crate::forward::{VlanMode, L2};
 use crate::pmd::{PmdCore, Shared};
 use crate::stats::CoreStats;
 use crate::tas::{GateStage, StageConfig};
 use anyhow::{Context, Result};
-use event_loop::ControlLoop;
-use ports::{open_port, Backend, Port, PortQueues};
+use event_loop::{ControlLoop, Start};
+use ports::{open_port, Backend, Port};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -63,6 +65,7 @@ pub fn build_config(a: &RunArgs) -> Result<Config> {
         dpdk_log_level: config::dpdk_log_level(&a.log_level),
         gcls: a.gcls.clone(),
         clock: a.clock.clone(),
+        tc_rules: a.tc_rules.clone(),
     };
     cfg.validate()?;
     Ok(cfg)
@@ -108,11 +111,8 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
 
     // Ports: probe, configure, start. Any failure names the port and stops here.
     let mut ports: Vec<Port> = Vec::new();
-    let mut queues: Vec<PortQueues> = Vec::new();
     for spec in &cfg.ports {
-        let (p, q) = open_port(spec, npmd, &pool)?;
-        ports.push(p);
-        queues.push(q);
+        ports.push(open_port(spec, npmd, &pool)?);
     }
 
     // The gates' clock: the TSC, calibrated against the reference (--clock).
@@ -184,30 +184,46 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         }
     }
 
-    let modes = cfg
-        .ports
-        .iter()
-        .map(|p| p.vlan.map_or(VlanMode::Trunk, VlanMode::Access))
-        .collect();
     let shared = Arc::new(Shared {
-        l2: L2::new(modes),
         fdb: Fdb::new(cfg.fdb_size, cfg.fdb_aging_s),
         pool: pool.clone(),
         stop: AtomicBool::new(false),
         now_s: Default::default(),
     });
+    let core_stats: Vec<_> = cfg
+        .pmd_cores
+        .iter()
+        .map(|_| Arc::new(CoreStats::new()))
+        .collect();
+    let rxq_map: Vec<(u32, u16, u16)> = cfg
+        .rxq_assignment()
+        .into_iter()
+        .map(|(lcore, p, q)| {
+            tracing::info!(port = %cfg.ports[p].name, queue = q, core = lcore, "rx queue assigned");
+            (lcore, p as u16, q)
+        })
+        .collect();
+    let mut control = ControlLoop::new(Start {
+        ports,
+        rxq_map,
+        lcores: cfg.pmd_cores.clone(),
+        core_stats: core_stats.clone(),
+        shared: shared.clone(),
+        pool,
+        calibrator,
+        clock_port: match &cfg.clock {
+            ClockSpec::Port(name) => Some(name.clone()),
+            _ => None,
+        },
+        tc_rules: cfg.tc_rules.clone(),
+    });
 
-    // PMD cores: their rx queues and one tx path per port.
+    // PMD cores: each starts on its share of the port set.
     let mut cores: Vec<PmdCore> = Vec::new();
-    let mut core_stats = Vec::new();
     for (k, &lcore) in cfg.pmd_cores.iter().enumerate() {
-        let st = Arc::new(CoreStats::new());
-        core_stats.push(st.clone());
-        let mut c = PmdCore::new(lcore, shared.clone(), st, ports.len());
-        for (p, q) in queues.iter().enumerate() {
-            c.tx[p] = Some((q.tx_for_core)(k));
-            c.classifiers[p] = cfg.ports[p].classifier.clone();
-        }
+        let ports = control.core_ports_at_start(k);
+        let mailbox = control.cores[k].mailbox.clone();
+        let mut c = PmdCore::new(lcore, shared.clone(), core_stats[k].clone(), ports, mailbox);
         if k == 0 {
             // Validation allows GCLs with one PMD core only: it owns every stage.
             for (p, s) in stages.iter_mut().enumerate() {
@@ -216,21 +232,10 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
                     c.gated.push(p as u16);
                 }
             }
-            c.clock = Some(calibrator.clock());
+            c.clock = Some(control.calibrator.clock());
         }
         cores.push(c);
     }
-    let rxq_map = cfg.rxq_assignment();
-    for &(lcore, p, q) in &rxq_map {
-        let rxq = queues[p].rx[usize::from(q)].take().expect("assigned once");
-        let core = cores
-            .iter_mut()
-            .find(|c| c.lcore == lcore)
-            .expect("validated");
-        tracing::info!(port = %cfg.ports[p].name, queue = q, core = lcore, "rx queue assigned");
-        core.rxqs.push((p as u16, q, rxq));
-    }
-    drop(queues);
 
     let mut ctl = CtlServer::bind(&cfg.ctl_path, cfg.ctl_group.as_ref())?;
 
@@ -240,19 +245,13 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         eal.launch(lcore, move || c.run())?;
     }
     tracing::info!(
-        ports = ports.len(),
+        ports = cfg.ports.len(),
         pmd_cores = ?cfg.pmd_cores,
         ctl = %cfg.ctl_path.display(),
         "forwarding"
     );
 
     // Control loop: vhost-user protocol, control socket, clock, aging, link changes.
-    let mut control = ControlLoop::new(ports, core_stats, shared.clone(), pool, calibrator);
-    control.pmd_lcores = cfg.pmd_cores.clone();
-    control.rxq_map = rxq_map
-        .iter()
-        .map(|&(lcore, p, q)| (lcore, p as u16, q))
-        .collect();
     control.run(&mut ctl, stop_signal);
 
     tracing::info!("stopping");

@@ -32,6 +32,8 @@ pub(super) struct Port {
     pub(super) link: (bool, u32),
     /// The control side of the port's gate stage, if it has a GCL.
     pub(super) gate: Option<GateControl>,
+    /// Its rx queues not yet handed to a core, and how to make each core's tx path.
+    pub(super) queues: PortQueues,
 }
 
 impl Port {
@@ -49,11 +51,9 @@ pub(super) struct PortQueues {
     pub(super) tx_for_core: Box<dyn Fn(usize) -> TxPort>,
 }
 
-pub(super) fn open_port(
-    spec: &PortSpec,
-    npmd: u16,
-    pool: &Arc<Mempool>,
-) -> Result<(Port, PortQueues)> {
+/// Opens the port `spec` describes (probe, configure, start; or bind/prepare the vhost-user
+/// socket). On error nothing stays open.
+pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Result<Port> {
     let ctx = || format!("port '{}'", spec.name);
     match &spec.kind {
         PortKind::Dpdk { devargs } => {
@@ -90,15 +90,13 @@ pub(super) fn open_port(
                     TxPort::Eth(TxHandle::new(txqs[k % txqs.len()].clone(), shared))
                 }),
             };
-            Ok((
-                Port {
-                    spec: spec.clone(),
-                    backend: Backend::Eth(eth),
-                    link,
-                    gate: None,
-                },
+            Ok(Port {
+                spec: spec.clone(),
+                backend: Backend::Eth(eth),
+                link,
+                gate: None,
                 queues,
-            ))
+            })
         }
         PortKind::VhostUser { path, client } => {
             let dev = vhost::VhostUserNet::new(vhost::NetConfig {
@@ -142,21 +140,19 @@ pub(super) fn open_port(
                     TxPort::Vhost(VhostTx::new(tx.clone(), first))
                 }),
             };
-            Ok((
-                Port {
-                    spec: spec.clone(),
-                    backend: Backend::Vhost(Box::new(VhostCtl {
-                        dev,
-                        path: path.clone(),
-                        listener,
-                        last_try: None,
-                        broken_logged: vec![false; nvrings],
-                    })),
-                    link: (false, 0),
-                    gate: None,
-                },
+            Ok(Port {
+                spec: spec.clone(),
+                backend: Backend::Vhost(Box::new(VhostCtl {
+                    dev,
+                    path: path.clone(),
+                    listener,
+                    last_try: None,
+                    broken_logged: vec![false; nvrings],
+                })),
+                link: (false, 0),
+                gate: None,
                 queues,
-            ))
+            })
         }
     }
 }

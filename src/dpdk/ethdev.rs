@@ -20,6 +20,9 @@ pub struct EthPort {
     /// The device name DPDK knows it by (vdev name or PCI address).
     pub dev_name: String,
     started: bool,
+    /// A vdev this port hot-plugged: detached again when the port is dropped, so that a port
+    /// added later can probe the same device name.
+    hotplugged: bool,
 }
 
 fn port_err(op: &'static str, port: u16, rc: i32) -> DpdkError {
@@ -72,7 +75,8 @@ impl EthPort {
     /// already probed by EAL (allow-list). The device name is the devargs' first field.
     pub fn open(devargs: &str) -> Result<EthPort, DpdkError> {
         let dev_name = devargs.split(',').next().unwrap_or("").to_string();
-        if !is_pci_address(devargs) {
+        let hotplugged = !is_pci_address(devargs);
+        if hotplugged {
             let c = CString::new(devargs).map_err(|_| DpdkError::Probe {
                 devargs: devargs.into(),
                 reason: "contains a NUL byte".into(),
@@ -91,12 +95,16 @@ impl EthPort {
         // SAFETY: cname valid; id is a valid out-pointer.
         let rc = unsafe { ffi::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
         if rc != 0 {
+            if hotplugged {
+                detach_vdev(&cname);
+            }
             return Err(DpdkError::NoSuchPort(dev_name));
         }
         Ok(EthPort {
             id,
             dev_name,
             started: false,
+            hotplugged,
         })
     }
 
@@ -268,10 +276,27 @@ impl EthPort {
 }
 
 impl Drop for EthPort {
+    /// Stop, close and (for a hot-plugged vdev) detach: the owner drops a port only once no
+    /// core polls or transmits on it any more.
     fn drop(&mut self) {
         self.stop();
         // SAFETY: the port is stopped and no queue handle is in use any more.
         unsafe { ffi::rte_eth_dev_close(self.id) };
+        if self.hotplugged {
+            if let Ok(name) = CString::new(self.dev_name.as_str()) {
+                detach_vdev(&name);
+            }
+        }
+    }
+}
+
+/// Removes a hot-plugged vdev from EAL (its driver releases what it holds: sockets, memory).
+fn detach_vdev(name: &CStr) {
+    // SAFETY: both are valid C strings for the duration of the call; the device's port, if
+    // any, is closed and unused.
+    let rc = unsafe { ffi::rte_eal_hotplug_remove(c"vdev".as_ptr(), name.as_ptr()) };
+    if rc < 0 {
+        tracing::warn!(device = %name.to_string_lossy(), reason = %strerror(rc), "detaching a vdev failed");
     }
 }
 

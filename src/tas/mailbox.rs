@@ -13,6 +13,10 @@ pub(crate) struct Slot<T> {
     _owns: PhantomData<Box<T>>,
 }
 
+// SAFETY: a slot only moves boxes from one thread to another (like a channel); no `&T` is ever
+// handed out through a shared `&Slot`, so `T: Send` suffices, as for `Mutex<T>`.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
 impl<T> Default for Slot<T> {
     fn default() -> Self {
         Self {

@@ -28,7 +28,7 @@
 //! One stage per egress port, run on the one core that transmits to that port: the wire model
 //! is the port's, so several cores transmitting to a gated port would each need the whole wire.
 
-mod mailbox;
+pub(crate) mod mailbox;
 mod ring;
 pub mod stats;
 #[cfg(test)]

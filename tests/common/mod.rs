@@ -13,6 +13,8 @@
 //!   and its log printed when a test fails.
 #![allow(dead_code)]
 
+pub mod testpmd;
+
 use std::ffi::CString;
 use std::fmt::Write as _;
 use std::fs;
