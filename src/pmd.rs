@@ -326,3 +326,57 @@ impl PmdCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpdk::RxQueue;
+
+    fn set(rxqs: &[(u16, u16, bool)]) -> Box<CorePorts> {
+        Box::new(CorePorts {
+            rxqs: rxqs
+                .iter()
+                .map(|&(p, q, fresh)| {
+                    let rx = fresh.then_some(RxPort::Eth(RxQueue { port: p, queue: q }));
+                    (p, q, rx)
+                })
+                .collect(),
+            tx: Vec::new(),
+            classifiers: Vec::new(),
+            l2: L2::new(Vec::new()),
+        })
+    }
+
+    fn queue_of(e: &(u16, u16, Option<RxPort>)) -> Option<(u16, u16)> {
+        match &e.2 {
+            Some(RxPort::Eth(q)) => Some((q.port, q.queue)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_new_set_carries_the_queues_it_keeps_and_leaves_the_rest() {
+        // The core polls port 0 queues 0 and 1 and port 1 queue 0; port 1 is deleted and port 2
+        // added: the new set keeps port 0's queues (None: carried) and brings port 2's.
+        let mut current = set(&[(0, 0, true), (1, 0, true), (0, 1, true)]);
+        let mut new = set(&[(0, 0, false), (0, 1, false), (2, 0, true)]);
+        new.carry_rx_from(&mut current);
+        let got: Vec<_> = new.rxqs.iter().map(queue_of).collect();
+        assert_eq!(got, [Some((0, 0)), Some((0, 1)), Some((2, 0))]);
+        // What stays behind (freed on the control thread) is the deleted port's queue only.
+        let left: Vec<_> = current.rxqs.iter().filter_map(queue_of).collect();
+        assert_eq!(left, [(1, 0)]);
+    }
+
+    #[test]
+    fn the_mailbox_moves_sets_both_ways() {
+        let mb = PortsMailbox::default();
+        assert!(mb.take_old().is_none());
+        mb.post(set(&[(3, 0, true)]));
+        let got = mb.new.take().expect("posted");
+        assert!(mb.new.take().is_none(), "taken once");
+        assert!(mb.old.put(got).is_none());
+        let back = mb.take_old().expect("handed back");
+        assert_eq!(queue_of(&back.rxqs[0]), Some((3, 0)));
+    }
+}

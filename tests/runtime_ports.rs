@@ -8,6 +8,7 @@
 //! - "vm" added: testpmd's tx-first burst reaches h1 (guest -> namespace) and h1's frames come
 //!   back MAC-swapped (namespace -> guest -> namespace); deleted: its socket file goes, its MAC
 //!   leaves the FDB; added again (same name, socket, slot): counters from zero, frames both ways;
+//!   a vhost-user-client port connects to a listening testpmd and passes frames both ways;
 //! - h3 added as an af_packet port pings h1; deleted, then added again as an access port
 //!   (vlan=10): its frames reach h1's trunk tagged VID 10;
 //! - the h1 -> h2 ping loses a handful of echoes at most and never stops for seconds;
@@ -208,6 +209,19 @@ fn ports_come_and_go_while_others_forward() {
     ] {
         refused(sw, &args, want);
     }
+    // A socket another process listens on is not taken over.
+    let foreign = lab.dir.join("foreign.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&foreign).unwrap();
+    refused(
+        sw,
+        &[
+            "port",
+            "add",
+            &format!("x=vhost-user:{}", foreign.display()),
+        ],
+        "is in use",
+    );
+    assert!(foreign.exists(), "the foreign socket is left alone");
     assert_eq!(port_names(sw), ["h1", "h2"], "refusals changed nothing");
 
     // A vhost-user port and its guest.
@@ -262,6 +276,16 @@ fn ports_come_and_go_while_others_forward() {
     let tp = Testpmd::start(&lab.dir, &sock, 1, h1.mac, false);
     frames_both_ways(&lab, &raw, &tp, "vm-again");
     ctl(sw, &["port", "del", "vm"]).expect("port del vm again");
+    tp.kill();
+
+    // The switch as the client of a listening frontend.
+    let csock = lab.dir.join("vmc.sock");
+    let tp = Testpmd::start(&lab.dir, &csock, 1, h1.mac, true);
+    let spec = format!("vmc=vhost-user-client:{}", csock.display());
+    let v = ctl(sw, &["port", "add", &spec]).expect("port add vmc");
+    assert_eq!(v["kind"], "vhost-user-client", "{v}");
+    frames_both_ways(&lab, &raw, &tp, "vm-client");
+    ctl(sw, &["port", "del", "vmc"]).expect("port del vmc");
     tp.kill();
 
     // An af_packet port on a third namespace, pinging through the switch.

@@ -85,6 +85,9 @@ impl ControlLoop {
             v.listener = None;
         }
         self.retire(id);
+        // Frames to its MACs flood from now on instead of meeting a port that is gone; a core
+        // still on the old set may learn one again, so the release flushes once more.
+        self.shared.fdb.flush_port(id);
         tracing::info!(port = %name, id, "port deleted; released once every PMD core has moved on");
         Ok(json!({"port": name, "id": id, "deleted": true}))
     }
