@@ -21,10 +21,6 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
-    /// Back to zero. Only while the owning core cannot write it (see [`PortCounters::reset`]).
-    fn reset(&self) {
-        self.0.store(0, Ordering::Relaxed);
-    }
 }
 
 macro_rules! drop_reasons {
@@ -62,24 +58,6 @@ pub struct PortCounters {
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
     pub drops: [Counter; NREASONS],
-}
-
-impl PortCounters {
-    /// Zeroes a port slot's counters so that a port reusing the slot starts at zero. Only once
-    /// the owning core has let go of the slot (its port set no longer has the port, so nothing
-    /// on the core counts for it); the core's next port set, published after this, orders the
-    /// zeros before its own stores.
-    pub fn reset(&self) {
-        for c in [
-            &self.rx_packets,
-            &self.rx_bytes,
-            &self.tx_packets,
-            &self.tx_bytes,
-        ] {
-            c.reset();
-        }
-        self.drops.iter().for_each(Counter::reset);
-    }
 }
 
 /// All ports' counters of one core.

@@ -11,8 +11,10 @@
 //!
 //! A deleted port leaves the port set at once (its slot is empty in the next generation) and
 //! waits in `retiring` until every core runs a generation without it. Only then are its MACs
-//! flushed from the FDB, its counters zeroed and its device stopped, closed and detached (or
-//! its vhost-user device and guest memory released). Its slot id is not reused before that.
+//! flushed from the FDB (for good: a core on an older set may have learned one again) and its
+//! device stopped, closed and detached (or its vhost-user device and guest memory released).
+//! Its slot id is not reused before that. Counters are never reset (each core is their only
+//! writer): a port reusing a slot starts from the control side's baseline, set when it is added.
 use super::event_loop::ControlLoop;
 use super::ports::Port;
 use crate::classify::Classifier;
@@ -159,10 +161,6 @@ impl ControlLoop {
             }
             let r = self.retiring.swap_remove(i);
             let macs = self.shared.fdb.flush_port(r.id);
-            // No core counts for the slot any more: a port reusing it starts at zero.
-            for st in &self.core_stats {
-                st.ports[usize::from(r.id)].reset();
-            }
             let name = r.port.spec.name.clone();
             drop(r.port); // stop, close, detach; or the vhost-user device and its guest memory
             tracing::info!(port = %name, id = r.id, macs_flushed = macs, "port released");
