@@ -12,7 +12,8 @@
 //! - h3 added as an af_packet port pings h1; deleted, then added again as an access port
 //!   (vlan=10): its frames reach h1's trunk tagged VID 10;
 //! - the h1 -> h2 ping loses a handful of echoes at most and never stops for seconds;
-//! - the switch's fd count after the last delete is back to what it was before the first add.
+//! - the switch's fd count after the last delete is back to what it was before the first add;
+//! - a gated port (`--gcl`) is not deleted (refused with the reason); an ungated one is.
 mod common;
 
 use common::testpmd::*;
@@ -333,4 +334,30 @@ fn ports_come_and_go_while_others_forward() {
     );
     let status = lab.stop_switch();
     assert!(status.success(), "switch exits 0 on SIGTERM: {status:?}");
+}
+
+#[test]
+fn a_gated_port_is_not_deleted() {
+    let mut lab = Lab::new("rtgated");
+    lab.add_host("h1", 1);
+    lab.add_host("h2", 2);
+    let gcl = lab.dir.join("open.gcl");
+    std::fs::write(
+        &gcl,
+        "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nbase-time 0\ncycle-time 1000000\n\
+         sched-entry S 03 1000000\n",
+    )
+    .unwrap();
+    let arg = format!("h2={}", gcl.display());
+    lab.start_switch(&[("h1", ""), ("h2", "")], &["--gcl", &arg]);
+    let sw = lab.switch();
+    refused(sw, &["port", "del", "h2"], "gate control list");
+    assert_eq!(port_names(sw), ["h1", "h2"], "the refusal changed nothing");
+    let (ok, out) = lab
+        .host("h1")
+        .ping_until_ok(lab.host("h2").ip, Duration::from_secs(30));
+    assert!(ok, "h1 still reaches the gated h2: {out}");
+    // The ungated port goes.
+    ctl(sw, &["port", "del", "h1"]).expect("port del h1");
+    assert_eq!(port_names(sw), ["h2"]);
 }
