@@ -18,7 +18,7 @@ impl ControlLoop {
         for rule in &self.tc_rules {
             spec.classifier
                 .add_rule(&spec.name, rule)
-                .map_err(|e| anyhow::anyhow!("port '{}': --tc-rule {rule:?}: {e}", spec.name))?;
+                .map_err(|e| anyhow::anyhow!("port '{}': --tc-rule {rule}: {e}", spec.name))?;
         }
         let npmd = self.cores.len() as u16;
         let port = open_port(&spec, npmd, &self.pool)?;
