@@ -76,6 +76,7 @@
 
 pub mod device;
 pub mod error;
+pub mod guestfd;
 pub mod memory;
 pub mod metrics;
 pub mod net;
