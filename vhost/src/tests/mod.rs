@@ -1,3 +1,4 @@
 mod control;
 mod protocol;
 mod ring;
+mod guard;
