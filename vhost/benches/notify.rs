@@ -44,7 +44,13 @@ fn setup(call: Option<&OwnedFd>) -> Setup {
     let rx = MockVring::new(&g, g.gpa_base, QSZ);
     let tx = MockVring::new(&g, g.gpa_base + 0x10000, QSZ);
     let acked = VirtioFeatures::VERSION_1 | VirtioFeatures::NET_MRG_RXBUF;
-    send(&fe, &mut dev, Request::SetFeatures, &acked.bits().to_ne_bytes(), &[]);
+    send(
+        &fe,
+        &mut dev,
+        Request::SetFeatures,
+        &acked.bits().to_ne_bytes(),
+        &[],
+    );
     let mut mt = vhost::protocol::MemoryTableHeader {
         nregions: 1,
         padding: 0,
@@ -64,16 +70,40 @@ fn setup(call: Option<&OwnedFd>) -> Setup {
         send(&fe, &mut dev, Request::SetVringNum, num.as_bytes(), &[]);
         let base = VringState { index: i, num: 0 };
         send(&fe, &mut dev, Request::SetVringBase, base.as_bytes(), &[]);
-        send(&fe, &mut dev, Request::SetVringAddr, vr.addr(&g, i).as_bytes(), &[]);
+        send(
+            &fe,
+            &mut dev,
+            Request::SetVringAddr,
+            vr.addr(&g, i).as_bytes(),
+            &[],
+        );
         let nofd = u64::from(i) | (1 << 8);
         match call.filter(|_| i == 0) {
             Some(fd) => {
                 let fd = fd.try_clone().unwrap();
-                send(&fe, &mut dev, Request::SetVringCall, &u64::from(i).to_ne_bytes(), &[fd]);
+                send(
+                    &fe,
+                    &mut dev,
+                    Request::SetVringCall,
+                    &u64::from(i).to_ne_bytes(),
+                    &[fd],
+                );
             }
-            None => send(&fe, &mut dev, Request::SetVringCall, &nofd.to_ne_bytes(), &[]),
+            None => send(
+                &fe,
+                &mut dev,
+                Request::SetVringCall,
+                &nofd.to_ne_bytes(),
+                &[],
+            ),
         }
-        send(&fe, &mut dev, Request::SetVringKick, &nofd.to_ne_bytes(), &[]);
+        send(
+            &fe,
+            &mut dev,
+            Request::SetVringKick,
+            &nofd.to_ne_bytes(),
+            &[],
+        );
     }
     let (_rxq, mut txq) = dev.queue_pair(0).unwrap();
     assert!(txq.sync(), "guest RX vring ready");
@@ -104,7 +134,10 @@ fn bench(c: &mut Criterion) {
     let frames: [&[u8]; 1] = [&frame];
     let mut group = c.benchmark_group("vhost_notify");
     let call = eventfd();
-    for (name, fd) in [("enqueue1_no_call_fd", None), ("enqueue1_interrupt", Some(&call))] {
+    for (name, fd) in [
+        ("enqueue1_no_call_fd", None),
+        ("enqueue1_interrupt", Some(&call)),
+    ] {
         let mut s = setup(fd);
         let mut head = 0u16;
         group.bench_function(name, |b| {

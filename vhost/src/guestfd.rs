@@ -338,7 +338,10 @@ mod tests {
             // SAFETY: the fd just opened.
             unsafe { libc::close(fd) };
         }
-        assert!(fd < 0, "this kernel reopens eventfds: give PMDs their own description");
+        assert!(
+            fd < 0,
+            "this kernel reopens eventfds: give PMDs their own description"
+        );
         let one: u64 = 1;
         let iov = libc::iovec {
             iov_base: (&one as *const u64).cast_mut().cast(),
@@ -346,7 +349,10 @@ mod tests {
         };
         // SAFETY: one live iovec of 8 bytes.
         let n = unsafe { libc::pwritev2(ours.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
-        assert!(n < 0, "this kernel takes RWF_NOWAIT on eventfd writes: use it");
+        assert!(
+            n < 0,
+            "this kernel takes RWF_NOWAIT on eventfd writes: use it"
+        );
     }
 
     #[test]
@@ -372,14 +378,23 @@ mod tests {
         // Wait for the writer to be in its write, then do what the guard does.
         let t0 = Instant::now();
         while g.writer() == 0 {
-            assert!(t0.elapsed() < Duration::from_secs(10), "writer never started");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "writer never started"
+            );
             std::thread::yield_now();
         }
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!pmd.is_finished(), "the write should sleep: the premise of the test");
+        assert!(
+            !pmd.is_finished(),
+            "the write should sleep: the premise of the test"
+        );
         let t1 = Instant::now();
         while !pmd.is_finished() {
-            assert!(t1.elapsed() < Duration::from_secs(10), "the signal never freed the writer");
+            assert!(
+                t1.elapsed() < Duration::from_secs(10),
+                "the signal never freed the writer"
+            );
             let w = g.writer();
             if w != 0 {
                 GuestEventfd::interrupt(w);
@@ -416,6 +431,9 @@ mod tests {
         drop(timer);
         let took = t0.elapsed();
         assert!(g.is_revoked());
-        assert!(took < Duration::from_secs(5), "the timer never interrupted: {took:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "the timer never interrupted: {took:?}"
+        );
     }
 }

@@ -199,7 +199,12 @@ fn a_call_fd_made_blocking_is_revoked_and_its_frontend_dropped_before_any_write(
     now += GUARD_PERIOD;
     r.serve(now);
     assert_eq!(r.dropped_for(), Some((Request::SetVringCall, 0)));
-    assert_eq!(r.events.len(), 1, "one event, so one log line: {:?}", r.events);
+    assert_eq!(
+        r.events.len(),
+        1,
+        "one event, so one log line: {:?}",
+        r.events
+    );
     let s = r.dev.control_stats();
     assert_eq!((s.fds_made_blocking, s.writer_interrupts), (1, 0));
     assert!(!r.dev.is_connected());

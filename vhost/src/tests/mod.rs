@@ -1,4 +1,4 @@
 mod control;
+mod guard;
 mod protocol;
 mod ring;
-mod guard;
