@@ -15,6 +15,14 @@
 //!   the skipped interrupts counted (the PMD core would block in write() otherwise).
 //! - `err_fd_classes`: the same pipe as an err fd is refused; a full blocking eventfd is accepted
 //!   and a broken ring's error signal is skipped and counted (the control thread would block).
+//! - `call_fd_made_blocking_after_handover`: the frontend clears O_NONBLOCK on its own reference
+//!   to the call eventfd (the file description is shared), fills the counter, and RX traffic
+//!   arrives: the switch revokes the fd (interrupting the PMD write if it already slept) and
+//!   drops the frontend with one log line and a counter.
+//! - `call_fd_made_blocking_then_non_blocking_again`: the same, but the flag is set again as soon
+//!   as the PMD core sleeps in its write, so the flag looks right: the overdue write is
+//!   interrupted all the same.
+//! - `err_fd_made_blocking_after_handover`: the same trick on an err fd, then the ring breaks.
 //! - `message_dripped_byte_by_byte`: a valid message, one byte every 0.8 s: the frontend is
 //!   dropped at the message deadline with one log line and a counter.
 //! - `pipelined_get_vring_base`: 50 GET_VRING_BASE in one write with the rings running, some for a
@@ -83,6 +91,29 @@ fn full_blocking_eventfd() -> OwnedFd {
     let n = unsafe { libc::write(fd.as_raw_fd(), (&v as *const u64).cast(), 8) };
     assert_eq!(n, 8);
     fd
+}
+
+/// A blocking eventfd with its counter at 0, as a frontend may hand it over.
+fn blocking_eventfd() -> OwnedFd {
+    // SAFETY: eventfd returns a new fd or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: fresh fd, ours.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// What a hostile frontend does to its own reference to a call or err eventfd it handed over:
+/// the counter emptied (while still non-blocking), O_NONBLOCK cleared (for the switch too: the
+/// description is shared), the counter filled, so that the switch's next write of 1 sleeps.
+fn make_blocking_and_full(fd: &OwnedFd) {
+    let mut v = 0u64;
+    // SAFETY: reads into a live u64; the fd is still non-blocking (EAGAIN when empty).
+    unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    set_flags(fd, 0);
+    let v: u64 = 0xffff_ffff_ffff_fffe;
+    // SAFETY: writes a live u64; the counter is 0, so this does not wait.
+    let n = unsafe { libc::write(fd.as_raw_fd(), (&v as *const u64).cast(), 8) };
+    assert_eq!(n, 8);
 }
 
 fn set_flags(fd: &OwnedFd, flags: libc::c_int) {
@@ -324,6 +355,36 @@ fn fd_count(sw: &Switch) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// The switch's PMD threads (DPDK names its worker lcores `rte-worker-N`).
+fn pmd_threads(sw: &Switch) -> Vec<String> {
+    let pid = sw.pid().expect("switch running");
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("switch tasks");
+    let t: Vec<String> = tasks
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| {
+            fs::read_to_string(format!("{p}/comm")).is_ok_and(|c| c.starts_with("rte-worker"))
+        })
+        .collect();
+    assert!(!t.is_empty(), "no PMD thread found in the switch");
+    t
+}
+
+/// Whether one of `threads` sleeps ('S'): a PMD core never does unless a write holds it.
+fn a_pmd_sleeps(threads: &[String]) -> bool {
+    threads.iter().any(|p| {
+        let st = fs::read_to_string(format!("{p}/stat")).unwrap_or_default();
+        st.rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            == Some("S")
+    })
+}
+
+fn evil_connected(sw: &Switch) -> bool {
+    evil_port(sw)["backend"]["connected"].as_bool() == Some(true)
 }
 
 /// Log lines about port evil containing `needle`.
@@ -686,6 +747,164 @@ fn err_fd_classes() {
     watch.finish("err fd");
     drop(ev);
     sc.finish("err fd");
+}
+
+const MADE_BLOCKING: &str = "blocking again (O_NONBLOCK cleared after hand-over)";
+
+#[test]
+fn call_fd_made_blocking_after_handover() {
+    let sc = Scenario::start("stall-callnb");
+    let sw = sc.sw();
+    let mut ev = Guest::connect(&sc.sock);
+    wait_link(sw, true, "call made blocking: connected", || {});
+    let watch = Watch::start(&sc.lab);
+
+    // A blocking eventfd as the guest RX call fd: accepted and made non-blocking.
+    let call = blocking_eventfd();
+    ack_ok(
+        ev.fe
+            .set_vring_fd(Request::SetVringCall, 0, Some(call.as_fd())),
+        "SET_VRING_CALL with a blocking eventfd",
+    );
+    assert!(is_nonblocking(&call));
+    // Then blocking again through our copy, counter full, and RX traffic toward the guest,
+    // which asks for an interrupt at every frame.
+    ev.post_rx_buffers(QSZ);
+    make_blocking_and_full(&call);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        ev.rx.set_used_event(&ev.g, ev.rx.used_idx(&ev.g));
+        sc.h1_broadcast("to-guest");
+        std::thread::sleep(Duration::from_millis(20));
+        if !evil_connected(sw) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the frontend that made its call fd blocking was never dropped: {}",
+            evil_port(sw)
+        );
+    }
+    assert_eq!(backend_u64(sw, "fds_made_blocking"), 1);
+    assert_eq!(
+        log_count(sw, MADE_BLOCKING),
+        1,
+        "one clear log line for the dropped frontend"
+    );
+    eprintln!(
+        "call made blocking: {} frames reached the guest, writer interrupts {}, skipped {}",
+        ev.rx.used_idx(&ev.g),
+        backend_u64(sw, "writer_interrupts"),
+        backend_u64(sw, "notifications_skipped")
+    );
+    if let Some(l) = sw.log_text().lines().find(|l| l.contains(MADE_BLOCKING)) {
+        eprintln!("call made blocking: the log says: {l}");
+    }
+    // Whatever the frontend does with its fd now reaches no thread of the switch.
+    set_flags(&call, libc::O_NONBLOCK);
+    watch.finish("call fd made blocking");
+    drop(ev);
+    sc.finish("call fd made blocking");
+}
+
+#[test]
+fn call_fd_made_blocking_then_non_blocking_again() {
+    let sc = Scenario::start("stall-callnb2");
+    let sw = sc.sw();
+    let pmds = pmd_threads(sw);
+    let watch = Watch::start(&sc.lab);
+    let mut slept = false;
+    // The guard may see the cleared flag before a frame makes the PMD core write; then the
+    // frontend is dropped without any sleep, and the attack is tried again.
+    for attempt in 0..5 {
+        let mut ev = Guest::connect(&sc.sock);
+        wait_link(sw, true, "call made blocking then not: connected", || {});
+        let call = blocking_eventfd();
+        ack_ok(
+            ev.fe
+                .set_vring_fd(Request::SetVringCall, 0, Some(call.as_fd())),
+            "SET_VRING_CALL",
+        );
+        ev.post_rx_buffers(QSZ);
+        let interrupts0 = backend_u64(sw, "writer_interrupts");
+        make_blocking_and_full(&call);
+        ev.rx.set_used_event(&ev.g, ev.rx.used_idx(&ev.g));
+        sc.h1_broadcast("to-guest");
+        let t0 = Instant::now();
+        while !a_pmd_sleeps(&pmds) && t0.elapsed() < Duration::from_millis(500) {
+            std::hint::spin_loop();
+        }
+        // Make the fd look right again the moment the PMD core sleeps.
+        set_flags(&call, libc::O_NONBLOCK);
+        slept = t0.elapsed() < Duration::from_millis(500);
+        let deadline = Instant::now() + WAIT;
+        while evil_connected(sw) {
+            assert!(
+                Instant::now() < deadline,
+                "attempt {attempt}: the frontend was never dropped (PMD slept: {slept}): {}",
+                evil_port(sw)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "attempt {attempt}: PMD slept: {slept}, writer interrupts {}",
+            backend_u64(sw, "writer_interrupts") - interrupts0
+        );
+        assert!(!a_pmd_sleeps(&pmds), "a PMD core still sleeps");
+        drop(ev);
+        wait_link(sw, false, "attack over", || {});
+        if slept {
+            assert!(
+                backend_u64(sw, "writer_interrupts") > interrupts0,
+                "the sleeping write was not interrupted"
+            );
+            break;
+        }
+    }
+    assert!(slept, "in 5 attempts no frame made the PMD core write");
+    assert!(backend_u64(sw, "fds_made_blocking") >= 1);
+    watch.finish("call fd made blocking then non-blocking again");
+    sc.finish("call fd made blocking then non-blocking again");
+}
+
+#[test]
+fn err_fd_made_blocking_after_handover() {
+    let sc = Scenario::start("stall-errnb");
+    let sw = sc.sw();
+    let mut ev = Guest::connect(&sc.sock);
+    wait_link(sw, true, "err made blocking: connected", || {});
+    let watch = Watch::start(&sc.lab);
+
+    let err = blocking_eventfd();
+    ack_ok(
+        ev.fe
+            .set_vring_fd(Request::SetVringErr, 1, Some(err.as_fd())),
+        "SET_VRING_ERR with a blocking eventfd",
+    );
+    assert!(is_nonblocking(&err));
+    make_blocking_and_full(&err);
+    // Break the guest's TX ring: the switch would signal the err eventfd.
+    let g = &ev.g;
+    ev.tx.push_avail(g, QSZ + 7);
+    let deadline = Instant::now() + WAIT;
+    while evil_connected(sw) {
+        assert!(
+            Instant::now() < deadline,
+            "the frontend that made its err fd blocking was never dropped: {}",
+            evil_port(sw)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(backend_u64(sw, "fds_made_blocking"), 1);
+    assert_eq!(log_count(sw, MADE_BLOCKING), 1);
+    assert!(
+        sw.log_text().contains("SetVringErr for vring 1"),
+        "the log names the fd"
+    );
+    // The control thread kept serving throughout: the watch's `ctl stats` proves it.
+    watch.finish("err fd made blocking");
+    drop(ev);
+    sc.finish("err fd made blocking");
 }
 
 #[test]

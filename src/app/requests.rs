@@ -500,6 +500,8 @@ fn backend_json(p: &Port) -> serde_json::Value {
                 "refused_fds": c.refused_fds,
                 "stop_timeouts": c.stop_timeouts,
                 "err_writes_skipped": c.err_writes_skipped,
+                "fds_made_blocking": c.fds_made_blocking,
+                "writer_interrupts": c.writer_interrupts,
                 "queue_errors": m.queue_errors,
                 "from_guest_packets": m.from_guest_packets,
                 "to_guest_packets": m.to_guest_packets,

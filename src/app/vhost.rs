@@ -29,6 +29,9 @@ pub(super) fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
         vhost::ControlEvent::RequestFailed(e) => {
             tracing::warn!(port = name, error = %e, "vhost-user request failed");
         }
+        vhost::ControlEvent::Disconnected(e @ vhost::DeviceError::FdMadeBlocking { .. }) => {
+            tracing::warn!(port = name, reason = %e, "vhost-user frontend disconnected");
+        }
         vhost::ControlEvent::Disconnected(e) => {
             tracing::info!(port = name, reason = %e, "vhost-user frontend disconnected");
         }

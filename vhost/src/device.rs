@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use std::{io, mem::size_of};
 
 use crate::error::{DeviceError, ProtocolError};
+use crate::guestfd::{GuestEventfd, GUARD_PERIOD, GUARD_URGENT};
 use crate::memory::GuestMemory;
 use crate::metrics::{MetricsSnapshot, QueueMetrics};
 use crate::net::{HDR_LEN_LEGACY, HDR_LEN_MRG};
@@ -78,8 +79,14 @@ pub struct ControlStats {
     pub reply_backlogs: u64,
     /// KICK/CALL/ERR requests refused because their fd is not an eventfd.
     pub refused_fds: u64,
-    /// Error eventfd writes skipped because the counter was full (EAGAIN).
+    /// Error eventfd writes skipped: the counter was full (EAGAIN), or the fd was revoked.
     pub err_writes_skipped: u64,
+    /// Connections dropped because the frontend made a call or err eventfd blocking again after
+    /// handing it over (see [`crate::guestfd`]).
+    pub fds_made_blocking: u64,
+    /// [`crate::guestfd::WAKE_SIGNAL`]s sent to a thread whose write to a guest eventfd was
+    /// revoked or overdue.
+    pub writer_interrupts: u64,
 }
 
 /// What [`VhostUserNet::serve`] reports, for the caller to log.
@@ -127,8 +134,8 @@ struct Vring {
     started: bool,
     enabled: bool,
     kick: Option<OwnedFd>,
-    call: Option<Arc<OwnedFd>>,
-    err: Option<OwnedFd>,
+    call: Option<Arc<GuestEventfd>>,
+    err: Option<Arc<GuestEventfd>>,
     start_id: u64,
     err_signalled: bool,
 }
@@ -149,6 +156,10 @@ pub struct VhostUserNet {
     retired: Vec<Arc<QueueConfig>>,
     next_start_id: u64,
     stats: ControlStats,
+    /// Every call and err eventfd still held (by a vring, a config, or a write under way), with
+    /// the writer mark seen at the last check; see [`VhostUserNet::guard`].
+    guarded: Vec<(Arc<GuestEventfd>, u64)>,
+    next_guard: Instant,
 }
 
 fn u64_payload(v: u64) -> Vec<u8> {
@@ -178,6 +189,8 @@ impl VhostUserNet {
             retired: Vec::new(),
             next_start_id: 1,
             stats: ControlStats::default(),
+            guarded: Vec::new(),
+            next_guard: Instant::now(),
         }
     }
 
@@ -252,22 +265,31 @@ impl VhostUserNet {
     /// complete messages wait in the input buffer, soon while a GET_VRING_BASE is pending, at the
     /// deadline of a started message. `None`: only when the socket is ready.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let c = self.conn.as_ref()?;
+        // The guard runs with or without a connection while it holds a guest's eventfds.
+        let guard = (!self.guarded.is_empty()).then_some(self.next_guard);
+        let Some(c) = self.conn.as_ref() else {
+            return guard;
+        };
         let now = Instant::now();
         let pending = self
             .pending
             .as_ref()
             .map(|p| p.deadline.min(now + PENDING_POLL));
         let input = (self.pending.is_none() && c.has_input()).then_some(now);
-        [pending, input, c.deadline()].into_iter().flatten().min()
+        [pending, input, c.deadline(), guard]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Serves the connection without waiting: completes a pending GET_VRING_BASE whose handle
+    /// Serves the connection without waiting: checks the guest's eventfds (at most every
+    /// [`GUARD_PERIOD`], see [`crate::guestfd`]), completes a pending GET_VRING_BASE whose handle
     /// let go (or whose `stop_timeout` passed), reads what the socket holds, handles up to
     /// [`MESSAGES_PER_SERVE`] complete messages (none while a reply is pending), drops a frontend
     /// whose started message is overdue, and writes queued replies as far as the socket takes
     /// them. Failed requests and the end of the connection are reported through `on_event`.
     pub fn serve(&mut self, now: Instant, mut on_event: impl FnMut(ControlEvent)) {
+        self.guard(now, &mut on_event);
         if self.conn.is_none() {
             return;
         }
@@ -421,6 +443,52 @@ impl VhostUserNet {
         }
     }
 
+    /// Checks every call and err eventfd still held, at most every [`GUARD_PERIOD`] (every
+    /// [`GUARD_URGENT`] while a revoked or overdue write is under way): an fd whose O_NONBLOCK
+    /// the frontend cleared is revoked (never written again), the thread of a revoked or overdue
+    /// write gets [`crate::guestfd::WAKE_SIGNAL`], and a frontend that made one of its fds
+    /// blocking is dropped. Why this bounds every write: see [`crate::guestfd`].
+    fn guard(&mut self, now: Instant, on_event: &mut impl FnMut(ControlEvent)) {
+        if self.guarded.is_empty() || now < self.next_guard {
+            return;
+        }
+        let mut urgent = false;
+        let mut culprit = None;
+        for (g, seen) in &mut self.guarded {
+            if !g.is_revoked() && !g.nonblocking() {
+                g.revoke();
+            }
+            // Loaded after the revocation: a write that missed it is still marked here.
+            let w = g.writer();
+            if w != 0 && (g.is_revoked() || w == *seen) {
+                if GuestEventfd::interrupt(w) {
+                    self.stats.writer_interrupts += 1;
+                }
+                urgent = true;
+            }
+            *seen = w;
+            if g.is_revoked() && g.conn == self.stats.connections && self.conn.is_some() {
+                culprit.get_or_insert((g.request, g.vring));
+            }
+        }
+        self.guarded.retain(|(g, _)| !unused(g));
+        self.next_guard = now + if urgent { GUARD_URGENT } else { GUARD_PERIOD };
+        if let Some((request, vring)) = culprit {
+            // Everything this frontend gave is suspect: none of its fds is written again.
+            for (g, _) in &self.guarded {
+                if g.conn == self.stats.connections {
+                    g.revoke();
+                }
+            }
+            self.stats.fds_made_blocking += 1;
+            self.disconnect();
+            on_event(ControlEvent::Disconnected(DeviceError::FdMadeBlocking {
+                request,
+                vring,
+            }));
+        }
+    }
+
     /// Control-side housekeeping, done after every message; call it periodically too: frees
     /// retired configs (and so unmaps old guest memory) once no PMD handle holds them, and
     /// signals the error eventfd of queues that broke.
@@ -430,12 +498,14 @@ impl VhostUserNet {
             if q.is_broken() && !v.err_signalled {
                 v.err_signalled = true;
                 if let Some(fd) = &v.err {
-                    let one: u64 = 1;
-                    // SAFETY: writes a live u64 to an eventfd we own. It is non-blocking (made so
-                    // at receipt): a full counter fails with EAGAIN, counted and not retried.
-                    let n = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-                    if n != 8 {
+                    // A full counter (EAGAIN) or a revoked fd skips the write, counted and not
+                    // retried; the write cannot sleep longer than CONTROL_WRITE_BOUND.
+                    if !fd.signal_from_control() {
                         self.stats.err_writes_skipped += 1;
+                    }
+                    if fd.is_revoked() {
+                        // The next serve() reports it and drops the frontend.
+                        self.next_guard = Instant::now();
                     }
                 }
             }
@@ -684,6 +754,7 @@ impl VhostUserNet {
                         return Err(e);
                     }
                 };
+                let conn = self.stats.connections;
                 let vr = &mut self.vrings[i];
                 match req {
                     SetVringKick => {
@@ -697,8 +768,20 @@ impl VhostUserNet {
                         self.queues[i].set_last_avail(vr.base);
                         self.queues[i].clear_broken();
                     }
-                    SetVringCall => vr.call = fd.map(Arc::new),
-                    _ => vr.err = fd,
+                    _ => {
+                        // We write call and err fds, so they are guarded (see `guestfd`).
+                        let g = fd.map(|fd| Arc::new(GuestEventfd::new(fd, req, i, conn)));
+                        if let Some(g) = &g {
+                            // Those nobody holds any more go now, so that a frontend resending
+                            // fds cannot pile them up between two checks.
+                            self.guarded.retain(|(g, _)| !unused(g));
+                            self.guarded.push((g.clone(), 0));
+                        }
+                        match req {
+                            SetVringCall => vr.call = g,
+                            _ => vr.err = g,
+                        }
+                    }
                 }
                 self.publish(i);
                 Ok(Reply::None)
@@ -779,6 +862,11 @@ impl VhostUserNet {
         self.vrings[i].kick = None;
         self.publish(i);
     }
+}
+
+/// Whether nothing but the guard holds `g` (no vring, config or write): dropping it closes the fd.
+fn unused(g: &Arc<GuestEventfd>) -> bool {
+    Arc::strong_count(g) == 1 && g.writer() == 0
 }
 
 /// Accepts a guest-supplied kick, call or err fd only if it is an eventfd, and makes it

@@ -130,6 +130,14 @@ pub enum DeviceError {
         vring: usize,
         kind: &'static str,
     },
+    #[error(
+        "the frontend made the eventfd it gave with {request:?} for vring {vring} blocking again \
+         (O_NONBLOCK cleared after hand-over): none of its fds is written any more"
+    )]
+    FdMadeBlocking {
+        request: crate::protocol::Request,
+        vring: usize,
+    },
     #[error("the eventfd given with {request:?} for vring {vring} cannot be made non-blocking: {source}")]
     FdFlags {
         request: crate::protocol::Request,

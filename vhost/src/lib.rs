@@ -6,6 +6,8 @@
 //! - [`virtqueue`]: split ring accessors, descriptor chain walking (indirect, loop bounds), EVENT_IDX.
 //! - [`net`]: virtio-net header handling, guest TX dequeue, mergeable guest RX enqueue.
 //! - [`queue`]: the PMD handles [`RxQueue`] / [`TxQueue`] and config publication.
+//! - [`guestfd`]: call and err eventfds whose writes cannot stall a thread of ours, even when the
+//!   frontend makes them blocking again after handing them over.
 //! - [`device`]: the per-device state machine [`VhostUserNet`] (non-blocking, driven by the
 //!   caller's event loop), server/client helpers.
 //!
@@ -76,6 +78,7 @@
 
 pub mod device;
 pub mod error;
+pub mod guestfd;
 pub mod memory;
 pub mod metrics;
 pub mod net;

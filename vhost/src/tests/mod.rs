@@ -1,3 +1,4 @@
 mod control;
+mod guard;
 mod protocol;
 mod ring;

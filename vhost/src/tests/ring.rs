@@ -1,10 +1,12 @@
 //! Ring logic against an in-memory mock guest: no protocol, configs published directly.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use crate::error::VirtqError;
+use crate::guestfd::GuestEventfd;
 use crate::memory::GuestMemory;
+use crate::protocol::Request::SetVringCall;
 use crate::queue::{QueueConfig, QueueShared, RxQueue, TxQueue};
 use crate::testutil::{eventfd, eventfd_take, MockGuest, MockVring};
 use crate::virtqueue::{Desc, Ring, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
@@ -17,7 +19,7 @@ struct H {
     vr: MockVring,
     mem: Arc<GuestMemory>,
     shared: Arc<QueueShared>,
-    call: Arc<OwnedFd>,
+    call: Arc<GuestEventfd>,
     retired: Vec<Arc<QueueConfig>>,
     /// Next free data address.
     data: u64,
@@ -35,7 +37,7 @@ impl H {
             vr,
             mem,
             shared,
-            call: Arc::new(eventfd()),
+            call: Arc::new(GuestEventfd::new(eventfd(), SetVringCall, 0, 0)),
             retired: Vec::new(),
             data,
         };
