@@ -56,6 +56,8 @@ pub struct ControlStats {
     pub connections: u64,
     /// GET_VRING_BASE answered without the PMD handle having acknowledged the stop.
     pub stop_timeouts: u64,
+    /// Frontends dropped because their memory file shrank under us (`take_memory_fault`).
+    pub memory_faults: u64,
 }
 
 /// Control-side state of one vring.
@@ -283,6 +285,24 @@ impl VhostUserNet {
                 }
             }
         }
+    }
+
+    /// Whether an access to this frontend's guest memory faulted since the last call (its file
+    /// shrank under us: the SIGBUS was caught and the region now reads as zeroes, see
+    /// [`crate::guard`]). If so the frontend is disconnected, as for a broken connection, and
+    /// the device waits for the next one. Cheap (a few atomic loads): call it every loop.
+    pub fn take_memory_fault(&mut self) -> bool {
+        let tables = self
+            .mem
+            .iter()
+            .chain(self.retired.iter().filter_map(|c| c.mem.as_ref()));
+        // Every table, so that each fault is reported once.
+        let hit = tables.fold(false, |hit, m| m.take_fault() | hit);
+        if hit {
+            self.stats.memory_faults += 1;
+            self.disconnect();
+        }
+        hit
     }
 
     /// Drops retired configs nobody else references any more.

@@ -3,6 +3,7 @@
 //!
 //! - [`protocol`]: message framing, SCM_RIGHTS fd passing, feature bits, `#[repr(C)]` payloads.
 //! - [`memory`]: guest memory tables (fstat-checked, mmap'ed) and bounds-checked translation.
+//! - [`guard`]: survives guest memory files that shrink under us (SIGBUS caught per region).
 //! - [`virtqueue`]: split ring accessors, descriptor chain walking (indirect, loop bounds), EVENT_IDX.
 //! - [`net`]: virtio-net header handling, guest TX dequeue, mergeable guest RX enqueue.
 //! - [`queue`]: the PMD handles [`RxQueue`] / [`TxQueue`] and config publication.
@@ -52,6 +53,7 @@
 
 pub mod device;
 pub mod error;
+pub mod guard;
 pub mod memory;
 pub mod metrics;
 pub mod net;

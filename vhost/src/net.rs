@@ -9,7 +9,7 @@ use crate::error::VirtqError;
 use crate::memory::{read_guest, write_guest, GuestMemory};
 use crate::metrics::QueueMetrics;
 use crate::prefetch;
-use crate::virtqueue::{ChainWalker, Ring, VIRTQ_DESC_F_WRITE};
+use crate::virtqueue::{ChainWalker, Ring, WalkStop, BURST_DESC_BUDGET, VIRTQ_DESC_F_WRITE};
 
 /// Frames per burst, as in DPDK's PMDs: bounds the work between two publication checks.
 pub const MAX_BURST: usize = 32;
@@ -83,19 +83,21 @@ enum TxOutcome {
     Oversize,
 }
 
+/// Copies one TX chain into `dst`, spending `budget` on its descriptors.
 fn read_tx_chain(
     b: &Burst<'_>,
     st: &mut VqState,
     head: u16,
     dst: &mut [u8],
-) -> Result<TxOutcome, VirtqError> {
-    let mut walker = ChainWalker::new(b.ring, b.mem, head);
+    budget: &mut u32,
+) -> Result<TxOutcome, WalkStop> {
+    let mut walker = ChainWalker::new(b.ring, b.mem, head, *budget);
     let mut skip = b.hdr_len as u64;
     let mut total: u64 = 0;
     let mut oversize = false;
     while let Some(d) = walker.next_desc(&mut st.hint)? {
         if d.flags & VIRTQ_DESC_F_WRITE != 0 {
-            return Err(VirtqError::WritableInTxChain);
+            return Err(VirtqError::WritableInTxChain.into());
         }
         let bad = VirtqError::BufferOutOfMemory {
             addr: d.addr,
@@ -110,7 +112,9 @@ fn read_tx_chain(
             continue;
         }
         let off = total;
-        total = total.checked_add(len).ok_or(VirtqError::LengthOverflow)?;
+        total = total
+            .checked_add(len)
+            .ok_or(WalkStop::Violation(VirtqError::LengthOverflow))?;
         if oversize || total > dst.len() as u64 {
             oversize = true;
             continue;
@@ -123,6 +127,7 @@ fn read_tx_chain(
         )
         .ok_or(bad)?;
     }
+    *budget = walker.budget_left();
     Ok(if skip > 0 || total == 0 {
         TxOutcome::Short
     } else if oversize {
@@ -134,6 +139,9 @@ fn read_tx_chain(
 
 /// Guest TX → `bufs`. Returns (frames written, violation if one stopped the burst). Consumed
 /// chains are written to the used ring with length 0 (the device wrote nothing), not yet published.
+/// A chain that would take the burst past [`BURST_DESC_BUDGET`] descriptors ends the burst and
+/// stays available: the next burst starts with it (and, a chain being at most
+/// `MAX_CHAIN_DESCS` ≤ the budget long, completes it).
 pub(crate) fn dequeue(
     b: &Burst<'_>,
     st: &mut VqState,
@@ -152,6 +160,7 @@ pub(crate) fn dequeue(
     let mut bytes = 0u64;
     let mut used = UsedShadow::new(st.used_idx);
     let mut err = None;
+    let mut budget = BURST_DESC_BUDGET;
     for _ in 0..n {
         let head = match head_at(b.ring, st.last_avail) {
             Ok(h) => h,
@@ -160,7 +169,7 @@ pub(crate) fn dequeue(
                 break;
             }
         };
-        match read_tx_chain(b, st, head, bufs[out]) {
+        match read_tx_chain(b, st, head, bufs[out], &mut budget) {
             Ok(TxOutcome::Frame(len)) => {
                 lens[out] = len;
                 out += 1;
@@ -168,7 +177,11 @@ pub(crate) fn dequeue(
             }
             Ok(TxOutcome::Short) => b.metrics.drop_short.add(1),
             Ok(TxOutcome::Oversize) => b.metrics.drop_oversize.add(1),
-            Err(e) => {
+            Err(WalkStop::Budget) => {
+                b.metrics.budget_stops.add(1);
+                break;
+            }
+            Err(WalkStop::Violation(e)) => {
                 err = Some(e);
                 break;
             }
@@ -319,22 +332,24 @@ impl RxSource<'_> {
     }
 }
 
-/// Fills one RX chain from `src`; returns the bytes written into it.
+/// Fills one RX chain from `src`, spending `budget` on its descriptors; returns the bytes
+/// written into it.
 fn write_rx_chain<'f>(
     b: &Burst<'_>,
     st: &mut VqState,
     head: u16,
     src: &mut RxSource<'f>,
     defer: &mut DeferredCopies<'f>,
-) -> Result<u32, VirtqError> {
-    let mut walker = ChainWalker::new(b.ring, b.mem, head);
+    budget: &mut u32,
+) -> Result<u32, WalkStop> {
+    let mut walker = ChainWalker::new(b.ring, b.mem, head, *budget);
     let mut written: u32 = 0;
     while !src.done() {
         let Some(d) = walker.next_desc(&mut st.hint)? else {
             break;
         };
         if d.flags & VIRTQ_DESC_F_WRITE == 0 {
-            return Err(VirtqError::ReadOnlyInRxChain);
+            return Err(VirtqError::ReadOnlyInRxChain.into());
         }
         let bad = VirtqError::BufferOutOfMemory {
             addr: d.addr,
@@ -381,12 +396,14 @@ fn write_rx_chain<'f>(
             written += n as u32;
         }
     }
+    *budget = walker.budget_left();
     Ok(written)
 }
 
 /// Frames → guest RX. Returns (frames delivered, violation if one stopped the burst). Delivery is
-/// all-or-nothing per frame and in order: the first frame that finds too few guest buffers ends
-/// the burst, and its partially used chains are given back (not consumed).
+/// all-or-nothing per frame and in order: the first frame that finds too few guest buffers, or
+/// would take the burst past [`BURST_DESC_BUDGET`] descriptors, ends the burst, and its partially
+/// used chains are given back (not consumed).
 pub(crate) fn enqueue(
     b: &Burst<'_>,
     st: &mut VqState,
@@ -402,6 +419,7 @@ pub(crate) fn enqueue(
     let mut bytes = 0u64;
     let mut used = UsedShadow::new(st.used_idx);
     let mut defer = DeferredCopies::new();
+    let mut budget = BURST_DESC_BUDGET;
     'frames: for frame in &frames[..attempted] {
         // Only the ring positions need restoring if the frame does not fit (the translation
         // hint is a cache); saving two u16s, not the whole state, keeps this in registers.
@@ -426,11 +444,21 @@ pub(crate) fn enqueue(
                 left = saved_left;
                 break 'frames;
             }
-            let res = head_at(b.ring, st.last_avail)
-                .and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src, &mut defer)?)));
+            let res = match head_at(b.ring, st.last_avail) {
+                Ok(h) => write_rx_chain(b, st, h, &mut src, &mut defer, &mut budget)
+                    .map(|wrote| (h, wrote)),
+                Err(e) => Err(WalkStop::Violation(e)),
+            };
             let (head, wrote) = match res {
                 Ok(x) => x,
-                Err(e) => {
+                Err(WalkStop::Budget) => {
+                    (st.last_avail, st.used_idx) = saved;
+                    used.rewind(st.used_idx);
+                    left = saved_left;
+                    b.metrics.budget_stops.add(1);
+                    break 'frames;
+                }
+                Err(WalkStop::Violation(e)) => {
                     (st.last_avail, st.used_idx) = saved;
                     used.rewind(st.used_idx);
                     defer.flush(b.hdr_len);

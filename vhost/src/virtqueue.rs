@@ -192,55 +192,125 @@ pub fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
+/// The longest descriptor chain accepted, indirect table and head included (the queue size, if
+/// smaller, bounds it too). Linux's vhost refuses chains of more than UIO_MAXIOV = 1024 segments
+/// and rte_vhost of more than 256; virtio-net drivers stay far below (a Linux guest's TX chain is
+/// at most MAX_SKB_FRAGS + 2 buffers, DPDK's one per mbuf segment plus the header). Being at most
+/// [`BURST_DESC_BUDGET`], it guarantees that the first chain of a burst always fits the budget, so
+/// a queue never stalls on a chain that the budget would cut every time.
+pub const MAX_CHAIN_DESCS: u32 = 1024;
+
+/// Descriptors one burst may walk on one queue, whatever the guest posts: indirect heads, table
+/// entries and every buffer of chains given back (a frame that did not fit) included. A burst
+/// that reaches it ends there (guest TX: the chain stays available for the next burst; guest RX:
+/// the frame and the rest of the burst are not delivered), so one guest's queue costs its PMD core
+/// a bounded slice per burst. 32 per frame of a full burst of [`crate::net::MAX_BURST`]:
+/// legitimate traffic stays well below it — a Linux guest's TX chain is at most 20 descriptors
+/// (an indirect head and MAX_SKB_FRAGS + 2 buffers), its mergeable RX buffers are at least
+/// ~128 bytes (so a 2 KiB frame, the largest this switch carries, takes at most 17), and DPDK's
+/// virtio-user uses one or two per frame: a full burst of the worst of these needs 640.
+pub const BURST_DESC_BUDGET: u32 = 1024;
+
+/// Why a chain walk stopped short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkStop {
+    /// The guest broke the ring rules: the queue is broken.
+    Violation(VirtqError),
+    /// The burst's descriptor budget ran out: not the guest's fault; the burst ends.
+    Budget,
+}
+
+impl From<VirtqError> for WalkStop {
+    fn from(e: VirtqError) -> Self {
+        WalkStop::Violation(e)
+    }
+}
+
 /// Walks one descriptor chain, through at most one indirect table, checking every index, flag and
-/// length the guest controls. The total number of descriptors visited is bounded by the queue size
-/// (§2.6.5.3: "A driver MUST NOT create a descriptor chain longer than the Queue Size"), which also
-/// terminates loops.
+/// length the guest controls. The descriptors visited are bounded by the chain limit
+/// (`min(queue size, MAX_CHAIN_DESCS)`; §2.6.5.3: "A driver MUST NOT create a descriptor chain
+/// longer than the Queue Size"), which also terminates loops, and by what is left of the burst's
+/// budget. A buffer of length 0 can hold no byte of a frame: it is a violation, so that every
+/// descriptor walked moves at least one byte.
 pub struct ChainWalker<'a> {
     ring: &'a Ring,
     mem: &'a GuestMemory,
     next: Option<u16>,
-    ttl: u16,
+    /// Descriptors this walk may still visit: `min(chain limit, budget)` at the start. One counter
+    /// for both limits keeps the per-descriptor cost what it was; which one ran out is worked out
+    /// only when it does.
+    left: u32,
+    /// The chain limit and the budget when the walk started.
+    chain_max: u32,
+    budget: u32,
     /// (table host pointer, entries, next entry)
     indirect: Option<(*const u8, u32, Option<u16>)>,
 }
 
 impl<'a> ChainWalker<'a> {
-    pub fn new(ring: &'a Ring, mem: &'a GuestMemory, head: u16) -> Self {
+    /// A walk of the chain at `head` that may visit at most `budget` descriptors.
+    pub fn new(ring: &'a Ring, mem: &'a GuestMemory, head: u16, budget: u32) -> Self {
+        let chain_max = u32::from(ring.size).min(MAX_CHAIN_DESCS);
         ChainWalker {
             ring,
             mem,
             next: Some(head),
-            ttl: ring.size,
+            left: chain_max.min(budget),
+            chain_max,
+            budget,
             indirect: None,
         }
     }
 
+    /// The budget left after the descriptors visited so far.
     #[inline]
-    fn spend(&mut self) -> Result<(), VirtqError> {
-        self.ttl = self
-            .ttl
-            .checked_sub(1)
-            .ok_or(VirtqError::ChainTooLong(self.ring.size))?;
-        Ok(())
+    pub fn budget_left(&self) -> u32 {
+        let walked = self.chain_max.min(self.budget) - self.left;
+        self.budget - walked
+    }
+
+    /// Which limit `need` more descriptors would exceed.
+    #[cold]
+    fn exhausted(&self, need: u32) -> WalkStop {
+        let walked = self.chain_max.min(self.budget) - self.left;
+        if walked + need > self.chain_max {
+            WalkStop::Violation(VirtqError::ChainTooLong(self.chain_max))
+        } else {
+            WalkStop::Budget
+        }
+    }
+
+    #[inline]
+    fn spend(&mut self) -> Result<(), WalkStop> {
+        match self.left.checked_sub(1) {
+            Some(l) => {
+                self.left = l;
+                Ok(())
+            }
+            None => Err(self.exhausted(1)),
+        }
     }
 
     /// The next data descriptor of the chain, or `None` at its end.
     #[inline]
-    pub fn next_desc(&mut self, hint: &mut usize) -> Result<Option<Desc>, VirtqError> {
+    pub fn next_desc(&mut self, hint: &mut usize) -> Result<Option<Desc>, WalkStop> {
         if let Some((table, count, next)) = self.indirect {
             let Some(i) = next else { return Ok(None) };
             if u32::from(i) >= count {
                 return Err(VirtqError::DescIndexOutOfRange {
                     index: u32::from(i),
                     size: self.ring.size,
-                });
+                }
+                .into());
             }
             self.spend()?;
             // SAFETY: i < count and the table's count*16 bytes were translated as one range.
             let d = unsafe { read_desc(table.add(16 * i as usize)) };
             if d.flags & VIRTQ_DESC_F_INDIRECT != 0 {
-                return Err(VirtqError::NestedIndirect);
+                return Err(VirtqError::NestedIndirect.into());
+            }
+            if d.len == 0 {
+                return Err(VirtqError::ZeroLengthBuffer.into());
             }
             let n = (d.flags & VIRTQ_DESC_F_NEXT != 0).then_some(d.next);
             self.indirect = Some((table, count, n));
@@ -255,14 +325,14 @@ impl<'a> ChainWalker<'a> {
         if d.flags & VIRTQ_DESC_F_INDIRECT != 0 {
             // §2.6.5.3.1: no NEXT with INDIRECT, len a non-zero multiple of 16, no nesting.
             if d.flags & VIRTQ_DESC_F_NEXT != 0 {
-                return Err(VirtqError::IndirectWithNext);
+                return Err(VirtqError::IndirectWithNext.into());
             }
             if d.len == 0 || d.len % 16 != 0 {
-                return Err(VirtqError::BadIndirectLen(d.len));
+                return Err(VirtqError::BadIndirectLen(d.len).into());
             }
             let count = d.len / 16;
-            if count > u32::from(self.ttl) {
-                return Err(VirtqError::ChainTooLong(self.ring.size));
+            if count > self.left {
+                return Err(self.exhausted(count));
             }
             let table = self.mem.gpa_to_host(d.addr, u64::from(d.len), hint).ok_or(
                 VirtqError::IndirectOutOfMemory {
@@ -273,6 +343,9 @@ impl<'a> ChainWalker<'a> {
             self.next = None;
             self.indirect = Some((table, count, Some(0)));
             return self.next_desc(hint);
+        }
+        if d.len == 0 {
+            return Err(VirtqError::ZeroLengthBuffer.into());
         }
         self.next = (d.flags & VIRTQ_DESC_F_NEXT != 0).then_some(d.next);
         Ok(Some(d))
