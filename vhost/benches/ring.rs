@@ -151,6 +151,13 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    // Totals, for instruction counts per packet under callgrind (the difference of two
+    // --profile-time runs divided by the difference of these).
+    println!(
+        "ring totals: dequeued {}, enqueued {}",
+        rxq.metrics().packets.get(),
+        txq.metrics().packets.get()
+    );
 }
 
 criterion_group!(benches, bench);

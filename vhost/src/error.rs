@@ -77,10 +77,10 @@ pub enum VirtqError {
     #[error("descriptor index {index} is out of range for a queue of size {size}")]
     DescIndexOutOfRange { index: u32, size: u16 },
     #[error(
-        "a descriptor chain is longer than {0} descriptors, the queue size or 1024 if smaller \
+        "a descriptor chain is longer than {0} descriptors, the queue size or 256 if smaller \
          (loop or over-long chain, §2.6.5.3)"
     )]
-    ChainTooLong(u32),
+    ChainTooLong(u16),
     #[error("a descriptor chain contains a zero-length buffer, which can hold no byte")]
     ZeroLengthBuffer,
     #[error("an indirect table of {0} bytes is empty or not a multiple of 16 (§2.6.5.3.1)")]

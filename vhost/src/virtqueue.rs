@@ -63,6 +63,8 @@ pub struct Ring {
     avail: *mut u8,
     used: *mut u8,
     size: u16,
+    /// The longest chain accepted: `min(size, MAX_CHAIN_DESCS)`.
+    chain_max: u16,
 }
 
 impl Ring {
@@ -85,12 +87,19 @@ impl Ring {
             avail: a,
             used: u,
             size,
+            chain_max: size.min(MAX_CHAIN_DESCS),
         })
     }
 
     #[inline]
     pub fn size(&self) -> u16 {
         self.size
+    }
+
+    /// The longest descriptor chain accepted on this ring: `min(size, MAX_CHAIN_DESCS)`.
+    #[inline]
+    pub fn chain_max(&self) -> u16 {
+        self.chain_max
     }
 
     #[inline]
@@ -192,125 +201,88 @@ pub fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
-/// The longest descriptor chain accepted, indirect table and head included (the queue size, if
-/// smaller, bounds it too). Linux's vhost refuses chains of more than UIO_MAXIOV = 1024 segments
-/// and rte_vhost of more than 256; virtio-net drivers stay far below (a Linux guest's TX chain is
-/// at most MAX_SKB_FRAGS + 2 buffers, DPDK's one per mbuf segment plus the header). Being at most
-/// [`BURST_DESC_BUDGET`], it guarantees that the first chain of a burst always fits the budget, so
-/// a queue never stalls on a chain that the budget would cut every time.
-pub const MAX_CHAIN_DESCS: u32 = 1024;
+/// The longest descriptor chain accepted, indirect head and table included (the queue size, if
+/// smaller, bounds it too); a longer one is a violation. rte_vhost, which OVS-DPDK guests are used
+/// to, gives up on chains of more than 256 buffers (BUF_VECTOR_MAX), Linux's vhost on more than
+/// 1024 (UIO_MAXIOV); virtio-net drivers stay far below: a Linux guest's chain is at most
+/// MAX_SKB_FRAGS + 2 buffers (19 by default, 47 at most) plus an indirect head, DPDK's one per
+/// mbuf segment plus the header.
+pub const MAX_CHAIN_DESCS: u16 = 256;
 
-/// Descriptors one burst may walk on one queue, whatever the guest posts: indirect heads, table
-/// entries and every buffer of chains given back (a frame that did not fit) included. A burst
-/// that reaches it ends there (guest TX: the chain stays available for the next burst; guest RX:
-/// the frame and the rest of the burst are not delivered), so one guest's queue costs its PMD core
-/// a bounded slice per burst. 32 per frame of a full burst of [`crate::net::MAX_BURST`]:
-/// legitimate traffic stays well below it — a Linux guest's TX chain is at most 20 descriptors
-/// (an indirect head and MAX_SKB_FRAGS + 2 buffers), its mergeable RX buffers are at least
-/// ~128 bytes (so a 2 KiB frame, the largest this switch carries, takes at most 17), and DPDK's
-/// virtio-user uses one or two per frame: a full burst of the worst of these needs 640.
+/// Descriptors one burst may walk on one queue before it starts no further chain, whatever the
+/// guest posts: indirect heads, table entries and every buffer of chains given back (a frame
+/// that did not fit) included. As a chain is at most [`MAX_CHAIN_DESCS`] long, a burst walks
+/// fewer than `BURST_DESC_BUDGET + MAX_CHAIN_DESCS` = 1280 descriptors: one guest's queue costs
+/// its PMD core a bounded slice per burst. A burst that reaches the budget ends there (guest TX:
+/// the next chain stays available for the next burst, which always completes at least one;
+/// guest RX: the frame being placed and the rest of the burst are not delivered).
+///
+/// 32 per frame of a full burst of [`crate::net::MAX_BURST`], and legitimate traffic stays well
+/// below it: a full burst of a Linux guest's longest TX chains (an indirect head and 19 buffers)
+/// walks 640; of 2 KiB frames (the largest this switch carries) into a Linux guest's smallest
+/// mergeable RX buffers (~128 bytes, after a run of small frames) 544; DPDK's virtio-user uses one
+/// or two descriptors per frame.
 pub const BURST_DESC_BUDGET: u32 = 1024;
 
-/// Why a chain walk stopped short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WalkStop {
-    /// The guest broke the ring rules: the queue is broken.
-    Violation(VirtqError),
-    /// The burst's descriptor budget ran out: not the guest's fault; the burst ends.
-    Budget,
-}
-
-impl From<VirtqError> for WalkStop {
-    fn from(e: VirtqError) -> Self {
-        WalkStop::Violation(e)
-    }
-}
-
 /// Walks one descriptor chain, through at most one indirect table, checking every index, flag and
-/// length the guest controls. The descriptors visited are bounded by the chain limit
+/// length the guest controls. The descriptors visited are bounded by the ring's chain limit
 /// (`min(queue size, MAX_CHAIN_DESCS)`; §2.6.5.3: "A driver MUST NOT create a descriptor chain
-/// longer than the Queue Size"), which also terminates loops, and by what is left of the burst's
-/// budget. A buffer of length 0 can hold no byte of a frame: it is a violation, so that every
-/// descriptor walked moves at least one byte.
+/// longer than the Queue Size"), which also terminates loops. A buffer of length 0 can hold no
+/// byte of a frame: it is a violation, so that every descriptor walked moves at least one byte;
+/// the callers in `net` check it where a buffer turns out to hold less than they need (off the
+/// one-buffer-per-frame fast path).
 pub struct ChainWalker<'a> {
     ring: &'a Ring,
     mem: &'a GuestMemory,
     next: Option<u16>,
-    /// Descriptors this walk may still visit: `min(chain limit, budget)` at the start. One counter
-    /// for both limits keeps the per-descriptor cost what it was; which one ran out is worked out
-    /// only when it does.
-    left: u32,
-    /// The chain limit and the budget when the walk started.
-    chain_max: u32,
-    budget: u32,
+    /// Descriptors visited so far (what the walk costs the burst's budget).
+    walked: u16,
     /// (table host pointer, entries, next entry)
     indirect: Option<(*const u8, u32, Option<u16>)>,
 }
 
 impl<'a> ChainWalker<'a> {
-    /// A walk of the chain at `head` that may visit at most `budget` descriptors.
-    pub fn new(ring: &'a Ring, mem: &'a GuestMemory, head: u16, budget: u32) -> Self {
-        let chain_max = u32::from(ring.size).min(MAX_CHAIN_DESCS);
+    pub fn new(ring: &'a Ring, mem: &'a GuestMemory, head: u16) -> Self {
         ChainWalker {
             ring,
             mem,
             next: Some(head),
-            left: chain_max.min(budget),
-            chain_max,
-            budget,
+            walked: 0,
             indirect: None,
         }
     }
 
-    /// The budget left after the descriptors visited so far.
+    /// Descriptors visited so far (what the walk costs the burst's budget).
     #[inline]
-    pub fn budget_left(&self) -> u32 {
-        let walked = self.chain_max.min(self.budget) - self.left;
-        self.budget - walked
-    }
-
-    /// Which limit `need` more descriptors would exceed.
-    #[cold]
-    fn exhausted(&self, need: u32) -> WalkStop {
-        let walked = self.chain_max.min(self.budget) - self.left;
-        if walked + need > self.chain_max {
-            WalkStop::Violation(VirtqError::ChainTooLong(self.chain_max))
-        } else {
-            WalkStop::Budget
-        }
+    pub fn walked(&self) -> u32 {
+        u32::from(self.walked)
     }
 
     #[inline]
-    fn spend(&mut self) -> Result<(), WalkStop> {
-        match self.left.checked_sub(1) {
-            Some(l) => {
-                self.left = l;
-                Ok(())
-            }
-            None => Err(self.exhausted(1)),
+    fn spend(&mut self) -> Result<(), VirtqError> {
+        if self.walked >= self.ring.chain_max {
+            return Err(VirtqError::ChainTooLong(self.ring.chain_max));
         }
+        self.walked += 1;
+        Ok(())
     }
 
     /// The next data descriptor of the chain, or `None` at its end.
     #[inline]
-    pub fn next_desc(&mut self, hint: &mut usize) -> Result<Option<Desc>, WalkStop> {
+    pub fn next_desc(&mut self, hint: &mut usize) -> Result<Option<Desc>, VirtqError> {
         if let Some((table, count, next)) = self.indirect {
             let Some(i) = next else { return Ok(None) };
             if u32::from(i) >= count {
                 return Err(VirtqError::DescIndexOutOfRange {
                     index: u32::from(i),
                     size: self.ring.size,
-                }
-                .into());
+                });
             }
             self.spend()?;
             // SAFETY: i < count and the table's count*16 bytes were translated as one range.
             let d = unsafe { read_desc(table.add(16 * i as usize)) };
             if d.flags & VIRTQ_DESC_F_INDIRECT != 0 {
-                return Err(VirtqError::NestedIndirect.into());
-            }
-            if d.len == 0 {
-                return Err(VirtqError::ZeroLengthBuffer.into());
+                return Err(VirtqError::NestedIndirect);
             }
             let n = (d.flags & VIRTQ_DESC_F_NEXT != 0).then_some(d.next);
             self.indirect = Some((table, count, n));
@@ -325,14 +297,14 @@ impl<'a> ChainWalker<'a> {
         if d.flags & VIRTQ_DESC_F_INDIRECT != 0 {
             // §2.6.5.3.1: no NEXT with INDIRECT, len a non-zero multiple of 16, no nesting.
             if d.flags & VIRTQ_DESC_F_NEXT != 0 {
-                return Err(VirtqError::IndirectWithNext.into());
+                return Err(VirtqError::IndirectWithNext);
             }
             if d.len == 0 || d.len % 16 != 0 {
-                return Err(VirtqError::BadIndirectLen(d.len).into());
+                return Err(VirtqError::BadIndirectLen(d.len));
             }
             let count = d.len / 16;
-            if count > self.left {
-                return Err(self.exhausted(count));
+            if count > u32::from(self.ring.chain_max - self.walked) {
+                return Err(VirtqError::ChainTooLong(self.ring.chain_max));
             }
             let table = self.mem.gpa_to_host(d.addr, u64::from(d.len), hint).ok_or(
                 VirtqError::IndirectOutOfMemory {
@@ -343,9 +315,6 @@ impl<'a> ChainWalker<'a> {
             self.next = None;
             self.indirect = Some((table, count, Some(0)));
             return self.next_desc(hint);
-        }
-        if d.len == 0 {
-            return Err(VirtqError::ZeroLengthBuffer.into());
         }
         self.next = (d.flags & VIRTQ_DESC_F_NEXT != 0).then_some(d.next);
         Ok(Some(d))

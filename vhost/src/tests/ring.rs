@@ -397,7 +397,7 @@ fn descriptor_loop_is_bounded() {
         h.vr.set_desc(&h.g, 1, d(0));
         h.vr.push_avail(&h.g, 0);
     });
-    assert_eq!(e, VirtqError::ChainTooLong(u32::from(QSZ)));
+    assert_eq!(e, VirtqError::ChainTooLong(QSZ));
 }
 
 #[test]
@@ -467,7 +467,7 @@ fn bad_buffers_and_lengths() {
         let bufs: Vec<(u64, u32, bool)> = (0..17).map(|_| (a, 4, false)).collect();
         h.vr.add_indirect(&h.g, table, &bufs);
     });
-    assert_eq!(e, VirtqError::ChainTooLong(u32::from(QSZ)));
+    assert_eq!(e, VirtqError::ChainTooLong(QSZ));
 }
 
 #[test]
@@ -647,33 +647,34 @@ fn one_byte_tx_chain(h: &mut H, seed: u8, bufs: usize) -> Vec<u8> {
 fn tx_bursts_stop_at_the_descriptor_budget_and_resume() {
     use crate::virtqueue::BURST_DESC_BUDGET;
     let mut h = H::sized(4096, 4 << 20, true, false);
-    // 300-descriptor chains: three fit a burst's 1024, the fourth would not.
-    let sent: Vec<Vec<u8>> = (0..8).map(|k| one_byte_tx_chain(&mut h, k, 300)).collect();
+    // 200-descriptor chains: a burst starts chains until it has walked 1024 descriptors, so it
+    // takes six (1200) and leaves the rest for the next bursts.
+    let sent: Vec<Vec<u8>> = (0..16).map(|k| one_byte_tx_chain(&mut h, k, 200)).collect();
     let mut rx = h.rx();
-    let per_burst = (BURST_DESC_BUDGET / 300) as usize;
-    assert_eq!(per_burst, 3);
+    let per_burst = BURST_DESC_BUDGET.div_ceil(200) as usize;
+    assert_eq!(per_burst, 6);
     let mut got = Vec::new();
-    let mut bursts = 0;
+    let mut sizes = Vec::new();
     while got.len() < sent.len() {
         let b = dequeue(&mut rx, 32);
-        assert!(b.len() <= per_burst, "a burst walked more than the budget");
         assert!(!b.is_empty(), "every burst makes progress");
+        sizes.push(b.len());
         got.extend(b);
-        bursts += 1;
     }
     assert_eq!(got, sent, "every frame intact, in order");
-    assert_eq!(bursts, 3);
+    assert_eq!(sizes, vec![6, 6, 4]);
     assert_eq!(rx.metrics().budget_stops.get(), 2);
     assert_eq!(rx.error(), None, "the budget is no violation");
-    assert_eq!(h.vr.used_idx(&h.g), 8);
+    assert_eq!(h.vr.used_idx(&h.g), 16);
 }
 
 #[test]
 fn tx_indirect_entries_count_against_the_budget() {
     let mut h = H::sized(4096, 4 << 20, true, false);
-    // Six chains, each an indirect head and a 200-entry table: 201 descriptors; five fit 1024.
+    // Each chain is an indirect head and a 200-entry table, 201 descriptors: after five (1005)
+    // the budget is not spent, the sixth starts (1206), the seventh waits.
     let mut sent = Vec::new();
-    for k in 0..6u8 {
+    for k in 0..8u8 {
         let f = frame(200 - HDR, k);
         let mut all = vec![0u8; HDR];
         all.extend_from_slice(&f);
@@ -684,34 +685,25 @@ fn tx_indirect_entries_count_against_the_budget() {
     }
     let mut rx = h.rx();
     let first = dequeue(&mut rx, 32);
-    assert_eq!(first.len(), 5);
+    assert_eq!(first.len(), 6);
     assert_eq!(rx.metrics().budget_stops.get(), 1);
     let second = dequeue(&mut rx, 32);
     assert_eq!([first, second].concat(), sent);
 }
 
 #[test]
-fn chains_longer_than_1024_descriptors_are_violations() {
-    // Exactly the limit is fine, and fits a fresh burst even behind other chains.
+fn chains_longer_than_256_descriptors_are_violations() {
+    // Exactly the limit is fine, also as the last chain a burst starts (1000 walked before it).
     let mut h = H::sized(4096, 8 << 20, true, false);
-    let small = one_byte_tx_chain(&mut h, 1, 100);
-    let big = one_byte_tx_chain(&mut h, 2, 1024);
+    let mut sent: Vec<Vec<u8>> = (0..5).map(|k| one_byte_tx_chain(&mut h, k, 200)).collect();
+    sent.push(one_byte_tx_chain(&mut h, 9, 256));
     let mut rx = h.rx();
-    assert_eq!(
-        dequeue(&mut rx, 32),
-        vec![small],
-        "the burst stops before the big chain"
-    );
-    assert_eq!(
-        dequeue(&mut rx, 32),
-        vec![big],
-        "which the next burst takes whole"
-    );
+    assert_eq!(dequeue(&mut rx, 32), sent, "one burst, 1256 descriptors");
     assert_eq!(rx.error(), None);
-    // One more is a violation: the queue is larger, but no backend walks such chains.
-    one_byte_tx_chain(&mut h, 3, 1025);
+    // One more is a violation: the queue is larger, but no guest needs such chains.
+    one_byte_tx_chain(&mut h, 3, 257);
     assert!(dequeue(&mut rx, 32).is_empty());
-    assert_eq!(rx.take_error(), Some(VirtqError::ChainTooLong(1024)));
+    assert_eq!(rx.take_error(), Some(VirtqError::ChainTooLong(256)));
     // (A smaller queue's size stays the limit: `descriptor_loop_is_bounded`,
     // `bad_buffers_and_lengths`.)
 }
