@@ -559,6 +559,14 @@ fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
             }
         }
     }
+    // A frontend that shrank its memory file under us: the access faulted, the vhost crate's
+    // SIGBUS guard swapped zero pages in; the frontend goes, the port waits for the next one.
+    if v.dev.take_memory_fault() {
+        tracing::error!(
+            port = name,
+            "guest memory file shrank under the switch (SIGBUS caught): frontend disconnected"
+        );
+    }
     if housekeeping {
         v.dev.service();
         for (i, logged) in v.broken_logged.iter_mut().enumerate() {
@@ -649,7 +657,9 @@ fn control(
                                 "connections": c.connections,
                                 "messages": c.messages,
                                 "message_errors": c.errors,
+                                "memory_faults": c.memory_faults,
                                 "queue_errors": m.queue_errors,
+                                "budget_stops": m.budget_stops,
                                 "from_guest_packets": m.from_guest_packets,
                                 "to_guest_packets": m.to_guest_packets,
                                 "guest_drops": {

@@ -25,6 +25,9 @@
 //!             eprintln!("vhost: {e}");
 //!         }
 //!         dev.service(); // reclaim old memory tables, signal error eventfds
+//!         if dev.take_memory_fault() {
+//!             eprintln!("vhost: the guest memory file shrank; frontend dropped");
+//!         }
 //!     }
 //! }
 //! ```
@@ -46,6 +49,10 @@
 //! The frontend and the guest are untrusted: every message size, region, ring address, index,
 //! chain and length is checked; a guest violation breaks only that queue (see [`VirtqError`],
 //! `take_error()`, metrics `errors`, the vring's error eventfd) until the frontend restarts it.
+//! Work per burst is bounded whatever the guest posts: chains of at most 256 descriptors, no
+//! zero-length buffers, and a burst starts no chain after 1024 descriptors
+//! ([`virtqueue::BURST_DESC_BUDGET`]). A memory file truncated under us faults only its region
+//! ([`guard`]): the frontend is dropped (`take_memory_fault`), the process lives.
 //!
 //! # Not supported (not advertised)
 //! Dirty logging (LOG_ALL, LOG_SHMFD, SET_LOG_BASE), offloads (CSUM/GSO), packed rings,
