@@ -495,6 +495,7 @@ fn backend_json(p: &Port) -> serde_json::Value {
                 "connections": c.connections,
                 "messages": c.messages,
                 "message_errors": c.errors,
+                "memory_faults": c.memory_faults,
                 "message_timeouts": c.message_timeouts,
                 "reply_backlogs": c.reply_backlogs,
                 "refused_fds": c.refused_fds,
@@ -503,6 +504,7 @@ fn backend_json(p: &Port) -> serde_json::Value {
                 "fds_made_blocking": c.fds_made_blocking,
                 "writer_interrupts": c.writer_interrupts,
                 "queue_errors": m.queue_errors,
+                "budget_stops": m.budget_stops,
                 "from_guest_packets": m.from_guest_packets,
                 "to_guest_packets": m.to_guest_packets,
                 "guest_drops": {

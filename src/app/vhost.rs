@@ -36,6 +36,14 @@ pub(super) fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
             tracing::info!(port = name, reason = %e, "vhost-user frontend disconnected");
         }
     });
+    // A frontend that shrank its memory file under us: the access faulted, the vhost crate's
+    // SIGBUS guard swapped zero pages in; the frontend goes, the port waits for the next one.
+    if v.dev.take_memory_fault() {
+        tracing::error!(
+            port = name,
+            "guest memory file shrank under the switch (SIGBUS caught): frontend disconnected"
+        );
+    }
     if housekeeping {
         v.dev.service();
         for (i, logged) in v.broken_logged.iter_mut().enumerate() {

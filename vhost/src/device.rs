@@ -87,6 +87,8 @@ pub struct ControlStats {
     /// [`crate::guestfd::WAKE_SIGNAL`]s sent to a thread whose write to a guest eventfd was
     /// revoked or overdue.
     pub writer_interrupts: u64,
+    /// Frontends dropped because their memory file shrank under us (`take_memory_fault`).
+    pub memory_faults: u64,
 }
 
 /// What [`VhostUserNet::serve`] reports, for the caller to log.
@@ -510,6 +512,24 @@ impl VhostUserNet {
                 }
             }
         }
+    }
+
+    /// Whether an access to this frontend's guest memory faulted since the last call (its file
+    /// shrank under us: the SIGBUS was caught and the region now reads as zeroes, see
+    /// [`crate::guard`]). If so the frontend is disconnected, as for a broken connection, and
+    /// the device waits for the next one. Cheap (a few atomic loads): call it every loop.
+    pub fn take_memory_fault(&mut self) -> bool {
+        let tables = self
+            .mem
+            .iter()
+            .chain(self.retired.iter().filter_map(|c| c.mem.as_ref()));
+        // Every table, so that each fault is reported once.
+        let hit = tables.fold(false, |hit, m| m.take_fault() | hit);
+        if hit {
+            self.stats.memory_faults += 1;
+            self.disconnect();
+        }
+        hit
     }
 
     /// Drops retired configs nobody else references any more.

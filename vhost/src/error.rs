@@ -69,6 +69,11 @@ pub enum MemoryError {
     Fstat { index: usize, source: io::Error },
     #[error("mmap of region {index} failed: {source}")]
     Mmap { index: usize, source: io::Error },
+    #[error(
+        "region {0} cannot be guarded against its file shrinking (all {max} guard slots in use)",
+        max = crate::guard::MAX_MAPPINGS
+    )]
+    Unguarded(usize),
 }
 
 /// A guest's violation of the split-virtqueue rules (virtio 1.1 §2.6). Any of them marks the
@@ -80,9 +85,12 @@ pub enum VirtqError {
     #[error("descriptor index {index} is out of range for a queue of size {size}")]
     DescIndexOutOfRange { index: u32, size: u16 },
     #[error(
-        "a descriptor chain is longer than the queue size {0} (loop or over-long chain, §2.6.5.3)"
+        "a descriptor chain is longer than {0} descriptors, the queue size or 256 if smaller \
+         (loop or over-long chain, §2.6.5.3)"
     )]
     ChainTooLong(u16),
+    #[error("a descriptor chain contains a zero-length buffer, which can hold no byte")]
+    ZeroLengthBuffer,
     #[error("an indirect table of {0} bytes is empty or not a multiple of 16 (§2.6.5.3.1)")]
     BadIndirectLen(u32),
     #[error("an indirect descriptor also has the NEXT flag (§2.6.5.3.1)")]

@@ -3,6 +3,7 @@
 //!
 //! - [`protocol`]: message framing, SCM_RIGHTS fd passing, feature bits, `#[repr(C)]` payloads.
 //! - [`memory`]: guest memory tables (fstat-checked, mmap'ed) and bounds-checked translation.
+//! - [`guard`]: survives guest memory files that shrink under us (SIGBUS caught per region).
 //! - [`virtqueue`]: split ring accessors, descriptor chain walking (indirect, loop bounds), EVENT_IDX.
 //! - [`net`]: virtio-net header handling, guest TX dequeue, mergeable guest RX enqueue.
 //! - [`queue`]: the PMD handles [`RxQueue`] / [`TxQueue`] and config publication.
@@ -48,6 +49,9 @@
 //!         ControlEvent::Disconnected(e) => eprintln!("vhost: frontend gone: {e}"),
 //!     });
 //!     dev.service(); // now and then: reclaim old memory tables, signal error eventfds
+//!     if dev.take_memory_fault() {
+//!         eprintln!("vhost: the guest memory file shrank; frontend dropped");
+//!     }
 //! }
 //! ```
 //! A device served alone can use the blocking helpers instead: `dev.run(stream, on_error)`,
@@ -71,6 +75,10 @@
 //! The frontend and the guest are untrusted: every message size, region, ring address, index,
 //! chain and length is checked; a guest violation breaks only that queue (see [`VirtqError`],
 //! `take_error()`, metrics `errors`, the vring's error eventfd) until the frontend restarts it.
+//! Work per burst is bounded whatever the guest posts: chains of at most 256 descriptors, no
+//! zero-length buffers, and a burst starts no chain after 1024 descriptors
+//! ([`virtqueue::BURST_DESC_BUDGET`]). A memory file truncated under us faults only its region
+//! ([`guard`]): the frontend is dropped (`take_memory_fault`), the process lives.
 //!
 //! # Not supported (not advertised)
 //! Dirty logging (LOG_ALL, LOG_SHMFD, SET_LOG_BASE), offloads (CSUM/GSO), packed rings,
@@ -78,6 +86,7 @@
 
 pub mod device;
 pub mod error;
+pub mod guard;
 pub mod guestfd;
 pub mod memory;
 pub mod metrics;

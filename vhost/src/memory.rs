@@ -11,11 +11,15 @@
 //! guest-physical space — the copy routines walk region by region. Rings and indirect tables must
 //! lie inside one region (they are accessed through a single host pointer); otherwise they are
 //! rejected.
+//!
+//! Every mapping is registered with [`crate::guard`]: a file that shrinks under us faults that
+//! region (it then reads as zeroes, see [`GuestMemory::faulted`]) instead of killing the process.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::error::MemoryError;
+use crate::guard::{GuardedMapping, MapError};
 use crate::protocol::{MemoryRegion as RegionMsg, MAX_REGIONS};
 
 /// One mapped region. The mapping is owned and unmapped on drop.
@@ -26,8 +30,7 @@ pub struct Region {
     user_addr: u64,
     /// Host address of the region's first byte (mapping base + mmap offset).
     host: *mut u8,
-    map_base: *mut libc::c_void,
-    map_len: usize,
+    map: GuardedMapping,
 }
 
 // SAFETY: the region owns its mapping; the raw pointers are only dereferenced through the
@@ -36,13 +39,6 @@ pub struct Region {
 unsafe impl Send for Region {}
 // SAFETY: as above; the struct itself is immutable.
 unsafe impl Sync for Region {}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: map_base/map_len are exactly what mmap returned and nothing else unmaps them.
-        unsafe { libc::munmap(self.map_base, self.map_len) };
-    }
-}
 
 impl Region {
     pub fn guest_phys(&self) -> u64 {
@@ -123,6 +119,20 @@ impl GuestMemory {
 
     pub fn regions(&self) -> &[Region] {
         &self.regions
+    }
+
+    /// Whether an access to this table faulted (a file shrank under us: SIGBUS caught by
+    /// [`crate::guard`]); its faulted regions now read as zeroes. The frontend must go.
+    pub fn faulted(&self) -> bool {
+        self.regions.iter().any(|r| r.map.faulted())
+    }
+
+    /// Like [`faulted`](Self::faulted), but true only once per faulted region, for reporting.
+    pub fn take_fault(&self) -> bool {
+        // Every region, not just the first hit: each is reported once.
+        self.regions
+            .iter()
+            .fold(false, |hit, r| r.map.take_fault() | hit)
     }
 
     /// Host pointer for the guest-physical range `[gpa, gpa+len)` inside a single region.
@@ -212,31 +222,17 @@ fn map_region(i: usize, r: &RegionMsg, fd: &OwnedFd) -> Result<Region, MemoryErr
         .checked_next_multiple_of(align)
         .and_then(|l| usize::try_from(l).ok())
         .ok_or(MemoryError::RegionOverflow(i))?;
-    // SAFETY: a fresh shared mapping of a file we hold open; no existing memory is affected.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(MemoryError::Mmap {
-            index: i,
-            source: io::Error::last_os_error(),
-        });
-    }
+    let map = GuardedMapping::map_shared(fd.as_fd(), map_len).map_err(|e| match e {
+        MapError::Mmap(source) => MemoryError::Mmap { index: i, source },
+        MapError::Unguarded => MemoryError::Unguarded(i),
+    })?;
     Ok(Region {
         guest_phys: r.guest_phys_addr,
         size: r.memory_size,
         user_addr: r.userspace_addr,
         // SAFETY: mmap_offset < end <= map_len, inside the mapping.
-        host: unsafe { base.cast::<u8>().add(r.mmap_offset as usize) },
-        map_base: base,
-        map_len,
+        host: unsafe { map.base().add(r.mmap_offset as usize) },
+        map,
     })
 }
 

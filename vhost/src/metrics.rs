@@ -38,6 +38,8 @@ pub struct QueueMetrics {
     pub drop_not_ready: Counter,
     /// Guest violations that broke the queue.
     pub errors: Counter,
+    /// Bursts cut short by the per-burst descriptor budget (`virtqueue::BURST_DESC_BUDGET`).
+    pub budget_stops: Counter,
     /// Call eventfd writes (guest interrupts).
     pub notifications: Counter,
     /// Call eventfd writes that failed (EAGAIN: the counter is full, so the guest already has an
@@ -59,6 +61,7 @@ pub struct MetricsSnapshot {
     pub drop_no_buffer: u64,
     pub drop_not_ready: u64,
     pub queue_errors: u64,
+    pub budget_stops: u64,
     pub notifications: u64,
     pub notifications_skipped: u64,
 }
@@ -77,6 +80,7 @@ impl MetricsSnapshot {
         self.drop_no_buffer += m.drop_no_buffer.get();
         self.drop_not_ready += m.drop_not_ready.get();
         self.queue_errors += m.errors.get();
+        self.budget_stops += m.budget_stops.get();
         self.notifications += m.notifications.get();
         self.notifications_skipped += m.notifications_skipped.get();
     }

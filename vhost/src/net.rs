@@ -9,7 +9,7 @@ use crate::error::VirtqError;
 use crate::memory::{read_guest, write_guest, GuestMemory};
 use crate::metrics::QueueMetrics;
 use crate::prefetch;
-use crate::virtqueue::{ChainWalker, Ring, VIRTQ_DESC_F_WRITE};
+use crate::virtqueue::{ChainWalker, Ring, BURST_DESC_BUDGET, VIRTQ_DESC_F_WRITE};
 
 /// Frames per burst, as in DPDK's PMDs: bounds the work between two publication checks.
 pub const MAX_BURST: usize = 32;
@@ -83,11 +83,13 @@ enum TxOutcome {
     Oversize,
 }
 
+/// Copies one TX chain into `dst`; its descriptors are taken off `budget`.
 fn read_tx_chain(
     b: &Burst<'_>,
     st: &mut VqState,
     head: u16,
     dst: &mut [u8],
+    budget: &mut u32,
 ) -> Result<TxOutcome, VirtqError> {
     let mut walker = ChainWalker::new(b.ring, b.mem, head);
     let mut skip = b.hdr_len as u64;
@@ -107,6 +109,9 @@ fn read_tx_chain(
         len -= s;
         skip -= s;
         if len == 0 {
+            if d.len == 0 {
+                return Err(VirtqError::ZeroLengthBuffer);
+            }
             continue;
         }
         let off = total;
@@ -123,6 +128,7 @@ fn read_tx_chain(
         )
         .ok_or(bad)?;
     }
+    *budget = budget.saturating_sub(walker.walked());
     Ok(if skip > 0 || total == 0 {
         TxOutcome::Short
     } else if oversize {
@@ -134,6 +140,8 @@ fn read_tx_chain(
 
 /// Guest TX → `bufs`. Returns (frames written, violation if one stopped the burst). Consumed
 /// chains are written to the used ring with length 0 (the device wrote nothing), not yet published.
+/// Once the burst has walked [`BURST_DESC_BUDGET`] descriptors it takes no further chain: they
+/// stay available for the next burst.
 pub(crate) fn dequeue(
     b: &Burst<'_>,
     st: &mut VqState,
@@ -152,7 +160,12 @@ pub(crate) fn dequeue(
     let mut bytes = 0u64;
     let mut used = UsedShadow::new(st.used_idx);
     let mut err = None;
+    let mut budget = BURST_DESC_BUDGET;
     for _ in 0..n {
+        if budget == 0 {
+            b.metrics.budget_stops.add(1);
+            break;
+        }
         let head = match head_at(b.ring, st.last_avail) {
             Ok(h) => h,
             Err(e) => {
@@ -160,7 +173,7 @@ pub(crate) fn dequeue(
                 break;
             }
         };
-        match read_tx_chain(b, st, head, bufs[out]) {
+        match read_tx_chain(b, st, head, bufs[out], &mut budget) {
             Ok(TxOutcome::Frame(len)) => {
                 lens[out] = len;
                 out += 1;
@@ -319,13 +332,15 @@ impl RxSource<'_> {
     }
 }
 
-/// Fills one RX chain from `src`; returns the bytes written into it.
+/// Fills one RX chain from `src`; returns the bytes written into it. Its descriptors are taken
+/// off `budget`.
 fn write_rx_chain<'f>(
     b: &Burst<'_>,
     st: &mut VqState,
     head: u16,
     src: &mut RxSource<'f>,
     defer: &mut DeferredCopies<'f>,
+    budget: &mut i32,
 ) -> Result<u32, VirtqError> {
     let mut walker = ChainWalker::new(b.ring, b.mem, head);
     let mut written: u32 = 0;
@@ -351,6 +366,9 @@ fn write_rx_chain<'f>(
                 written = whole as u32;
                 break;
             }
+        }
+        if d.len == 0 {
+            return Err(VirtqError::ZeroLengthBuffer);
         }
         let mut room = d.len as usize;
         let mut addr = d.addr;
@@ -381,12 +399,14 @@ fn write_rx_chain<'f>(
             written += n as u32;
         }
     }
+    *budget -= walker.walked() as i32;
     Ok(written)
 }
 
 /// Frames → guest RX. Returns (frames delivered, violation if one stopped the burst). Delivery is
-/// all-or-nothing per frame and in order: the first frame that finds too few guest buffers ends
-/// the burst, and its partially used chains are given back (not consumed).
+/// all-or-nothing per frame and in order: the first frame that finds too few guest buffers, or
+/// needs a chain once the burst has walked [`BURST_DESC_BUDGET`] descriptors, ends the burst, and
+/// its partially used chains are given back (not consumed).
 pub(crate) fn enqueue(
     b: &Burst<'_>,
     st: &mut VqState,
@@ -402,6 +422,8 @@ pub(crate) fn enqueue(
     let mut bytes = 0u64;
     let mut used = UsedShadow::new(st.used_idx);
     let mut defer = DeferredCopies::new();
+    // Signed: a chain's descriptors are taken off with one subtraction, and it may overdraw.
+    let mut budget = BURST_DESC_BUDGET as i32;
     'frames: for frame in &frames[..attempted] {
         // Only the ring positions need restoring if the frame does not fit (the translation
         // hint is a cache); saving two u16s, not the whole state, keeps this in registers.
@@ -420,14 +442,21 @@ pub(crate) fn enqueue(
         }
         let mut nbufs: u16 = 0;
         loop {
-            if left == 0 {
+            if left == 0 || budget <= 0 {
+                if budget <= 0 {
+                    b.metrics.budget_stops.add(1);
+                }
                 (st.last_avail, st.used_idx) = saved;
                 used.rewind(st.used_idx);
                 left = saved_left;
                 break 'frames;
             }
-            let res = head_at(b.ring, st.last_avail)
-                .and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src, &mut defer)?)));
+            let res = head_at(b.ring, st.last_avail).and_then(|h| {
+                Ok((
+                    h,
+                    write_rx_chain(b, st, h, &mut src, &mut defer, &mut budget)?,
+                ))
+            });
             let (head, wrote) = match res {
                 Ok(x) => x,
                 Err(e) => {

@@ -63,6 +63,8 @@ pub struct Ring {
     avail: *mut u8,
     used: *mut u8,
     size: u16,
+    /// The longest chain accepted: `min(size, MAX_CHAIN_DESCS)`.
+    chain_max: u16,
 }
 
 impl Ring {
@@ -85,12 +87,19 @@ impl Ring {
             avail: a,
             used: u,
             size,
+            chain_max: size.min(MAX_CHAIN_DESCS),
         })
     }
 
     #[inline]
     pub fn size(&self) -> u16 {
         self.size
+    }
+
+    /// The longest descriptor chain accepted on this ring: `min(size, MAX_CHAIN_DESCS)`.
+    #[inline]
+    pub fn chain_max(&self) -> u16 {
+        self.chain_max
     }
 
     #[inline]
@@ -192,15 +201,42 @@ pub fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
+/// The longest descriptor chain accepted, indirect head and table included (the queue size, if
+/// smaller, bounds it too); a longer one is a violation. rte_vhost, which OVS-DPDK guests are used
+/// to, gives up on chains of more than 256 buffers (BUF_VECTOR_MAX), Linux's vhost on more than
+/// 1024 (UIO_MAXIOV); virtio-net drivers stay far below: a Linux guest's chain is at most
+/// MAX_SKB_FRAGS + 2 buffers (19 by default, 47 at most) plus an indirect head, DPDK's one per
+/// mbuf segment plus the header.
+pub const MAX_CHAIN_DESCS: u16 = 256;
+
+/// Descriptors one burst may walk on one queue before it starts no further chain, whatever the
+/// guest posts: indirect heads, table entries and every buffer of chains given back (a frame
+/// that did not fit) included. As a chain is at most [`MAX_CHAIN_DESCS`] long, a burst walks
+/// fewer than `BURST_DESC_BUDGET + MAX_CHAIN_DESCS` = 1280 descriptors: one guest's queue costs
+/// its PMD core a bounded slice per burst. A burst that reaches the budget ends there (guest TX:
+/// the next chain stays available for the next burst, which always completes at least one;
+/// guest RX: the frame being placed and the rest of the burst are not delivered).
+///
+/// 32 per frame of a full burst of [`crate::net::MAX_BURST`], and legitimate traffic stays well
+/// below it: a full burst of a Linux guest's longest TX chains (an indirect head and 19 buffers)
+/// walks 640; of 2 KiB frames (the largest this switch carries) into a Linux guest's smallest
+/// mergeable RX buffers (~128 bytes, after a run of small frames) 544; DPDK's virtio-user uses one
+/// or two descriptors per frame.
+pub const BURST_DESC_BUDGET: u32 = 1024;
+
 /// Walks one descriptor chain, through at most one indirect table, checking every index, flag and
-/// length the guest controls. The total number of descriptors visited is bounded by the queue size
-/// (§2.6.5.3: "A driver MUST NOT create a descriptor chain longer than the Queue Size"), which also
-/// terminates loops.
+/// length the guest controls. The descriptors visited are bounded by the ring's chain limit
+/// (`min(queue size, MAX_CHAIN_DESCS)`; §2.6.5.3: "A driver MUST NOT create a descriptor chain
+/// longer than the Queue Size"), which also terminates loops. A buffer of length 0 can hold no
+/// byte of a frame: it is a violation, so that every descriptor walked moves at least one byte;
+/// the callers in `net` check it where a buffer turns out to hold less than they need (off the
+/// one-buffer-per-frame fast path).
 pub struct ChainWalker<'a> {
     ring: &'a Ring,
     mem: &'a GuestMemory,
     next: Option<u16>,
-    ttl: u16,
+    /// Descriptors visited so far (what the walk costs the burst's budget).
+    walked: u16,
     /// (table host pointer, entries, next entry)
     indirect: Option<(*const u8, u32, Option<u16>)>,
 }
@@ -211,17 +247,23 @@ impl<'a> ChainWalker<'a> {
             ring,
             mem,
             next: Some(head),
-            ttl: ring.size,
+            walked: 0,
             indirect: None,
         }
     }
 
+    /// Descriptors visited so far (what the walk costs the burst's budget).
+    #[inline]
+    pub fn walked(&self) -> u32 {
+        u32::from(self.walked)
+    }
+
     #[inline]
     fn spend(&mut self) -> Result<(), VirtqError> {
-        self.ttl = self
-            .ttl
-            .checked_sub(1)
-            .ok_or(VirtqError::ChainTooLong(self.ring.size))?;
+        if self.walked >= self.ring.chain_max {
+            return Err(VirtqError::ChainTooLong(self.ring.chain_max));
+        }
+        self.walked += 1;
         Ok(())
     }
 
@@ -261,8 +303,8 @@ impl<'a> ChainWalker<'a> {
                 return Err(VirtqError::BadIndirectLen(d.len));
             }
             let count = d.len / 16;
-            if count > u32::from(self.ttl) {
-                return Err(VirtqError::ChainTooLong(self.ring.size));
+            if count > u32::from(self.ring.chain_max - self.walked) {
+                return Err(VirtqError::ChainTooLong(self.ring.chain_max));
             }
             let table = self.mem.gpa_to_host(d.addr, u64::from(d.len), hint).ok_or(
                 VirtqError::IndirectOutOfMemory {

@@ -16,6 +16,7 @@ const HDR: usize = 12;
 
 struct H {
     g: MockGuest,
+    qsz: u16,
     vr: MockVring,
     mem: Arc<GuestMemory>,
     shared: Arc<QueueShared>,
@@ -27,13 +28,19 @@ struct H {
 
 impl H {
     fn new(mrg: bool, event_idx: bool) -> H {
-        let g = MockGuest::new(1 << 20);
-        let vr = MockVring::new(&g, g.gpa_base, QSZ);
+        H::sized(QSZ, 1 << 20, mrg, event_idx)
+    }
+
+    /// A queue of `qsz` entries in `ram` bytes of guest memory, data after the ring.
+    fn sized(qsz: u16, ram: u64, mrg: bool, event_idx: bool) -> H {
+        let g = MockGuest::new(ram);
+        let vr = MockVring::new(&g, g.gpa_base, qsz);
         let mem = Arc::new(g.memory());
         let shared = Arc::new(QueueShared::new(0));
-        let data = g.gpa_base + 0x10000;
+        let data = g.gpa_base + vr.footprint().next_multiple_of(0x10000);
         let mut h = H {
             g,
+            qsz,
             vr,
             mem,
             shared,
@@ -48,7 +55,7 @@ impl H {
     fn publish(&mut self, start_id: u64, mrg: bool, event_idx: bool) {
         let ring = Ring::new(
             &self.mem,
-            QSZ,
+            self.qsz,
             self.g.uva(self.vr.desc),
             self.g.uva(self.vr.avail),
             self.g.uva(self.vr.used),
@@ -576,4 +583,224 @@ fn not_ready_queue_moves_nothing() {
     let mut tx = h.tx();
     assert_eq!(tx.enqueue_burst(&[&frame(60, 1)]), 0);
     assert_eq!(tx.metrics().drop_not_ready.get(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zero-length buffers and the per-burst descriptor budget
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn zero_length_buffers_break_the_queue() {
+    // Guest TX: a zero-length buffer after the header.
+    let (e, ..) = broken_by(|h| {
+        let a = h.buf(&[0; HDR]);
+        let b = h.space(60);
+        h.vr.add_chain(
+            &h.g,
+            &[(a, HDR as u32, false), (a, 0, false), (b, 60, false)],
+        );
+    });
+    assert_eq!(e, VirtqError::ZeroLengthBuffer);
+    // Guest TX: inside an indirect table.
+    let (e, ..) = broken_by(|h| {
+        let a = h.buf(&[0; HDR + 60]);
+        let table = h.space(32);
+        h.vr.add_indirect(&h.g, table, &[(a, 0, false), (a, HDR as u32 + 60, false)]);
+    });
+    assert_eq!(e, VirtqError::ZeroLengthBuffer);
+    // Guest RX, mergeable: the attack of issue 10 in small. Every head is the same chain of
+    // QSZ zero-length buffers; the first buffer breaks the queue, nothing is written or used.
+    let mut h = H::new(true, false);
+    for i in 0..QSZ {
+        let last = i + 1 == QSZ;
+        h.vr.set_desc(
+            &h.g,
+            i,
+            Desc {
+                addr: h.data,
+                len: 0,
+                flags: VIRTQ_DESC_F_WRITE | if last { 0 } else { VIRTQ_DESC_F_NEXT },
+                next: i + 1,
+            },
+        );
+    }
+    for _ in 0..QSZ {
+        h.vr.push_avail(&h.g, 0);
+    }
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&frame(60, 1)]), 0);
+    assert_eq!(tx.take_error(), Some(VirtqError::ZeroLengthBuffer));
+    assert_eq!(tx.metrics().errors.get(), 1);
+    assert_eq!(h.vr.used_idx(&h.g), 0);
+    assert!(h.shared.is_broken());
+}
+
+/// A TX chain of `bufs` one-byte descriptors carrying a header and a frame of `bufs - HDR` bytes.
+fn one_byte_tx_chain(h: &mut H, seed: u8, bufs: usize) -> Vec<u8> {
+    let f = frame(bufs - HDR, seed);
+    let mut all = vec![0u8; HDR];
+    all.extend_from_slice(&f);
+    let chain: Vec<(u64, u32, bool)> = all.iter().map(|&b| (h.buf(&[b]), 1, false)).collect();
+    h.vr.add_chain(&h.g, &chain);
+    f
+}
+
+#[test]
+fn tx_bursts_stop_at_the_descriptor_budget_and_resume() {
+    use crate::virtqueue::BURST_DESC_BUDGET;
+    let mut h = H::sized(4096, 4 << 20, true, false);
+    // 200-descriptor chains: a burst starts chains until it has walked 1024 descriptors, so it
+    // takes six (1200) and leaves the rest for the next bursts.
+    let sent: Vec<Vec<u8>> = (0..16).map(|k| one_byte_tx_chain(&mut h, k, 200)).collect();
+    let mut rx = h.rx();
+    let per_burst = BURST_DESC_BUDGET.div_ceil(200) as usize;
+    assert_eq!(per_burst, 6);
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    while got.len() < sent.len() {
+        let b = dequeue(&mut rx, 32);
+        assert!(!b.is_empty(), "every burst makes progress");
+        sizes.push(b.len());
+        got.extend(b);
+    }
+    assert_eq!(got, sent, "every frame intact, in order");
+    assert_eq!(sizes, vec![6, 6, 4]);
+    assert_eq!(rx.metrics().budget_stops.get(), 2);
+    assert_eq!(rx.error(), None, "the budget is no violation");
+    assert_eq!(h.vr.used_idx(&h.g), 16);
+}
+
+#[test]
+fn tx_indirect_entries_count_against_the_budget() {
+    let mut h = H::sized(4096, 4 << 20, true, false);
+    // Each chain is an indirect head and a 200-entry table, 201 descriptors: after five (1005)
+    // the budget is not spent, the sixth starts (1206), the seventh waits.
+    let mut sent = Vec::new();
+    for k in 0..8u8 {
+        let f = frame(200 - HDR, k);
+        let mut all = vec![0u8; HDR];
+        all.extend_from_slice(&f);
+        let bufs: Vec<(u64, u32, bool)> = all.iter().map(|&b| (h.buf(&[b]), 1, false)).collect();
+        let table = h.space(16 * 200);
+        h.vr.add_indirect(&h.g, table, &bufs);
+        sent.push(f);
+    }
+    let mut rx = h.rx();
+    let first = dequeue(&mut rx, 32);
+    assert_eq!(first.len(), 6);
+    assert_eq!(rx.metrics().budget_stops.get(), 1);
+    let second = dequeue(&mut rx, 32);
+    assert_eq!([first, second].concat(), sent);
+}
+
+#[test]
+fn chains_longer_than_256_descriptors_are_violations() {
+    // Exactly the limit is fine, also as the last chain a burst starts (1000 walked before it).
+    let mut h = H::sized(4096, 8 << 20, true, false);
+    let mut sent: Vec<Vec<u8>> = (0..5).map(|k| one_byte_tx_chain(&mut h, k, 200)).collect();
+    sent.push(one_byte_tx_chain(&mut h, 9, 256));
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 32), sent, "one burst, 1256 descriptors");
+    assert_eq!(rx.error(), None);
+    // One more is a violation: the queue is larger, but no guest needs such chains.
+    one_byte_tx_chain(&mut h, 3, 257);
+    assert!(dequeue(&mut rx, 32).is_empty());
+    assert_eq!(rx.take_error(), Some(VirtqError::ChainTooLong(256)));
+    // (A smaller queue's size stays the limit: `descriptor_loop_is_bounded`,
+    // `bad_buffers_and_lengths`.)
+}
+
+/// Posts `n` guest RX chains of one `len`-byte buffer each.
+fn post_rx_buffers(h: &mut H, n: usize, len: u32) -> Vec<u64> {
+    (0..n)
+        .map(|_| {
+            let a = h.space(len);
+            h.vr.add_chain(&h.g, &[(a, len, true)]);
+            a
+        })
+        .collect()
+}
+
+#[test]
+fn rx_frames_that_would_exceed_the_budget_are_not_delivered() {
+    let mut h = H::sized(8192, 8 << 20, true, false);
+    // One-byte mergeable buffers: a 1500-byte frame needs 1512 of them, more than a burst may
+    // walk. It is given back (no buffer consumed), counted, and the queue is not broken.
+    post_rx_buffers(&mut h, 8000, 1);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&frame(1500, 1), &frame(20, 2)]), 0);
+    assert_eq!(h.vr.used_idx(&h.g), 0, "nothing consumed");
+    assert_eq!(tx.metrics().budget_stops.get(), 1);
+    assert_eq!(tx.metrics().drop_no_buffer.get(), 2);
+    assert_eq!(tx.error(), None);
+    // 52-byte frames take 64 buffers each: 16 of a burst fit the budget, the rest do not.
+    let f = frame(52, 3);
+    let frames: Vec<&[u8]> = (0..32).map(|_| &f[..]).collect();
+    assert_eq!(tx.enqueue_burst(&frames), 16);
+    assert_eq!(h.vr.used_idx(&h.g), 16 * 64);
+    assert_eq!(tx.metrics().budget_stops.get(), 2);
+    // The next burst goes on from there.
+    assert_eq!(tx.enqueue_burst(&frames[..4]), 4);
+    assert_eq!(h.vr.used_idx(&h.g), 20 * 64);
+}
+
+#[test]
+fn legitimate_full_bursts_stay_within_the_budget() {
+    // Guest RX: a Linux guest's smallest mergeable buffers (~128 bytes, after a run of small
+    // frames) and a burst of 32 frames of 2 KiB, the largest this switch forwards.
+    let mut h = H::sized(1024, 8 << 20, true, false);
+    post_rx_buffers(&mut h, 1024, 128);
+    let big = frame(2048, 5);
+    let frames: Vec<&[u8]> = (0..32).map(|_| &big[..]).collect();
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&frames), 32);
+    assert_eq!(tx.metrics().budget_stops.get(), 0);
+
+    // Guest TX: 32 chains of a Linux guest's longest shape, an indirect head and a table of
+    // MAX_SKB_FRAGS + 2 = 19 buffers.
+    let mut h = H::sized(1024, 8 << 20, true, false);
+    let mut sent = Vec::new();
+    for k in 0..32u8 {
+        let f = frame(18 * 80, k);
+        let mut bufs = vec![(h.buf(&[0; HDR]), HDR as u32, false)];
+        for c in f.chunks(80) {
+            bufs.push((h.buf(c), c.len() as u32, false));
+        }
+        assert_eq!(bufs.len(), 19);
+        let table = h.space(16 * 19);
+        h.vr.add_indirect(&h.g, table, &bufs);
+        sent.push(f);
+    }
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 32), sent);
+    assert_eq!(rx.metrics().budget_stops.get(), 0);
+}
+
+#[test]
+fn faulted_memory_stops_the_queue_without_blaming_the_guest() {
+    use std::os::fd::AsRawFd;
+    let mut h = H::new(true, false);
+    let mut rx = h.rx();
+    let f = frame(60, 1);
+    let mut one = vec![0; HDR];
+    one.extend_from_slice(&f);
+    let a = h.buf(&one);
+    h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    assert_eq!(dequeue(&mut rx, 4), vec![f]);
+    // One more chain, then the frontend truncates its memory file: the backend's next access
+    // faults, the guard swaps zero pages in, and the ring reads as garbage (avail idx 0, behind
+    // our position). The mock guest's own mapping of the file is not touched after this.
+    h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    // SAFETY: ftruncate on the mock guest's memfd.
+    assert_eq!(unsafe { libc::ftruncate(h.g.fd().as_raw_fd(), 0) }, 0);
+    assert!(dequeue(&mut rx, 4).is_empty());
+    assert!(h.mem.faulted());
+    assert!(!rx.sync(), "the queue stops");
+    assert_eq!(
+        rx.metrics().errors.get(),
+        0,
+        "not counted as a guest violation"
+    );
+    assert!(!h.shared.is_broken());
+    assert_eq!(rx.take_error(), None, "nothing for the ring's error log");
 }
