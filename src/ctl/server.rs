@@ -201,7 +201,7 @@ impl CtlServer {
         check_parent(&dirfd, &dir)?;
         let stale = match fstatat(&dirfd, &name) {
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => {
-                if UnixStream::connect(path).is_ok() {
+                if socket_is_live(path) {
                     bail!(
                         "control socket {} is in use by another running switch",
                         path.display()
@@ -512,6 +512,15 @@ fn read_line(c: &mut Conn, max: usize) -> Result<Option<Vec<u8>>, ReadEnd> {
     Ok(None)
 }
 
+/// Whether a process listens on the unix socket `path`. The probe never waits: a listener whose
+/// backlog is full counts as live instead of stalling the caller (the control thread).
+pub(crate) fn socket_is_live(path: &Path) -> bool {
+    match vhost::try_connect(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() == ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::EINPROGRESS),
+    }
+}
+
 /// Orders the umask changes of binds within this process.
 static UMASK_LOCK: Mutex<()> = Mutex::new(());
 
@@ -778,6 +787,35 @@ mod tests {
         let e = CtlServer::bind(&p, None).err().expect("in use");
         assert!(format!("{e:#}").contains("in use"), "{e:#}");
         drop(srv);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_listener_with_a_full_backlog_is_live_and_the_probe_does_not_wait() {
+        let d = dir("backlog");
+        let p = d.join("s.sock");
+        assert!(!socket_is_live(&p), "nothing there");
+        let l = UnixListener::bind(&p).unwrap();
+        assert!(socket_is_live(&p));
+        // Fill the backlog (nobody accepts): the next connect would block.
+        let mut held = Vec::new();
+        let full = loop {
+            match vhost::try_connect(&p) {
+                Ok(s) => held.push(s),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                Err(e) => panic!("{e}"),
+            }
+            if held.len() > 100_000 {
+                break false;
+            }
+        };
+        assert!(full, "the backlog never filled");
+        assert!(socket_is_live(&p), "a full backlog is live");
+        let e = CtlServer::bind(&p, None).err().expect("in use");
+        assert!(format!("{e:#}").contains("in use"), "{e:#}");
+        drop(held);
+        drop(l);
+        assert!(!socket_is_live(&p), "stale: nobody listens");
         let _ = std::fs::remove_dir_all(&d);
     }
 
