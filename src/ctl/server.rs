@@ -61,6 +61,8 @@ pub struct ServerStats {
     pub oversize_requests: u64,
     pub malformed_requests: u64,
     pub oversize_replies: u64,
+    /// Accepts that failed (out of fds, ...); each pauses accepting for [`ACCEPT_PAUSE`].
+    pub accept_errors: u64,
 }
 
 /// `--ctl-group`: a group whose members may use the control socket (mode 0660).
@@ -153,6 +155,9 @@ enum Step {
 const READ_BUDGET: usize = 256 * 1024;
 /// New connections taken per step; the rest wait in the listen backlog.
 const ACCEPT_BUDGET: usize = 64;
+/// How long the listener is left alone after an accept failed: out of fds, it stays readable
+/// and would spin the loop.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 pub struct CtlServer {
     listener: UnixListener,
@@ -162,6 +167,8 @@ pub struct CtlServer {
     conns: Vec<Conn>,
     limits: Limits,
     stats: ServerStats,
+    /// After a failed accept: the listener is neither polled nor accepted on until then.
+    accept_paused_until: Option<Instant>,
 }
 
 impl CtlServer {
@@ -288,6 +295,7 @@ impl CtlServer {
                 conns: Vec::new(),
                 limits,
                 stats: ServerStats::default(),
+                accept_paused_until: None,
             })
         })();
         // SAFETY: valid directory fds and NUL-terminated names; failures (already moved,
@@ -301,12 +309,14 @@ impl CtlServer {
 
     /// The fds the loop's poll must watch: the listener (readable), each connection (readable
     /// while it reads its request, writable while it writes its reply).
-    pub fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
-        out.push(libc::pollfd {
-            fd: self.listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+    pub(crate) fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
+        if !self.accept_paused(Instant::now()) {
+            out.push(libc::pollfd {
+                fd: self.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         for c in &self.conns {
             out.push(libc::pollfd {
                 fd: c.stream.as_raw_fd(),
@@ -320,8 +330,13 @@ impl CtlServer {
     }
 
     /// The earliest connection deadline: the loop must wake by then.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.iter().map(|c| c.deadline).min()
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let conns = self.conns.iter().map(|c| c.deadline);
+        conns.chain(self.accept_paused_until).min()
+    }
+
+    fn accept_paused(&self, now: Instant) -> bool {
+        self.accept_paused_until.is_some_and(|t| now < t)
     }
 
     /// Accepts what is waiting, advances every connection, answers each complete request with
@@ -347,9 +362,22 @@ impl CtlServer {
     }
 
     fn accept(&mut self, now: Instant) {
+        if self.accept_paused(now) {
+            return;
+        }
+        self.accept_paused_until = None;
         for _ in 0..ACCEPT_BUDGET {
-            let Ok((stream, _)) = self.listener.accept() else {
-                return;
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // That connection is gone, or a signal came: the next one may be fine.
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+                Err(_) => {
+                    self.stats.accept_errors += 1;
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
             };
             self.stats.connections += 1;
             if stream.set_nonblocking(true).is_err() {
@@ -816,6 +844,84 @@ mod tests {
         drop(held);
         drop(l);
         assert!(!socket_is_live(&p), "stale: nobody listens");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Run by `out_of_fds_accept_pauses_instead_of_spinning` in its own process (it exhausts
+    /// the process's fds): prints the counts the parent checks.
+    #[test]
+    #[ignore = "a helper process for another test"]
+    fn out_of_fds_helper() {
+        let Some(d) = std::env::var_os("TSN_EMFILE_TEST_DIR") else {
+            return;
+        };
+        let p = PathBuf::from(d).join("ctl.sock");
+        let mut srv = CtlServer::bind_with(&p, None, limits()).unwrap();
+        let mut c = UnixStream::connect(&p).unwrap();
+        c.write_all(b"\"stats\"\n").unwrap();
+        // Use up every fd.
+        let lim = libc::rlimit {
+            rlim_cur: 256,
+            rlim_max: 256,
+        };
+        // SAFETY: a valid rlimit; this process only.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        let mut fill = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            fill.push(f);
+        }
+        let start = Instant::now();
+        let mut polls = 0u64;
+        let mut listener_polled = 0u64;
+        while start.elapsed() < Duration::from_millis(500) {
+            srv.poll(|_, _| panic!("no request can be accepted without fds"));
+            let mut fds = Vec::new();
+            srv.pollfds(&mut fds);
+            if fds.iter().any(|f| f.fd == srv.listener.as_raw_fd()) {
+                listener_polled += 1;
+            }
+            polls += 1;
+        }
+        let errors = srv.stats.accept_errors;
+        drop(fill);
+        serve_until(&mut srv, |s| s.stats.requests == 1 && s.conns.is_empty());
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        println!("errors={errors} polls={polls} listener_polled={listener_polled} reply={out}");
+    }
+
+    #[test]
+    fn out_of_fds_accept_pauses_instead_of_spinning() {
+        let d = dir("emfile");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "ctl::server::tests::out_of_fds_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TSN_EMFILE_TEST_DIR", &d)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let num = |k: &str| -> u64 {
+            let v = text.split(&format!("{k}=")).nth(1).expect(k);
+            v.split(' ').next().unwrap().parse().unwrap()
+        };
+        // 500 ms out of fds: an error every 100 ms or so, not one per loop.
+        let errors = num("errors");
+        assert!((1..=10).contains(&errors), "{text}");
+        assert!(num("listener_polled") <= errors + 1, "{text}");
+        assert!(
+            text.contains("reply={\"ok\":{\"echo\":\"stats\"}}"),
+            "served once fds were back: {text}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
