@@ -407,10 +407,13 @@ impl CtlServer {
         }
     }
 
-    /// Closes the connection idle longest, if one has been idle for the grace time.
+    /// Closes the connection idle longest, if one still reading its request has been idle for
+    /// the grace time. One writing its reply is never evicted: an error line after part of a
+    /// reply would garble it; its deadline bounds it.
     fn evict_idle(&mut self, now: Instant) -> bool {
         let grace = self.limits.idle_grace;
         let Some(i) = (0..self.conns.len())
+            .filter(|&i| matches!(self.conns[i].phase, Phase::Reading))
             .filter(|&i| now.saturating_duration_since(self.conns[i].last_progress) >= grace)
             .min_by_key(|&i| self.conns[i].last_progress)
         else {
@@ -1010,6 +1013,52 @@ mod tests {
             matches!((&younger).read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock),
             "the younger one is still open"
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_connection_writing_its_reply_is_never_evicted() {
+        let d = dir("evict-writing");
+        let p = d.join("ctl.sock");
+        let l = Limits {
+            max_connections: 1,
+            idle_grace: Duration::from_millis(100),
+            deadline: Duration::from_secs(30),
+            ..limits()
+        };
+        let mut srv = CtlServer::bind_with(&p, None, l).unwrap();
+        let big = "x".repeat(900 * 1024);
+        let mut slow = UnixStream::connect(&p).unwrap();
+        slow.write_all(b"\"stats\"\n").unwrap();
+        // Answered with more than the socket takes at once; the client reads nothing yet.
+        let end = Instant::now() + Duration::from_secs(20);
+        while srv.stats.requests == 0 {
+            assert!(Instant::now() < end, "request not read");
+            srv.poll(|req, _| Reply::Ok(serde_json::json!({ "echo": req, "pad": big })));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for _ in 0..3 {
+            srv.poll(|_, _| panic!("one request only"));
+        }
+        assert!(matches!(srv.conns[0].phase, Phase::Writing));
+        std::thread::sleep(Duration::from_millis(150));
+        let mut other = UnixStream::connect(&p).unwrap();
+        serve_until(&mut srv, |s| s.stats.connections_refused == 1);
+        let mut out = String::new();
+        other.read_to_string(&mut out).unwrap();
+        assert!(out.contains("too many control connections"), "{out}");
+        assert_eq!(srv.stats.connections_evicted, 0);
+        // The slow one gets its whole reply, nothing after it.
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            slow.read_to_string(&mut out).unwrap();
+            out
+        });
+        serve_until(&mut srv, |s| s.conns.is_empty());
+        let out = reader.join().unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).expect("one whole reply");
+        assert_eq!(v["ok"]["echo"], "stats");
+        assert!(v["ok"]["pad"].as_str().unwrap().len() == big.len());
         let _ = std::fs::remove_dir_all(&d);
     }
 
