@@ -74,7 +74,7 @@ fn read_gcl(file: &Path) -> Result<String> {
 }
 
 /// Sends one request and reads the reply.
-pub fn send(path: &Path, req: &Request) -> Result<Reply> {
+pub(crate) fn send(path: &Path, req: &Request) -> Result<Reply> {
     let mut line = serde_json::to_vec(req)?;
     if line.len() >= MAX_REQUEST {
         bail!(

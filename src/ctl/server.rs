@@ -20,18 +20,18 @@ use std::time::{Duration, Instant};
 
 /// Bounds on what clients may cost.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Open connections; one more takes an idle one's slot, or gets a one-line error and is
     /// closed at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection that moved no byte for this long may be closed to make room.
-    pub idle_grace: Duration,
+    pub(crate) idle_grace: Duration,
     /// From accept to the reply's last byte.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// Longest request line.
-    pub max_request: usize,
+    pub(crate) max_request: usize,
     /// Largest reply; a larger one is replaced by an error.
-    pub max_reply: usize,
+    pub(crate) max_reply: usize,
 }
 
 impl Default for Limits {
@@ -48,21 +48,21 @@ impl Default for Limits {
 
 /// What the server has refused or cut off, for `ctl stats`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ServerStats {
-    pub connections: u64,
-    pub open: usize,
-    pub requests: u64,
+pub(crate) struct ServerStats {
+    pub(crate) connections: u64,
+    pub(crate) open: usize,
+    pub(crate) requests: u64,
     /// Refused because [`Limits::max_connections`] were open and none was idle.
-    pub connections_refused: u64,
+    pub(crate) connections_refused: u64,
     /// Idle connections closed to make room for a new one.
-    pub connections_evicted: u64,
+    pub(crate) connections_evicted: u64,
     /// Closed at their deadline (request not complete, or reply not taken).
-    pub timeouts: u64,
-    pub oversize_requests: u64,
-    pub malformed_requests: u64,
-    pub oversize_replies: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) oversize_requests: u64,
+    pub(crate) malformed_requests: u64,
+    pub(crate) oversize_replies: u64,
     /// Accepts that failed (out of fds, ...); each pauses accepting for [`ACCEPT_PAUSE`].
-    pub accept_errors: u64,
+    pub(crate) accept_errors: u64,
 }
 
 /// `--ctl-group`: a group whose members may use the control socket (mode 0660).
@@ -159,7 +159,7 @@ const ACCEPT_BUDGET: usize = 64;
 /// and would spin the loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-pub struct CtlServer {
+pub(crate) struct CtlServer {
     listener: UnixListener,
     path: PathBuf,
     /// The socket file we made (device, inode): only that one is removed at exit.
@@ -341,7 +341,7 @@ impl CtlServer {
 
     /// Accepts what is waiting, advances every connection, answers each complete request with
     /// `handle`, and closes connections that are done or past their deadline. Never blocks.
-    pub fn poll(&mut self, mut handle: impl FnMut(Request, &ServerStats) -> Reply) {
+    pub(crate) fn poll(&mut self, mut handle: impl FnMut(Request, &ServerStats) -> Reply) {
         let now = Instant::now();
         self.accept(now);
         let mut i = 0;
