@@ -210,7 +210,14 @@ impl ControlLoop {
                     i.fd,
                     if i.read { libc::POLLIN } else { 0 } | if i.write { libc::POLLOUT } else { 0 },
                 ),
-                (None, Some(l)) => (l.listener().as_raw_fd(), libc::POLLIN),
+                // After a failed accept the listener is left alone until the pause ends.
+                (None, Some(l)) => match v.accept_paused_until {
+                    Some(t) if now < t => {
+                        timeout = timeout.min(t - now);
+                        continue;
+                    }
+                    _ => (l.listener().as_raw_fd(), libc::POLLIN),
+                },
                 (None, None) => continue,
             };
             // A connection that wants nothing now (input full behind a pending reply) is not

@@ -18,6 +18,11 @@ pub(super) struct VhostCtl {
     pub(super) last_try: Option<Instant>,
     /// Vrings whose breakage has been logged (one error log per episode).
     pub(super) broken_logged: Vec<bool>,
+    /// After a failed accept (out of fds, ...): the listener is left alone until then, as it
+    /// stays readable and would spin the loop.
+    pub(super) accept_paused_until: Option<Instant>,
+    /// An accept failure was logged and no accept has worked since (one log per episode).
+    pub(super) accept_failing: bool,
 }
 
 pub(super) enum Backend {
@@ -148,6 +153,8 @@ pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Resu
                     listener,
                     last_try: None,
                     broken_logged: vec![false; nvrings],
+                    accept_paused_until: None,
+                    accept_failing: false,
                 })),
                 link: (false, 0),
                 gate: None,

@@ -8,7 +8,6 @@ use crate::config::{self, PortKind, PortSpec};
 use crate::forward::MAX_PORTS;
 use anyhow::{bail, Result};
 use serde_json::json;
-use std::path::Path;
 
 impl ControlLoop {
     /// `ctl port add SPEC`: opens the port as start-up does, gives its rx queues to the least
@@ -137,7 +136,7 @@ impl ControlLoop {
                         q.spec.name
                     );
                 }
-                if !*client && socket_is_live(path) {
+                if !*client && crate::ctl::server::socket_is_live(path) {
                     bail!(
                         "port '{name}': socket {} is in use (something listens on it)",
                         path.display()
@@ -169,43 +168,4 @@ impl ControlLoop {
             .min_by_key(|&l| load(l))
             .expect("at least one PMD core")
     }
-}
-
-/// Whether a process listens on the unix socket `path`. The probe connection is non-blocking,
-/// so a listener with a full backlog cannot stall the control thread (it counts as live).
-fn socket_is_live(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: an all-zero sockaddr_un is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if bytes.len() >= addr.sun_path.len() {
-        return false; // cannot be bound either: the bind reports it
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: plain socket creation; the fd is closed below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: addr is a valid sockaddr_un of the size given; fd is our socket.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&addr as *const libc::sockaddr_un).cast(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-        )
-    };
-    let err = std::io::Error::last_os_error().raw_os_error();
-    // SAFETY: fd is ours and closed once.
-    unsafe { libc::close(fd) };
-    rc == 0 || matches!(err, Some(libc::EAGAIN) | Some(libc::EINPROGRESS))
 }

@@ -1,7 +1,11 @@
 //! The control side of vhost-user ports: accepting or (re)connecting frontends, serving their
 //! messages, reporting broken queues.
 use super::ports::VhostCtl;
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
+
+/// How long a listener is left alone after an accept failed.
+pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// The control side of one vhost-user port: accept or (re)connect, serve the connection without
 /// waiting on it (the device reads what arrived, handles complete messages, writes replies as
@@ -10,7 +14,30 @@ use std::time::{Duration, Instant};
 pub(super) fn serve_vhost(name: &str, v: &mut VhostCtl, housekeeping: bool) {
     if !v.dev.is_connected() {
         let stream = match &v.listener {
-            Some(l) => l.accept().ok(),
+            Some(_) if v.accept_paused_until.is_some_and(|t| Instant::now() < t) => None,
+            Some(l) => match l.accept() {
+                Ok(s) => {
+                    v.accept_failing = false;
+                    Some(s)
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    v.accept_failing = false;
+                    None
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => None,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => None,
+                Err(e) => {
+                    if !v.accept_failing {
+                        tracing::warn!(
+                            port = name, socket = %v.path.display(), error = %e,
+                            "cannot accept vhost-user frontends: retrying every 100 ms"
+                        );
+                        v.accept_failing = true;
+                    }
+                    v.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    None
+                }
+            },
             None if housekeeping
                 && v.last_try
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) =>

@@ -74,7 +74,7 @@ fn read_gcl(file: &Path) -> Result<String> {
 }
 
 /// Sends one request and reads the reply.
-pub fn send(path: &Path, req: &Request) -> Result<Reply> {
+pub(crate) fn send(path: &Path, req: &Request) -> Result<Reply> {
     let mut line = serde_json::to_vec(req)?;
     if line.len() >= MAX_REQUEST {
         bail!(
@@ -85,6 +85,7 @@ pub fn send(path: &Path, req: &Request) -> Result<Reply> {
     line.push(b'\n');
     let mut s = UnixStream::connect(path)
         .with_context(|| format!("cannot reach the switch at {}", path.display()))?;
+    check_peer(&s, path)?;
     s.set_read_timeout(Some(TIMEOUT))?;
     s.set_write_timeout(Some(TIMEOUT))?;
     s.write_all(&line)
@@ -93,6 +94,41 @@ pub fn send(path: &Path, req: &Request) -> Result<Reply> {
     s.read_to_string(&mut out)
         .with_context(|| format!("no reply from {}", path.display()))?;
     serde_json::from_str(out.trim()).context("malformed reply from the switch")
+}
+
+/// The request may carry text read with the caller's rights (`ctl gcl`): it goes only to a
+/// switch run by root or by the caller, never to whoever else bound a socket at `path`.
+fn check_peer(s: &UnixStream, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero ucred is a valid out-parameter.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket fd, and an out-buffer of the length passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot tell who listens at {}", path.display()));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if cred.uid != 0 && cred.uid != euid {
+        bail!(
+            "{} is served by uid {} (pid {}), neither root nor you (uid {euid}): refusing to \
+             send it anything",
+            path.display(),
+            cred.uid,
+            cred.pid
+        );
+    }
+    Ok(())
 }
 
 fn render(what: &ShowWhat, v: serde_json::Value) -> Result<String> {
@@ -106,4 +142,67 @@ fn render(what: &ShowWhat, v: serde_json::Value) -> Result<String> {
     }
     .trim_end()
     .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::os::unix::process::CommandExt;
+    use std::time::Instant;
+
+    /// Run by `a_socket_served_by_another_user_gets_nothing` as another user: serves one
+    /// connection on `$TSN_PEER_TEST_SOCK` and prints how many bytes it received.
+    #[test]
+    #[ignore = "a helper process for another test"]
+    fn peer_helper_listener() {
+        let path = std::env::var_os("TSN_PEER_TEST_SOCK").expect("run by another test");
+        let l = UnixListener::bind(path).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        println!("received={}", got.len());
+    }
+
+    #[test]
+    fn a_socket_served_by_another_user_gets_nothing() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("needs root to run a listener as another user: skipped");
+            return;
+        }
+        let d = std::env::temp_dir().join(format!("tsn-ctl-peer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(65534), None).unwrap();
+        let p = d.join("ctl.sock");
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "ctl::client::tests::peer_helper_listener",
+                "--nocapture",
+            ])
+            .env("TSN_PEER_TEST_SOCK", &p)
+            .uid(65534)
+            .gid(65534)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        while !p.exists() {
+            assert!(Instant::now() < end, "helper listener did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let e = send(&p, &Request::Stats).expect_err("refused");
+        assert!(
+            format!("{e:#}").contains("uid 65534") && format!("{e:#}").contains("refusing"),
+            "{e:#}"
+        );
+        let out = child.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("received=0"), "the listener got bytes: {out}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

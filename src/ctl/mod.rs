@@ -7,8 +7,9 @@
 //! - [`table`]: the aligned tables of `ctl show`.
 pub mod client;
 pub mod protocol;
-pub mod server;
+pub(crate) mod server;
 pub(crate) mod table;
 
 pub use protocol::{Reply, Request, ShowWhat};
-pub use server::{CtlGroup, CtlServer, Limits, ServerStats};
+pub use server::CtlGroup;
+pub(crate) use server::{CtlServer, ServerStats};

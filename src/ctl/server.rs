@@ -7,28 +7,31 @@
 //! slot of the one idle longest (nothing sent or taken for [`Limits::idle_grace`]), so clients
 //! that connect and stay silent cannot lock the others out; with no idle one, it is refused.
 use super::protocol::{Reply, Request, MAX_REQUEST};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use std::ffi::{CStr, CString};
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Bounds on what clients may cost.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Open connections; one more takes an idle one's slot, or gets a one-line error and is
     /// closed at once.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection that moved no byte for this long may be closed to make room.
-    pub idle_grace: Duration,
+    pub(crate) idle_grace: Duration,
     /// From accept to the reply's last byte.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// Longest request line.
-    pub max_request: usize,
+    pub(crate) max_request: usize,
     /// Largest reply; a larger one is replaced by an error.
-    pub max_reply: usize,
+    pub(crate) max_reply: usize,
 }
 
 impl Default for Limits {
@@ -45,19 +48,21 @@ impl Default for Limits {
 
 /// What the server has refused or cut off, for `ctl stats`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ServerStats {
-    pub connections: u64,
-    pub open: usize,
-    pub requests: u64,
+pub(crate) struct ServerStats {
+    pub(crate) connections: u64,
+    pub(crate) open: usize,
+    pub(crate) requests: u64,
     /// Refused because [`Limits::max_connections`] were open and none was idle.
-    pub connections_refused: u64,
+    pub(crate) connections_refused: u64,
     /// Idle connections closed to make room for a new one.
-    pub connections_evicted: u64,
+    pub(crate) connections_evicted: u64,
     /// Closed at their deadline (request not complete, or reply not taken).
-    pub timeouts: u64,
-    pub oversize_requests: u64,
-    pub malformed_requests: u64,
-    pub oversize_replies: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) oversize_requests: u64,
+    pub(crate) malformed_requests: u64,
+    pub(crate) oversize_replies: u64,
+    /// Accepts that failed (out of fds, ...); each pauses accepting for [`ACCEPT_PAUSE`].
+    pub(crate) accept_errors: u64,
 }
 
 /// `--ctl-group`: a group whose members may use the control socket (mode 0660).
@@ -150,8 +155,11 @@ enum Step {
 const READ_BUDGET: usize = 256 * 1024;
 /// New connections taken per step; the rest wait in the listen backlog.
 const ACCEPT_BUDGET: usize = 64;
+/// How long the listener is left alone after an accept failed: out of fds, it stays readable
+/// and would spin the loop.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-pub struct CtlServer {
+pub(crate) struct CtlServer {
     listener: UnixListener,
     path: PathBuf,
     /// The socket file we made (device, inode): only that one is removed at exit.
@@ -159,84 +167,156 @@ pub struct CtlServer {
     conns: Vec<Conn>,
     limits: Limits,
     stats: ServerStats,
+    /// After a failed accept: the listener is neither polled nor accepted on until then.
+    accept_paused_until: Option<Instant>,
 }
 
 impl CtlServer {
-    /// Binds `path` owner-only (0600), or 0660 for `group`, whatever the umask: the socket is
-    /// bound in a fresh 0700 directory beside `path`, given its mode and group there, and only
-    /// then renamed onto `path`, so it never exists anywhere reachable with a wider mode. A stale
-    /// socket a previous run left is replaced; anything else at `path` (a file, a symlink) is
-    /// refused, never followed or removed.
-    pub fn bind(path: &Path, group: Option<&CtlGroup>) -> Result<CtlServer> {
+    /// Binds `path` owner-only (0600), or 0660 for `group`, whatever the umask. The directory
+    /// holding `path` must be one only its owner (root or us) can write, or sticky (as /tmp):
+    /// in any other, a stranger could move our entries around. The socket is bound in a fresh
+    /// 0700 directory beside `path` with its mode set by the umask at bind, given its group by
+    /// a no-follow call relative to that directory's fd, and renamed onto `path` relative to
+    /// directory fds: no path is resolved again after bind, and the socket never exists
+    /// anywhere reachable with a wider mode. A stale socket a previous run left is replaced;
+    /// anything else at `path` (a file, a symlink) is refused, never followed or removed.
+    pub(crate) fn bind(path: &Path, group: Option<&CtlGroup>) -> Result<CtlServer> {
         Self::bind_with(path, group, Limits::default())
     }
 
-    pub fn bind_with(path: &Path, group: Option<&CtlGroup>, limits: Limits) -> Result<CtlServer> {
+    pub(crate) fn bind_with(
+        path: &Path,
+        group: Option<&CtlGroup>,
+        limits: Limits,
+    ) -> Result<CtlServer> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir)
+        let Some(name) = path.file_name() else {
+            bail!("control socket path {} names no file", path.display());
+        };
+        let name = cstr(name.as_bytes(), path)?;
+        // 0755 at most whatever the umask: group members must be able to reach the socket.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_socket() => {
-                if UnixStream::connect(path).is_ok() {
+        let dirfd = open_dir(&dir)?;
+        check_parent(&dirfd, &dir)?;
+        let stale = match fstatat(&dirfd, &name) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => {
+                if socket_is_live(path) {
                     bail!(
                         "control socket {} is in use by another running switch",
                         path.display()
                     );
                 }
+                true
             }
             Ok(_) => bail!(
                 "{} exists and is not a socket: refusing to replace it with the control socket",
                 path.display()
             ),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
             Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
-        }
-        let private = private_dir(&dir)?;
+        };
+        let (private_name, private) = private_dir(&dirfd, &dir)?;
+        let sock = c"ctl.sock";
         let result = (|| {
-            let tmp = private.join("ctl.sock");
-            let listener = UnixListener::bind(&tmp)
-                .with_context(|| format!("cannot bind control socket {}", path.display()))?;
             let mode = if group.is_some() { 0o660 } else { 0o600 };
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
-            if let Some(g) = group {
-                std::os::unix::fs::lchown(&tmp, None, Some(g.gid)).with_context(|| {
-                    format!("cannot give {} to group '{}'", path.display(), g.name)
-                })?;
+            // Bound through our fd of the private directory: no name on the way can be swapped.
+            let at = format!("/proc/self/fd/{}/ctl.sock", private.as_raw_fd());
+            let listener = {
+                // The umask is per process. The switch binds once, on the control thread,
+                // before the PMD cores launch: no other thread of ours creates files then. The
+                // lock orders binds within one process (unit tests bind in parallel).
+                let _g = UMASK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                // SAFETY: umask only changes this process's file-creation mask; restored below.
+                let old = unsafe { libc::umask(0o777 & !mode) };
+                let r = UnixListener::bind(&at);
+                // SAFETY: as above, restoring the previous mask.
+                unsafe { libc::umask(old) };
+                r
             }
-            let m = std::fs::symlink_metadata(&tmp)?;
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot move the control socket to {}", path.display()))?;
+            .with_context(|| format!("cannot bind control socket {}", path.display()))?;
+            let st = fstatat(&private, sock)
+                .with_context(|| format!("cannot inspect the new socket for {}", path.display()))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFSOCK || st.st_mode & 0o777 != mode {
+                bail!(
+                    "the new control socket has mode {:o}, not {mode:o}: the umask changed while \
+                     it was bound",
+                    st.st_mode & 0o7777
+                );
+            }
+            if let Some(g) = group {
+                // fchown on the listener's fd would change the socket's in-kernel inode, not
+                // the file; so by name, without following, in the directory only we can enter.
+                // SAFETY: a valid directory fd and NUL-terminated name; uid -1 keeps the owner.
+                let rc = unsafe {
+                    libc::fchownat(
+                        private.as_raw_fd(),
+                        sock.as_ptr(),
+                        libc::uid_t::MAX,
+                        g.gid,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                };
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error()).with_context(|| {
+                        format!("cannot give {} to group '{}'", path.display(), g.name)
+                    });
+                }
+            }
+            // A stale socket is replaced; otherwise nothing may have appeared at `path` since.
+            let flags = if stale { 0 } else { libc::RENAME_NOREPLACE };
+            // SAFETY: valid directory fds and NUL-terminated names.
+            let rc = unsafe {
+                libc::renameat2(
+                    private.as_raw_fd(),
+                    sock.as_ptr(),
+                    dirfd.as_raw_fd(),
+                    name.as_ptr(),
+                    flags,
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error()).with_context(|| {
+                    format!("cannot move the control socket to {}", path.display())
+                });
+            }
             listener.set_nonblocking(true)?;
             Ok(CtlServer {
                 listener,
                 path: path.to_path_buf(),
-                ident: (m.dev(), m.ino()),
+                ident: (st.st_dev, st.st_ino),
                 conns: Vec::new(),
                 limits,
                 stats: ServerStats::default(),
+                accept_paused_until: None,
             })
         })();
-        let _ = std::fs::remove_file(private.join("ctl.sock"));
-        let _ = std::fs::remove_dir(&private);
+        // SAFETY: valid directory fds and NUL-terminated names; failures (already moved,
+        // already gone) are fine.
+        unsafe {
+            libc::unlinkat(private.as_raw_fd(), sock.as_ptr(), 0);
+            libc::unlinkat(dirfd.as_raw_fd(), private_name.as_ptr(), libc::AT_REMOVEDIR);
+        }
         result
-    }
-
-    pub fn stats(&self) -> &ServerStats {
-        &self.stats
     }
 
     /// The fds the loop's poll must watch: the listener (readable), each connection (readable
     /// while it reads its request, writable while it writes its reply).
-    pub fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
-        out.push(libc::pollfd {
-            fd: self.listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+    pub(crate) fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
+        if !self.accept_paused(Instant::now()) {
+            out.push(libc::pollfd {
+                fd: self.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         for c in &self.conns {
             out.push(libc::pollfd {
                 fd: c.stream.as_raw_fd(),
@@ -250,13 +330,18 @@ impl CtlServer {
     }
 
     /// The earliest connection deadline: the loop must wake by then.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.iter().map(|c| c.deadline).min()
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let conns = self.conns.iter().map(|c| c.deadline);
+        conns.chain(self.accept_paused_until).min()
+    }
+
+    fn accept_paused(&self, now: Instant) -> bool {
+        self.accept_paused_until.is_some_and(|t| now < t)
     }
 
     /// Accepts what is waiting, advances every connection, answers each complete request with
     /// `handle`, and closes connections that are done or past their deadline. Never blocks.
-    pub fn poll(&mut self, mut handle: impl FnMut(Request, &ServerStats) -> Reply) {
+    pub(crate) fn poll(&mut self, mut handle: impl FnMut(Request, &ServerStats) -> Reply) {
         let now = Instant::now();
         self.accept(now);
         let mut i = 0;
@@ -277,9 +362,22 @@ impl CtlServer {
     }
 
     fn accept(&mut self, now: Instant) {
+        if self.accept_paused(now) {
+            return;
+        }
+        self.accept_paused_until = None;
         for _ in 0..ACCEPT_BUDGET {
-            let Ok((stream, _)) = self.listener.accept() else {
-                return;
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // That connection is gone, or a signal came: the next one may be fine.
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+                Err(_) => {
+                    self.stats.accept_errors += 1;
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
             };
             self.stats.connections += 1;
             if stream.set_nonblocking(true).is_err() {
@@ -309,10 +407,13 @@ impl CtlServer {
         }
     }
 
-    /// Closes the connection idle longest, if one has been idle for the grace time.
+    /// Closes the connection idle longest, if one still reading its request has been idle for
+    /// the grace time. One writing its reply is never evicted: an error line after part of a
+    /// reply would garble it; its deadline bounds it.
     fn evict_idle(&mut self, now: Instant) -> bool {
         let grace = self.limits.idle_grace;
         let Some(i) = (0..self.conns.len())
+            .filter(|&i| matches!(self.conns[i].phase, Phase::Reading))
             .filter(|&i| now.saturating_duration_since(self.conns[i].last_progress) >= grace)
             .min_by_key(|&i| self.conns[i].last_progress)
         else {
@@ -442,20 +543,134 @@ fn read_line(c: &mut Conn, max: usize) -> Result<Option<Vec<u8>>, ReadEnd> {
     Ok(None)
 }
 
+/// Whether a process listens on the unix socket `path`. The probe never waits: a listener whose
+/// backlog is full counts as live instead of stalling the caller (the control thread).
+pub(crate) fn socket_is_live(path: &Path) -> bool {
+    match vhost::try_connect(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() == ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::EINPROGRESS),
+    }
+}
+
+/// Orders the umask changes of binds within this process.
+static UMASK_LOCK: Mutex<()> = Mutex::new(());
+
+fn cstr(bytes: &[u8], path: &Path) -> Result<CString> {
+    CString::new(bytes).map_err(|_| anyhow!("{} contains a NUL byte", path.display()))
+}
+
+fn open_dir(dir: &Path) -> Result<OwnedFd> {
+    let c = cstr(dir.as_os_str().as_bytes(), dir)?;
+    // SAFETY: a NUL-terminated path; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot open {}", dir.display()));
+    }
+    // SAFETY: fd is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// `name` in the directory `dir`, not following a symlink.
+fn fstatat(dir: &OwnedFd, name: &CStr) -> std::io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid directory fd, a NUL-terminated name, a valid out-pointer.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// The socket's directory must be owned by root or us, and writable by nobody else unless
+/// sticky (as OpenSSH's StrictModes): in a directory a stranger can write, they can rename our
+/// entries and put theirs in their place.
+fn check_parent(fd: &OwnedFd, dir: &Path) -> Result<()> {
+    let st = fstat(fd).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if st.st_uid != 0 && st.st_uid != euid {
+        bail!(
+            "refusing to put the control socket in {}: it is owned by uid {}, neither root nor \
+             us (uid {euid})",
+            dir.display(),
+            st.st_uid
+        );
+    }
+    if st.st_mode & 0o022 != 0 && st.st_mode & libc::S_ISVTX == 0 {
+        bail!(
+            "refusing to put the control socket in {}: it is writable by group or others (mode \
+             {:o}) and not sticky; use a directory only its owner can write, such as \
+             /run/tsn-vswitch",
+            dir.display(),
+            st.st_mode & 0o7777
+        );
+    }
+    Ok(())
+}
+
 /// A fresh directory only we can enter, beside the socket's final place (same filesystem, so the
-/// rename is atomic). `mkdir` fails if the name exists: nothing an attacker prepared is used.
-fn private_dir(dir: &Path) -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
+/// rename is atomic), and our fd of it. `mkdirat` fails if the name exists: nothing an attacker
+/// prepared is used; the fd is opened without following a symlink and checked to be ours.
+fn private_dir(dirfd: &OwnedFd, dir: &Path) -> Result<(CString, OwnedFd)> {
     for n in 0..100u32 {
-        let p = dir.join(format!(".tsn-vswitch-ctl.{}.{n}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot create a directory in {}", dir.display()))
+        let name = CString::new(format!(".tsn-vswitch-ctl.{}.{n}", std::process::id()))
+            .expect("no NUL in a formatted name");
+        // SAFETY: a valid directory fd and a NUL-terminated name.
+        if unsafe { libc::mkdirat(dirfd.as_raw_fd(), name.as_ptr(), 0o700) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == ErrorKind::AlreadyExists {
+                continue;
             }
+            return Err(e)
+                .with_context(|| format!("cannot create a directory in {}", dir.display()));
         }
+        // SAFETY: as above; the fd is owned below.
+        let fd = unsafe {
+            libc::openat(
+                dirfd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot open the directory made in {}", dir.display()));
+        }
+        // SAFETY: fd is fresh and ours.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let st = fstat(&fd)?;
+        // SAFETY: geteuid has no preconditions.
+        if st.st_uid != unsafe { libc::geteuid() } || st.st_mode & 0o077 != 0 {
+            bail!(
+                "the private directory made in {} was replaced by another",
+                dir.display()
+            );
+        }
+        return Ok((name, fd));
     }
     bail!("cannot create a private directory in {}", dir.display())
 }
@@ -475,11 +690,14 @@ impl Drop for CtlServer {
 mod tests {
     use super::*;
     use std::io::BufRead;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("tsn-ctl-unit-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
+        // Whatever the umask another test set meanwhile.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
         d
     }
 
@@ -497,11 +715,17 @@ mod tests {
     fn socket_is_owner_only_whatever_the_umask() {
         let d = dir("mode");
         let p = d.join("ctl.sock");
-        // SAFETY: umask only changes this process's file-creation mask.
-        let old = unsafe { libc::umask(0) };
+        let old = {
+            let _g = UMASK_LOCK.lock().unwrap();
+            // SAFETY: umask only changes this process's file-creation mask.
+            unsafe { libc::umask(0) }
+        };
         let srv = CtlServer::bind(&p, None);
-        // SAFETY: as above, restoring it.
-        unsafe { libc::umask(old) };
+        {
+            let _g = UMASK_LOCK.lock().unwrap();
+            // SAFETY: as above, restoring it.
+            unsafe { libc::umask(old) };
+        }
         let srv = srv.unwrap();
         let m = std::fs::symlink_metadata(&p).unwrap();
         assert!(m.file_type().is_socket());
@@ -533,6 +757,59 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_others_can_write_is_refused_unless_sticky() {
+        let d = dir("parent");
+        let p = d.join("ctl.sock");
+        for mode in [0o777, 0o770, 0o757] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = CtlServer::bind(&p, None).err().expect("refused");
+            assert!(
+                format!("{e:#}").contains("writable by group or others"),
+                "{mode:o}: {e:#}"
+            );
+            assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "nothing made");
+        }
+        // Sticky and ours (as /tmp is root's): accepted.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let srv = CtlServer::bind(&p, None).expect("sticky directory accepted");
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        drop(srv);
+        // Owned by someone else, even if only they can write it: refused.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&d, Some(65534), None).unwrap();
+            let e = CtlServer::bind(&p, None).err().expect("refused");
+            assert!(format!("{e:#}").contains("owned by uid 65534"), "{e:#}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_group_socket_gets_mode_0660_and_the_group() {
+        let d = dir("group");
+        let p = d.join("ctl.sock");
+        let g = CtlGroup {
+            name: "test".into(),
+            // Root may give it any group; others only their own.
+            // SAFETY: geteuid and getegid have no preconditions.
+            gid: if unsafe { libc::geteuid() } == 0 {
+                65534
+            } else {
+                // SAFETY: as above.
+                unsafe { libc::getegid() }
+            },
+        };
+        let srv = CtlServer::bind(&p, Some(&g)).unwrap();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o660);
+        assert_eq!(m.gid(), g.gid);
+        drop(srv);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_stale_socket_is_replaced_and_a_live_one_refused() {
         let d = dir("stale");
         let p = d.join("ctl.sock");
@@ -541,6 +818,113 @@ mod tests {
         let e = CtlServer::bind(&p, None).err().expect("in use");
         assert!(format!("{e:#}").contains("in use"), "{e:#}");
         drop(srv);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_listener_with_a_full_backlog_is_live_and_the_probe_does_not_wait() {
+        let d = dir("backlog");
+        let p = d.join("s.sock");
+        assert!(!socket_is_live(&p), "nothing there");
+        let l = UnixListener::bind(&p).unwrap();
+        assert!(socket_is_live(&p));
+        // Fill the backlog (nobody accepts): the next connect would block.
+        let mut held = Vec::new();
+        let full = loop {
+            match vhost::try_connect(&p) {
+                Ok(s) => held.push(s),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                Err(e) => panic!("{e}"),
+            }
+            if held.len() > 100_000 {
+                break false;
+            }
+        };
+        assert!(full, "the backlog never filled");
+        assert!(socket_is_live(&p), "a full backlog is live");
+        let e = CtlServer::bind(&p, None).err().expect("in use");
+        assert!(format!("{e:#}").contains("in use"), "{e:#}");
+        drop(held);
+        drop(l);
+        assert!(!socket_is_live(&p), "stale: nobody listens");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Run by `out_of_fds_accept_pauses_instead_of_spinning` in its own process (it exhausts
+    /// the process's fds): prints the counts the parent checks.
+    #[test]
+    #[ignore = "a helper process for another test"]
+    fn out_of_fds_helper() {
+        let Some(d) = std::env::var_os("TSN_EMFILE_TEST_DIR") else {
+            return;
+        };
+        let p = PathBuf::from(d).join("ctl.sock");
+        let mut srv = CtlServer::bind_with(&p, None, limits()).unwrap();
+        let mut c = UnixStream::connect(&p).unwrap();
+        c.write_all(b"\"stats\"\n").unwrap();
+        // Use up every fd.
+        let lim = libc::rlimit {
+            rlim_cur: 256,
+            rlim_max: 256,
+        };
+        // SAFETY: a valid rlimit; this process only.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+        let mut fill = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            fill.push(f);
+        }
+        let start = Instant::now();
+        let mut polls = 0u64;
+        let mut listener_polled = 0u64;
+        while start.elapsed() < Duration::from_millis(500) {
+            srv.poll(|_, _| panic!("no request can be accepted without fds"));
+            let mut fds = Vec::new();
+            srv.pollfds(&mut fds);
+            if fds.iter().any(|f| f.fd == srv.listener.as_raw_fd()) {
+                listener_polled += 1;
+            }
+            polls += 1;
+        }
+        let errors = srv.stats.accept_errors;
+        drop(fill);
+        serve_until(&mut srv, |s| s.stats.requests == 1 && s.conns.is_empty());
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        println!("errors={errors} polls={polls} listener_polled={listener_polled} reply={out}");
+    }
+
+    #[test]
+    fn out_of_fds_accept_pauses_instead_of_spinning() {
+        let d = dir("emfile");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "ctl::server::tests::out_of_fds_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TSN_EMFILE_TEST_DIR", &d)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let num = |k: &str| -> u64 {
+            let v = text.split(&format!("{k}=")).nth(1).expect(k);
+            v.split(' ').next().unwrap().parse().unwrap()
+        };
+        // 500 ms out of fds: an error every 100 ms or so, not one per loop.
+        let errors = num("errors");
+        assert!((1..=10).contains(&errors), "{text}");
+        assert!(num("listener_polled") <= errors + 1, "{text}");
+        assert!(
+            text.contains("reply={\"ok\":{\"echo\":\"stats\"}}"),
+            "served once fds were back: {text}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -629,6 +1013,52 @@ mod tests {
             matches!((&younger).read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock),
             "the younger one is still open"
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_connection_writing_its_reply_is_never_evicted() {
+        let d = dir("evict-writing");
+        let p = d.join("ctl.sock");
+        let l = Limits {
+            max_connections: 1,
+            idle_grace: Duration::from_millis(100),
+            deadline: Duration::from_secs(30),
+            ..limits()
+        };
+        let mut srv = CtlServer::bind_with(&p, None, l).unwrap();
+        let big = "x".repeat(900 * 1024);
+        let mut slow = UnixStream::connect(&p).unwrap();
+        slow.write_all(b"\"stats\"\n").unwrap();
+        // Answered with more than the socket takes at once; the client reads nothing yet.
+        let end = Instant::now() + Duration::from_secs(20);
+        while srv.stats.requests == 0 {
+            assert!(Instant::now() < end, "request not read");
+            srv.poll(|req, _| Reply::Ok(serde_json::json!({ "echo": req, "pad": big })));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for _ in 0..3 {
+            srv.poll(|_, _| panic!("one request only"));
+        }
+        assert!(matches!(srv.conns[0].phase, Phase::Writing));
+        std::thread::sleep(Duration::from_millis(150));
+        let mut other = UnixStream::connect(&p).unwrap();
+        serve_until(&mut srv, |s| s.stats.connections_refused == 1);
+        let mut out = String::new();
+        other.read_to_string(&mut out).unwrap();
+        assert!(out.contains("too many control connections"), "{out}");
+        assert_eq!(srv.stats.connections_evicted, 0);
+        // The slow one gets its whole reply, nothing after it.
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            slow.read_to_string(&mut out).unwrap();
+            out
+        });
+        serve_until(&mut srv, |s| s.conns.is_empty());
+        let out = reader.join().unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).expect("one whole reply");
+        assert_eq!(v["ok"]["echo"], "stats");
+        assert!(v["ok"]["pad"].as_str().unwrap().len() == big.len());
         let _ = std::fs::remove_dir_all(&d);
     }
 
