@@ -327,7 +327,8 @@ fn ports_come_and_go_while_others_forward() {
     );
     let report = pinger.stop();
     eprintln!("ping h1 -> h2 during the changes: {report:?}");
-    assert!(report.sent >= 50, "ping ran: {report:?}");
+    // The pinger sends every 0.1 s for as long as the changes take (about 5 s or more).
+    assert!(report.sent >= 20, "ping ran: {report:?}");
     assert!(
         report.sent - report.received <= 5 && report.longest_gap <= 10,
         "h1 -> h2 lost more than a handful, or stopped for a second: {report:?}"
