@@ -22,31 +22,30 @@
 //! Scenarios 1 and 2 end with the switch holding no more file descriptors than before them.
 mod common;
 
+use common::evil::*;
 use common::*;
-use std::fs;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vhost::protocol::{Pod, ProtocolFeatures, Request, VirtioFeatures};
-use vhost::testutil::{eventfd, Frontend, MockGuest, MockVring};
+use vhost::protocol::{ProtocolFeatures, VirtioFeatures};
 use vhost::virtqueue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 
-/// Bound for something that must happen (the machine is small and loaded).
-const WAIT: Duration = Duration::from_secs(15);
 /// Guest RX queue of the attacks: the largest split queue.
 const BIG_QSZ: u16 = 32768;
-const QSZ: u16 = 64;
-const GUEST_SIZE: u64 = 4 << 20;
-/// Offsets into guest RAM.
-const RX_RING: u64 = 0;
-const TX_RING: u64 = 0x10_0000;
-const TX_SLOTS: u64 = 0x11_0000;
-const TX_SLOT_SIZE: u64 = 0x800;
+/// Guest RX buffers (offset into guest RAM).
 const RX_BUFS: u64 = 0x20_0000;
-const VNET_HDR: usize = 12;
-const EVIL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
+
+/// 4 MiB of guest RAM (room for a 32768-entry RX ring before the TX ring); no NET_MTU.
+const SETUP: Setup = Setup {
+    guest_size: 4 << 20,
+    tx_ring: 0x10_0000,
+    tx_slots: 0x11_0000,
+    tx_slot_count: 32,
+    protocol: Setup::BASE.protocol.difference(ProtocolFeatures::NET_MTU),
+    virtio: Setup::BASE.virtio.union(VirtioFeatures::RING_INDIRECT_DESC),
+    ..Setup::BASE
+};
 
 const LOG_VIOLATION: &str = "guest violated the virtio ring protocol";
 const LOG_MEMFAULT: &str = "guest memory file shrank under the switch";
@@ -55,126 +54,7 @@ const LOG_MEMFAULT: &str = "guest memory file shrank under the switch";
 // The frontend
 // ---------------------------------------------------------------------------------------------
 
-struct Evil {
-    fe: Frontend,
-    g: MockGuest,
-    rx: MockVring,
-    tx: MockVring,
-    _fds: Vec<OwnedFd>,
-    next_slot: u64,
-}
-
-fn ack_ok(r: Result<u64, vhost::ProtocolError>, what: &str) {
-    let a = r.unwrap_or_else(|e| panic!("{what}: no reply from the switch: {e}"));
-    assert_eq!(a, 0, "{what}: the switch NACKed a valid request");
-}
-
 impl Evil {
-    /// Connects and does what QEMU does for one queue pair, with a guest RX queue of `rx_qsz`
-    /// entries, up to DRIVER_OK and ring enable.
-    fn connect(sock: &Path, rx_qsz: u16) -> Evil {
-        let deadline = Instant::now() + WAIT;
-        let stream = loop {
-            match UnixStream::connect(sock) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => panic!("connect {}: {e}", sock.display()),
-            }
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let g = MockGuest::new(GUEST_SIZE);
-        let rx = MockVring::new(&g, g.gpa_base + RX_RING, rx_qsz);
-        assert!(RX_RING + rx.footprint() <= TX_RING);
-        let tx = MockVring::new(&g, g.gpa_base + TX_RING, QSZ);
-        let mut ev = Evil {
-            fe: Frontend::new(stream),
-            g,
-            rx,
-            tx,
-            _fds: Vec::new(),
-            next_slot: 0,
-        };
-        ev.handshake();
-        ev
-    }
-
-    fn handshake(&mut self) {
-        let fe = &mut self.fe;
-        let feats = fe.get_u64(Request::GetFeatures).expect("GET_FEATURES");
-        fe.get_u64(Request::GetProtocolFeatures)
-            .expect("GET_PROTOCOL_FEATURES");
-        let pf = ProtocolFeatures::MQ | ProtocolFeatures::REPLY_ACK | ProtocolFeatures::STATUS;
-        ack_ok(
-            fe.set_u64(Request::SetProtocolFeatures, pf.bits()),
-            "SET_PROTOCOL_FEATURES",
-        );
-        fe.reply_ack = true;
-        ack_ok(fe.send(Request::SetOwner, &[], &[]), "SET_OWNER");
-        let acked = VirtioFeatures::VERSION_1
-            | VirtioFeatures::NET_MRG_RXBUF
-            | VirtioFeatures::RING_EVENT_IDX
-            | VirtioFeatures::RING_INDIRECT_DESC
-            | VirtioFeatures::PROTOCOL_FEATURES;
-        assert_eq!(feats & acked.bits(), acked.bits(), "features {feats:#x}");
-        ack_ok(
-            fe.set_u64(Request::SetFeatures, acked.bits()),
-            "SET_FEATURES",
-        );
-        ack_ok(
-            fe.set_mem_table(&[self.g.region()], &[self.g.fd()]),
-            "SET_MEM_TABLE",
-        );
-        for i in 0..2u32 {
-            let (vr, size) = if i == 0 {
-                (&self.rx, self.rx.size)
-            } else {
-                (&self.tx, self.tx.size)
-            };
-            let fe = &self.fe;
-            ack_ok(
-                fe.set_state(Request::SetVringNum, i, u32::from(size)),
-                "SET_VRING_NUM",
-            );
-            ack_ok(fe.set_state(Request::SetVringBase, i, 0), "SET_VRING_BASE");
-            ack_ok(
-                fe.send(Request::SetVringAddr, vr.addr(&self.g, i).as_bytes(), &[]),
-                "SET_VRING_ADDR",
-            );
-            let (err, kick, call) = (eventfd(), eventfd(), eventfd());
-            ack_ok(
-                fe.set_vring_fd(Request::SetVringErr, i, Some(err.as_fd())),
-                "SET_VRING_ERR",
-            );
-            ack_ok(
-                fe.set_vring_fd(Request::SetVringKick, i, Some(kick.as_fd())),
-                "SET_VRING_KICK",
-            );
-            ack_ok(
-                fe.set_vring_fd(Request::SetVringCall, i, Some(call.as_fd())),
-                "SET_VRING_CALL",
-            );
-            self._fds.extend([err, kick, call]);
-        }
-        ack_ok(
-            self.fe.set_u64(Request::SetStatus, 1 | 2 | 4 | 8),
-            "SET_STATUS DRIVER_OK",
-        );
-        for i in 0..2 {
-            ack_ok(
-                self.fe.set_state(Request::SetVringEnable, i, 1),
-                "SET_VRING_ENABLE",
-            );
-        }
-    }
-
-    fn gpa(&self, off: u64) -> u64 {
-        self.g.gpa_base + off
-    }
-
     /// Writes the whole guest RX descriptor table at once: descriptor `i` is `desc(i)` as
     /// (addr, len, flags, next).
     fn rx_table(&self, desc: impl Fn(u16) -> (u64, u32, u16, u16)) {
@@ -198,128 +78,11 @@ impl Evil {
         std::sync::atomic::fence(Ordering::Release);
         self.g.write_u16(self.rx.avail + 2, self.rx.size);
     }
-
-    /// Puts `frame` behind a zeroed header in the next TX slot and makes it available.
-    fn send_frame(&mut self, frame: &[u8]) {
-        let mut b = vec![0u8; VNET_HDR];
-        b.extend_from_slice(frame);
-        let a = self.gpa(TX_SLOTS + TX_SLOT_SIZE * (self.next_slot % 32));
-        self.next_slot += 1;
-        self.g.write(a, &b);
-        let g = &self.g;
-        self.tx.add_chain(g, &[(a, b.len() as u32, false)]);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Observing the switch
 // ---------------------------------------------------------------------------------------------
-
-fn evil_port(sw: &Switch) -> serde_json::Value {
-    let v = sw
-        .ctl_json("stats")
-        .unwrap_or_else(|e| panic!("ctl stats no longer answers: {e}"));
-    v["ports"]
-        .as_array()
-        .expect("stats ports")
-        .iter()
-        .find(|p| p["name"] == "evil")
-        .cloned()
-        .expect("port evil in stats")
-}
-
-fn counter(sw: &Switch, key: &str) -> u64 {
-    let b = evil_port(sw)["backend"].clone();
-    b[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("evil backend counter {key} missing: {b}"))
-}
-
-/// Polls `key` until it reaches `want` (within WAIT), calling `tick` in between.
-fn wait_counter(sw: &Switch, key: &str, want: u64, mut tick: impl FnMut()) -> u64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let v = counter(sw, key);
-        if v >= want || Instant::now() >= deadline {
-            return v;
-        }
-        tick();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn log_count(sw: &Switch, needle: &str) -> usize {
-    sw.log_text()
-        .lines()
-        .filter(|l| l.contains("evil") && l.contains(needle))
-        .count()
-}
-
-fn wait_log(sw: &Switch, needle: &str, want: usize) -> usize {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let n = log_count(sw, needle);
-        if n >= want || Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn wait_link(sw: &Switch, up: bool, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let p = evil_port(sw);
-        if p["link_up"].as_bool() == Some(up) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: port evil link never went {} within {WAIT:?}: {p}",
-            if up { "up" } else { "down" }
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn assert_alive(sw: &Switch, what: &str) {
-    let pid = sw.pid().expect("switch running") as libc::pid_t;
-    // SAFETY: signal 0 only checks that our child exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    assert_eq!(r, 0, "{what}: switch process gone");
-    let st = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(
-        st.split_whitespace().nth(2) != Some("Z"),
-        "{what}: switch process {pid} exited:\n{}",
-        sw.log_text()
-    );
-    sw.ctl_json("stats")
-        .unwrap_or_else(|e| panic!("{what}: ctl stats no longer answers: {e}"));
-}
-
-fn fd_count(sw: &Switch) -> usize {
-    let pid = sw.pid().expect("switch running");
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|rd| rd.count())
-        .unwrap_or(0)
-}
-
-/// Waits until the switch holds no more fds than `baseline`. Closing takes a housekeeping pass,
-/// and the guest-RX handle lets go of the old connection's call eventfd only at its next burst,
-/// so h1 sends a broadcast now and then meanwhile.
-fn assert_no_fd_growth(sw: &Switch, baseline: usize, what: &str, h1raw: &RawSocket, tick: &[u8]) {
-    let deadline = Instant::now() + WAIT;
-    let mut n = fd_count(sw);
-    while n > baseline && Instant::now() < deadline {
-        h1raw.send(tick);
-        std::thread::sleep(Duration::from_millis(200));
-        n = fd_count(sw);
-    }
-    assert!(
-        n <= baseline,
-        "{what}: the switch holds {n} fds, {baseline} before"
-    );
-}
 
 /// What `ping` reported: (sent, received, max RTT in ms).
 fn ping_summary(out: &std::process::Output) -> (u32, u32, f64) {
@@ -375,17 +138,8 @@ fn pings_survive(lab: &Lab, what: &str, mut during: impl FnMut()) {
 }
 
 fn start_lab(test: &str) -> (Lab, PathBuf) {
-    let mut lab = Lab::new(test);
-    lab.add_host("h1", 1);
-    lab.add_host("h2", 2);
-    let sock = lab.dir.join("evil.sock");
-    let mut args = lab.port_args(&[("h1", ""), ("h2", "")]);
-    args.push("--port".into());
-    args.push(format!("evil=vhost-user:{}", sock.display()));
-    lab.start_switch_args(args);
-    let (h1, h2) = (lab.host("h1"), lab.host("h2"));
-    let (ok, out) = h1.ping_until_ok(h2.ip, Duration::from_secs(30));
-    assert!(ok, "ping h1 -> h2 before any guest:\n{out}");
+    let (lab, sock) = evil_lab(test);
+    assert_h1_pings_h2(&lab, "before any guest");
     (lab, sock)
 }
 
@@ -412,7 +166,13 @@ fn guest_rx_descriptor_attacks_cost_only_their_queue() {
     // (a) Every head is descriptor 0, the start of one chain through all 32768 descriptors, each
     // a zero-length buffer.
     let errors0 = counter(sw, "queue_errors");
-    let ev = Evil::connect(&sock, BIG_QSZ);
+    let ev = Evil::connect(
+        &sock,
+        &Setup {
+            rx_qsz: BIG_QSZ,
+            ..SETUP
+        },
+    );
     wait_link(sw, true, "zero-length attack: connected");
     let buf = ev.gpa(RX_BUFS);
     ev.rx_table(|i| {
@@ -430,7 +190,7 @@ fn guest_rx_descriptor_attacks_cost_only_their_queue() {
         "the zero-length buffer breaks the guest RX queue, counted once: {}",
         evil_port(sw)
     );
-    assert_eq!(wait_log(sw, LOG_VIOLATION, 1), 1, "logged once");
+    assert_eq!(wait_log(sw, &[LOG_VIOLATION], 1), 1, "logged once");
     assert_eq!(
         ev.rx.used_idx(&ev.g),
         0,
@@ -439,12 +199,18 @@ fn guest_rx_descriptor_attacks_cost_only_their_queue() {
     assert_alive(sw, "zero-length attack");
     drop(ev);
     wait_link(sw, false, "zero-length attack: frontend gone");
-    assert_no_fd_growth(sw, fds0, "zero-length attack", &h1raw, &tick);
+    assert_fds_back(sw, fds0, "zero-length attack", || h1raw.send(&tick));
 
     // (b) 32768 one-byte buffers, each its own chain, and 1500-byte frames for the guest: each
     // needs 1512 buffers, more than a burst may walk, so every burst stops at the budget and
     // gives the frame back. Legal, so no error; bounded, so the pings do not notice.
-    let ev = Evil::connect(&sock, BIG_QSZ);
+    let ev = Evil::connect(
+        &sock,
+        &Setup {
+            rx_qsz: BIG_QSZ,
+            ..SETUP
+        },
+    );
     wait_link(sw, true, "one-byte buffers: connected");
     let buf = ev.gpa(RX_BUFS);
     ev.rx_table(|i| (buf + u64::from(i), 1, VIRTQ_DESC_F_WRITE, 0));
@@ -486,7 +252,7 @@ fn guest_rx_descriptor_attacks_cost_only_their_queue() {
     assert_alive(sw, "one-byte buffers");
     drop(ev);
     wait_link(sw, false, "one-byte buffers: frontend gone");
-    assert_no_fd_growth(sw, fds0, "one-byte buffers", &h1raw, &tick);
+    assert_fds_back(sw, fds0, "one-byte buffers", || h1raw.send(&tick));
     assert!(
         !sw.log_text().contains("panicked"),
         "the switch log reports a panic"
@@ -502,9 +268,9 @@ fn truncated_guest_memory_breaks_only_its_port() {
     let fds0 = fd_count(sw);
 
     // A working guest first: its frames reach h1.
-    let mut ev = Evil::connect(&sock, QSZ);
+    let mut ev = Evil::connect(&sock, &SETUP);
     wait_link(sw, true, "first frontend");
-    guest_frame_reaches_h1(&mut ev, &h1raw, "before the truncation");
+    ev.frame_reaches_h1(sw, &h1raw, "before the truncation");
 
     // The frontend truncates its memory file. From here on this process must not touch the
     // guest's RAM either (its own mapping would fault just the same).
@@ -522,7 +288,7 @@ fn truncated_guest_memory_breaks_only_its_port() {
         "the fault is counted once: {}",
         evil_port(sw)
     );
-    assert_eq!(wait_log(sw, LOG_MEMFAULT, 1), 1, "one clear error line");
+    assert_eq!(wait_log(sw, &[LOG_MEMFAULT], 1), 1, "one clear error line");
     wait_link(sw, false, "the faulted frontend is dropped");
     assert_eq!(
         evil_port(sw)["backend"]["connected"].as_bool(),
@@ -547,37 +313,22 @@ fn truncated_guest_memory_breaks_only_its_port() {
     let Evil { fe, g, .. } = ev;
     drop(fe);
     std::mem::forget(g);
-    assert_no_fd_growth(sw, fds0, "after the truncation", &h1raw, &tick);
+    assert_fds_back(sw, fds0, "after the truncation", || h1raw.send(&tick));
 
     // A well-behaved frontend on the same port works.
-    let mut good = Evil::connect(&sock, QSZ);
+    let mut good = Evil::connect(&sock, &SETUP);
     wait_link(sw, true, "a new frontend after the fault");
-    guest_frame_reaches_h1(&mut good, &h1raw, "after the truncation");
+    good.frame_reaches_h1(sw, &h1raw, "after the truncation");
     assert_eq!(counter(sw, "memory_faults"), faults0 + 1);
     drop(good);
     wait_link(sw, false, "the new frontend left");
-    assert_no_fd_growth(sw, fds0, "the whole scenario", &h1raw, &tick);
+    assert_fds_back(sw, fds0, "the whole scenario", || h1raw.send(&tick));
     assert!(
         !sw.log_text().contains("panicked"),
         "the switch log reports a panic"
     );
     let status = lab.stop_switch();
     assert!(status.success(), "switch exits 0 on SIGTERM: {status:?}");
-}
-
-/// The guest transmits a marked broadcast until h1 receives it intact.
-fn guest_frame_reaches_h1(ev: &mut Evil, h1raw: &RawSocket, what: &str) {
-    let m = marker(what);
-    let f = frame(BROADCAST, EVIL_MAC, None, ETH_TEST, &m);
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        ev.send_frame(&f);
-        if let Some(r) = h1raw.wait_for(&m, Duration::from_millis(300)) {
-            assert_eq!(r.data, f, "{what}: the guest's frame changed on its way");
-            return;
-        }
-    }
-    panic!("{what}: a frame from the guest never reached h1");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -634,19 +385,7 @@ fn testpmd_traffic_stays_within_the_budget() {
             .expect("dpdk-testpmd runs (scripts/setup.sh installs it)"),
     );
     let sw = lab.switch();
-    let vm = |key: &str| -> u64 {
-        let v = sw.ctl_json("stats").expect("stats");
-        let p = v["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "vm")
-            .cloned()
-            .expect("port vm");
-        p["backend"][key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("vm backend counter {key} missing: {p}"))
-    };
+    let vm = |key: &str| sw.backend_u64("vm", key);
     let deadline = Instant::now() + Duration::from_secs(60);
     while vm("from_guest_packets") < 32 {
         assert!(

@@ -32,41 +32,34 @@
 //! by reconnecting.
 mod common;
 
+use common::evil::*;
 use common::*;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use vhost::protocol::{
-    MemoryRegion, MemoryTableHeader, Pod, ProtocolFeatures, Request, VirtioFeatures, VringState,
-    FLAG_NEED_REPLY,
+    MemoryRegion, MemoryTableHeader, Pod, Request, VirtioFeatures, VringState, FLAG_NEED_REPLY,
 };
-use vhost::testutil::{eventfd, eventfd_take, memfd_named, Frontend, MockGuest, MockVring};
+use vhost::testutil::{eventfd, eventfd_take, memfd_named, MockVring};
 use vhost::virtqueue::{Desc, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 
-/// Bound for something that must happen (the machine is small and loaded).
-const WAIT: Duration = Duration::from_secs(15);
-const QSZ: u16 = 64;
 const GUEST_SIZE: u64 = 1 << 20;
 /// Offsets into guest RAM (from its first guest-physical address).
-const RX_RING: u64 = 0;
 const TX_RING: u64 = 0x4000;
 /// Indirect tables and small valid buffers for malformed chains.
 const SCRATCH: u64 = 0x8000;
 /// Guest TX frame buffers: slots of 0x800 bytes starting at an odd 0x400 offset, so that the slot
 /// at 0x7fc00 straddles the boundary of the two-region layout (0x80000).
 const TX_SLOTS: u64 = 0x10400;
-const TX_SLOT_SIZE: u64 = 0x800;
 const TX_SLOT_COUNT: u64 = 256;
 /// Guest RX buffers.
 const RX_BUFS: u64 = 0xc0000;
 /// Where the two-region layout splits guest RAM.
 const SPLIT: u64 = 0x80000;
-const VNET_HDR: usize = 12;
 const EVIL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
 /// Name of the memfds sent with tables that must be rejected (looked for in /proc/PID/{fd,maps}).
 const REJECT_NAME: &std::ffi::CStr = c"tsnt-evil-reject";
@@ -75,153 +68,27 @@ const LOG_NACK: &str = "vhost-user request failed";
 const LOG_VIOLATION: &str = "guest violated the virtio ring protocol";
 const LOG_DISCONNECT: &str = "vhost-user frontend disconnected";
 
+/// The whole QEMU handshake.
+const SETUP: Setup = Setup {
+    guest_size: GUEST_SIZE,
+    tx_ring: TX_RING,
+    tx_slots: TX_SLOTS,
+    tx_slot_count: TX_SLOT_COUNT,
+    mac: EVIL_MAC,
+    virtio: Setup::BASE
+        .virtio
+        .union(VirtioFeatures::RING_INDIRECT_DESC)
+        .union(VirtioFeatures::NET_MTU)
+        .union(VirtioFeatures::NET_STATUS),
+    qemu_extras: true,
+    ..Setup::BASE
+};
+
 // ---------------------------------------------------------------------------------------------
 // The evil frontend and its guest
 // ---------------------------------------------------------------------------------------------
 
-/// One connection of the malicious frontend with its guest RAM and rings.
-struct Evil {
-    fe: Frontend,
-    g: MockGuest,
-    rx: MockVring,
-    tx: MockVring,
-    calls: [OwnedFd; 2],
-    kicks: [OwnedFd; 2],
-    errs: [OwnedFd; 2],
-    next_slot: u64,
-}
-
-fn ack(r: Result<u64, vhost::ProtocolError>, what: &str) -> u64 {
-    r.unwrap_or_else(|e| panic!("{what}: no reply from the switch: {e}"))
-}
-
-fn ack_ok(r: Result<u64, vhost::ProtocolError>, what: &str) {
-    assert_eq!(ack(r, what), 0, "{what}: the switch NACKed a valid request");
-}
-
 impl Evil {
-    /// Connects to the switch's socket and performs what QEMU does for a one-queue-pair
-    /// vhost-user-net device, up to DRIVER_OK and ring enable.
-    fn connect(sock: &Path) -> Evil {
-        let deadline = Instant::now() + WAIT;
-        let stream = loop {
-            match UnixStream::connect(sock) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => panic!("connect {}: {e}", sock.display()),
-            }
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let g = MockGuest::new(GUEST_SIZE);
-        let rx = MockVring::new(&g, g.gpa_base + RX_RING, QSZ);
-        let tx = MockVring::new(&g, g.gpa_base + TX_RING, QSZ);
-        let mut ev = Evil {
-            fe: Frontend::new(stream),
-            g,
-            rx,
-            tx,
-            calls: [eventfd(), eventfd()],
-            kicks: [eventfd(), eventfd()],
-            errs: [eventfd(), eventfd()],
-            next_slot: 0,
-        };
-        ev.handshake();
-        ev
-    }
-
-    fn handshake(&mut self) {
-        let fe = &mut self.fe;
-        let feats = fe.get_u64(Request::GetFeatures).expect("GET_FEATURES");
-        let pf = fe
-            .get_u64(Request::GetProtocolFeatures)
-            .expect("GET_PROTOCOL_FEATURES");
-        let want = ProtocolFeatures::MQ
-            | ProtocolFeatures::REPLY_ACK
-            | ProtocolFeatures::NET_MTU
-            | ProtocolFeatures::STATUS;
-        assert_eq!(pf & want.bits(), want.bits(), "protocol features {pf:#x}");
-        ack_ok(
-            fe.set_u64(Request::SetProtocolFeatures, want.bits()),
-            "SET_PROTOCOL_FEATURES",
-        );
-        fe.reply_ack = true;
-        assert_eq!(fe.get_u64(Request::GetQueueNum).expect("GET_QUEUE_NUM"), 1);
-        ack_ok(fe.send(Request::SetOwner, &[], &[]), "SET_OWNER");
-        ack_ok(fe.set_u64(Request::NetSetMtu, 1500), "NET_SET_MTU");
-        let acked = VirtioFeatures::VERSION_1
-            | VirtioFeatures::NET_MRG_RXBUF
-            | VirtioFeatures::RING_EVENT_IDX
-            | VirtioFeatures::RING_INDIRECT_DESC
-            | VirtioFeatures::NET_MTU
-            | VirtioFeatures::NET_STATUS
-            | VirtioFeatures::PROTOCOL_FEATURES;
-        assert_eq!(feats & acked.bits(), acked.bits(), "features {feats:#x}");
-        ack_ok(
-            fe.set_u64(Request::SetFeatures, acked.bits()),
-            "SET_FEATURES",
-        );
-        let st = fe.get_u64(Request::GetStatus).expect("GET_STATUS");
-        ack_ok(
-            fe.set_u64(Request::SetStatus, st | 8),
-            "SET_STATUS FEATURES_OK",
-        );
-        ack_ok(
-            fe.set_mem_table(&[self.g.region()], &[self.g.fd()]),
-            "SET_MEM_TABLE",
-        );
-        for i in 0..2u32 {
-            self.setup_ring(i, 0);
-        }
-        ack_ok(
-            self.fe.set_u64(Request::SetStatus, 1 | 2 | 4 | 8),
-            "SET_STATUS DRIVER_OK",
-        );
-        for i in 0..2 {
-            ack_ok(
-                self.fe.set_state(Request::SetVringEnable, i, 1),
-                "SET_VRING_ENABLE",
-            );
-        }
-    }
-
-    /// SET_VRING_NUM/BASE/ADDR/ERR/KICK/CALL for vring `i` (the KICK starts the ring).
-    fn setup_ring(&self, i: u32, base: u32) {
-        let fe = &self.fe;
-        let vr = if i == 0 { &self.rx } else { &self.tx };
-        let k = i as usize;
-        ack_ok(
-            fe.set_state(Request::SetVringNum, i, u32::from(QSZ)),
-            "SET_VRING_NUM",
-        );
-        ack_ok(
-            fe.set_state(Request::SetVringBase, i, base),
-            "SET_VRING_BASE",
-        );
-        ack_ok(
-            fe.send(Request::SetVringAddr, vr.addr(&self.g, i).as_bytes(), &[]),
-            "SET_VRING_ADDR",
-        );
-        ack_ok(
-            fe.set_vring_fd(Request::SetVringErr, i, Some(self.errs[k].as_fd())),
-            "SET_VRING_ERR",
-        );
-        ack_ok(
-            fe.set_vring_fd(Request::SetVringKick, i, Some(self.kicks[k].as_fd())),
-            "SET_VRING_KICK",
-        );
-        ack_ok(
-            fe.set_vring_fd(Request::SetVringCall, i, Some(self.calls[k].as_fd())),
-            "SET_VRING_CALL",
-        );
-    }
-
     /// What a guest driver reset looks like to the backend: GET_VRING_BASE stops the TX ring, the
     /// guest lays it out anew, and the frontend starts it again from 0.
     fn restart_tx_ring(&mut self) -> u32 {
@@ -236,40 +103,6 @@ impl Evil {
         self.tx = MockVring::new(&self.g, self.g.gpa_base + TX_RING, QSZ);
         self.setup_ring(1, 0);
         base
-    }
-
-    fn gpa(&self, off: u64) -> u64 {
-        self.g.gpa_base + off
-    }
-
-    fn tx_avail_idx(&self) -> u16 {
-        self.g.read_u16(self.tx.avail + 2)
-    }
-
-    fn tx_used_idx(&self) -> u16 {
-        self.tx.used_idx(&self.g)
-    }
-
-    /// Chains made available on the TX ring and not consumed yet.
-    fn tx_pending(&self) -> u16 {
-        self.tx_avail_idx().wrapping_sub(self.tx_used_idx())
-    }
-
-    /// Puts `frame` (behind a zeroed virtio-net header) in the next TX slot and makes it
-    /// available, unless the ring is full of unconsumed chains (then returns false).
-    fn send_frame(&mut self, frame: &[u8]) -> bool {
-        if self.tx_pending() >= QSZ - 1 {
-            return false;
-        }
-        let mut b = vec![0u8; VNET_HDR];
-        b.extend_from_slice(frame);
-        assert!(b.len() as u64 <= TX_SLOT_SIZE);
-        let a = self.gpa(TX_SLOTS + TX_SLOT_SIZE * (self.next_slot % TX_SLOT_COUNT));
-        self.next_slot += 1;
-        self.g.write(a, &b);
-        let g = &self.g;
-        self.tx.add_chain(g, &[(a, b.len() as u32, false)]);
-        true
     }
 
     /// Waits until the switch consumed every available TX chain.
@@ -381,93 +214,6 @@ fn mem_table_payload(nregions: u32, regions: &[MemoryRegion]) -> Vec<u8> {
 // Observing the switch
 // ---------------------------------------------------------------------------------------------
 
-fn evil_port(sw: &Switch) -> serde_json::Value {
-    let v = sw.ctl_json("stats").unwrap_or_else(|e| {
-        panic!("ctl stats no longer answers: {e}");
-    });
-    v["ports"]
-        .as_array()
-        .expect("stats ports")
-        .iter()
-        .find(|p| p["name"] == "evil")
-        .cloned()
-        .expect("port evil in stats")
-}
-
-fn evil_backend(sw: &Switch) -> serde_json::Value {
-    evil_port(sw)["backend"].clone()
-}
-
-fn counter(sw: &Switch, key: &str) -> u64 {
-    let b = evil_backend(sw);
-    b[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("evil backend counter {key} missing: {b}"))
-}
-
-/// Polls `key` until it reaches `want` (within WAIT); returns the last value.
-fn wait_counter(sw: &Switch, key: &str, want: u64, mut tick: impl FnMut()) -> u64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let v = counter(sw, key);
-        if v >= want || Instant::now() >= deadline {
-            return v;
-        }
-        tick();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Log lines about port evil containing every one of `needles`.
-fn log_count(sw: &Switch, needles: &[&str]) -> usize {
-    sw.log_text()
-        .lines()
-        .filter(|l| l.contains("evil") && needles.iter().all(|n| l.contains(n)))
-        .count()
-}
-
-fn wait_log(sw: &Switch, needles: &[&str], want: usize) -> usize {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let n = log_count(sw, needles);
-        if n >= want || Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the switch's housekeeping reports port evil's link as `up`.
-fn wait_link(sw: &Switch, up: bool, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let p = evil_port(sw);
-        if p["link_up"].as_bool() == Some(up) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: port evil link never went {} within {WAIT:?}: {p}",
-            if up { "up" } else { "down" }
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn assert_alive(sw: &Switch, what: &str) {
-    let pid = sw.pid().expect("switch running") as libc::pid_t;
-    // SAFETY: signal 0 only checks that our child exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    assert_eq!(rc, 0, "{what}: switch process {pid} is gone");
-    let st = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(
-        st.split_whitespace().nth(2) != Some("Z"),
-        "{what}: switch process {pid} exited (zombie)"
-    );
-    sw.ctl_json("stats")
-        .unwrap_or_else(|e| panic!("{what}: ctl stats no longer answers: {e}"));
-}
-
 fn assert_forwarding(lab: &Lab, what: &str) {
     let (h1, h2) = (lab.host("h1"), lab.host("h2"));
     udp_exchange(h1, h2, WAIT)
@@ -525,29 +271,14 @@ impl<'a> Ctx<'a> {
             drop(old);
             wait_link(self.sw(), false, what);
         }
-        self.ev = Some(Evil::connect(&self.sock));
+        self.ev = Some(Evil::connect(&self.sock, &SETUP));
         wait_link(self.sw(), true, what);
     }
 
     /// The guest transmits a marked broadcast until h1 receives it, intact.
     fn guest_frame_reaches_h1(&mut self, what: &str) {
-        let m = marker(what);
-        let f = frame(BROADCAST, EVIL_MAC, None, ETH_TEST, &m);
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            self.ev().send_frame(&f);
-            if let Some(r) = self.h1raw.wait_for(&m, Duration::from_millis(300)) {
-                assert_eq!(
-                    r.data, f,
-                    "{what}: the guest's frame changed on its way to h1"
-                );
-                return;
-            }
-        }
-        panic!(
-            "{what}: a well-formed frame from the guest never reached h1; evil: {}",
-            evil_backend(self.sw())
-        );
+        let ev = self.ev.as_mut().expect("connected");
+        ev.frame_reaches_h1(self.lab.switch(), &self.h1raw, what);
     }
 
     /// Makes the switch send to the guest (its RX ring has no buffers yet, so the frame is counted
@@ -739,29 +470,15 @@ fn raw_header(request: u32, flags: u32, size: u32) -> Vec<u8> {
     h
 }
 
-fn start_lab(test: &str) -> (Lab, PathBuf) {
-    let mut lab = Lab::new(test);
-    lab.add_host("h1", 1);
-    lab.add_host("h2", 2);
-    let sock = lab.dir.join("evil.sock");
-    let mut args = lab.port_args(&[("h1", ""), ("h2", "")]);
-    args.push("--port".into());
-    args.push(format!("evil=vhost-user:{}", sock.display()));
-    lab.start_switch_args(args);
-    (lab, sock)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn malicious_frontend_cannot_hurt_the_switch() {
-    let (mut lab, sock) = start_lab("evil");
+    let (mut lab, sock) = evil_lab("evil");
     {
-        let (h1, h2) = (lab.host("h1"), lab.host("h2"));
-        let (ok, out) = h1.ping_until_ok(h2.ip, Duration::from_secs(30));
-        assert!(ok, "ping h1 -> h2 before the guest connects:\n{out}");
+        assert_h1_pings_h2(&lab, "before the guest connects");
         assert_forwarding(&lab, "before the guest connects");
     }
     let mut cx = Ctx {
@@ -1236,8 +953,8 @@ fn mem_table_swap_under_traffic(cx: &mut Ctx<'_>) {
 /// must keep answering and SIGTERM must still stop it.
 #[test]
 fn stalled_frontend_does_not_freeze_the_control_thread() {
-    let (mut lab, sock) = start_lab("evil-stall");
-    let ev = Evil::connect(&sock);
+    let (mut lab, sock) = evil_lab("evil-stall");
+    let ev = Evil::connect(&sock, &SETUP);
     wait_link(lab.switch(), true, "stall: connected");
     let mut s = ev.fe.stream();
     s.write_all(&raw_header(Request::SetMemTable as u32, 1, 264))
@@ -1273,7 +990,7 @@ fn stalled_frontend_does_not_freeze_the_control_thread() {
 /// once-per-episode log line is not repeated for the next violation.
 #[test]
 fn guest_rx_reset_clears_the_broken_state() {
-    let (lab, sock) = start_lab("evil-stale");
+    let (lab, sock) = evil_lab("evil-stale");
     let sw = lab.switch();
     let h1raw = lab.host("h1").raw();
     let flood = frame(
@@ -1283,7 +1000,7 @@ fn guest_rx_reset_clears_the_broken_state() {
         ETH_TEST,
         &marker("flood"),
     );
-    let ev = Evil::connect(&sock);
+    let ev = Evil::connect(&sock, &SETUP);
     wait_link(sw, true, "first connection");
     ev.rx_desc(0, ev.gpa(GUEST_SIZE + 0x10000), 2048, VIRTQ_DESC_F_WRITE, 0);
     let mut rx = ev.rx.clone();
@@ -1295,7 +1012,7 @@ fn guest_rx_reset_clears_the_broken_state() {
     wait_link(sw, false, "first connection gone");
 
     // No frame for the guest from here on: h1 and h2 stay quiet.
-    let ev = Evil::connect(&sock);
+    let ev = Evil::connect(&sock, &SETUP);
     wait_link(sw, true, "second connection");
     std::thread::sleep(Duration::from_millis(2500));
     let spurious = eventfd_take(ev.errs[0].as_fd());

@@ -15,15 +15,7 @@ use common::*;
 use std::time::Duration;
 
 fn vring_packets(sw: &Switch) -> Vec<u64> {
-    let v = sw.ctl_json("stats").expect("stats");
-    let port = v["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "vm")
-        .cloned()
-        .expect("port vm");
-    port["backend"]["vring_packets"]
+    sw.port_json("vm")["backend"]["vring_packets"]
         .as_array()
         .expect("vring_packets")
         .iter()

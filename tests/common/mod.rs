@@ -11,8 +11,11 @@
 //!   that the kernel moved to PACKET_AUXDATA put back in place; [`frame`] builds frames.
 //! - [`Switch`]: the switch process, readiness by `ctl stats`, `stats()`/`fdb()`, SIGTERM on drop,
 //!   and its log printed when a test fails.
+//! - [`evil`]: a hostile vhost-user frontend played by the test, and watching its port;
+//!   [`testpmd`]: `dpdk-testpmd` as a real frontend.
 #![allow(dead_code)]
 
+pub mod evil;
 pub mod testpmd;
 
 use std::ffi::CString;
@@ -1182,6 +1185,28 @@ impl Switch {
             .find(|p| p.name == name)
             .cloned()
             .unwrap_or_else(|| panic!("stats: no port {name} in {all:?}"))
+    }
+
+    /// Port `name` as `ctl stats` reports it, raw JSON (vhost-user ports carry `backend`).
+    pub fn port_json(&self, name: &str) -> serde_json::Value {
+        let v = self
+            .ctl_json("stats")
+            .unwrap_or_else(|e| panic!("ctl stats no longer answers: {e}"));
+        v["ports"]
+            .as_array()
+            .unwrap_or_else(|| panic!("stats without a ports array: {v}"))
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("stats: no port {name} in {v}"))
+    }
+
+    /// Counter `key` of vhost-user port `name`'s backend.
+    pub fn backend_u64(&self, name: &str, key: &str) -> u64 {
+        let b = &self.port_json(name)["backend"];
+        b[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} backend counter {key} missing: {b}"))
     }
 
     pub fn fdb(&self) -> Vec<FdbEntry> {
