@@ -176,8 +176,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         std::os::unix::fs::chown(&d, Some(65534), None).unwrap();
+        // The helper runs as nobody, who may not reach this binary where cargo built it (a
+        // checkout under a 0700 directory): it runs a copy from the test's own directory.
+        let exe = d.join("peer-helper");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let p = d.join("ctl.sock");
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
+        let child = std::process::Command::new(&exe)
             .args([
                 "--ignored",
                 "--exact",
