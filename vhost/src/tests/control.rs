@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use crate::device::{ControlEvent, NetConfig, VhostUserNet, MESSAGES_PER_SERVE};
 use crate::error::{DeviceError, ProtocolError};
 use crate::protocol::{
-    Header, Pod, Request, VirtioFeatures, VringState, FLAG_NEED_REPLY, MESSAGE_DEADLINE,
-    OUTPUT_CAP, VERSION,
+    Header, Pod, Request, VringState, FLAG_NEED_REPLY, MESSAGE_DEADLINE, OUTPUT_CAP, VERSION,
 };
 use crate::queue::{RxQueue, TxQueue};
 use crate::testutil::{eventfd, Frontend, MockGuest, MockVring};
@@ -117,23 +116,7 @@ impl Rig {
             kicks: [eventfd(), eventfd()],
             now: Instant::now(),
         };
-        let fe = &r.fe;
-        fe.set_u64(Request::SetFeatures, VirtioFeatures::VERSION_1.bits())
-            .unwrap();
-        fe.set_mem_table(&[r.guest.region()], &[r.guest.fd()])
-            .unwrap();
-        for i in 0..2u32 {
-            fe.set_state(Request::SetVringNum, i, u32::from(QSZ))
-                .unwrap();
-            fe.send(
-                Request::SetVringAddr,
-                r.rings[i as usize].addr(&r.guest, i).as_bytes(),
-                &[],
-            )
-            .unwrap();
-            fe.set_vring_fd(Request::SetVringKick, i, Some(r.kicks[i as usize].as_fd()))
-                .unwrap();
-        }
+        super::start_two_vrings(&r.fe, &r.guest, &r.rings, &r.kicks, QSZ);
         let now = r.now;
         assert!(serve(&mut r.dev, now).is_empty());
         assert!(r.rxq.sync() && r.txq.sync(), "rings run");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::device::{ControlEvent, NetConfig, VhostUserNet};
 use crate::error::DeviceError;
 use crate::guestfd::GUARD_PERIOD;
-use crate::protocol::{Pod, Request, VirtioFeatures};
+use crate::protocol::Request;
 use crate::queue::{RxQueue, TxQueue};
 use crate::testutil::{eventfd, Frontend, MockGuest, MockVring};
 
@@ -100,23 +100,8 @@ impl Rig {
             _kicks: [eventfd(), eventfd()],
             events: Vec::new(),
         };
+        super::start_two_vrings(&r.fe, &r.guest, &r.rings, &r._kicks, QSZ);
         let fe = &r.fe;
-        fe.set_u64(Request::SetFeatures, VirtioFeatures::VERSION_1.bits())
-            .unwrap();
-        fe.set_mem_table(&[r.guest.region()], &[r.guest.fd()])
-            .unwrap();
-        for i in 0..2u32 {
-            fe.set_state(Request::SetVringNum, i, u32::from(QSZ))
-                .unwrap();
-            fe.send(
-                Request::SetVringAddr,
-                r.rings[i as usize].addr(&r.guest, i).as_bytes(),
-                &[],
-            )
-            .unwrap();
-            fe.set_vring_fd(Request::SetVringKick, i, Some(r._kicks[i as usize].as_fd()))
-                .unwrap();
-        }
         if let Some(c) = call {
             fe.set_vring_fd(Request::SetVringCall, 0, Some(c.as_fd()))
                 .unwrap();
