@@ -19,7 +19,7 @@
 //!   to check against its clock. Any other keyword, and any keyword given twice, is an error.
 //! - `flags` and `txtime-delay` are accepted and recorded as taprio accepts them, with a
 //!   warning: they choose how Linux enforces a schedule, and the switch's gate enforces it the
-//!   same way whatever they say (see [`parser`](crate::parse_text)).
+//!   same way whatever they say (see [`parse_text`]).
 //! - A command line follows tc where tc's defaults differ (see the `taprio` module); an
 //!   802.1Qcw document has no priority map: 8 classes, priority i → class i (see the `qcw`
 //!   module).

@@ -293,8 +293,11 @@ pub(crate) fn keyword(
             once(raw.map.map(|v| v.1), name, line)?;
             let words = ws.list(dialect, is_decimal);
             let mut map = [0u64; MAP_LEN];
-            for (w, slot) in words.iter().zip(map.iter_mut()) {
-                *slot = decimal(*w, name, "a traffic class number")?;
+            for (i, w) in words.iter().enumerate() {
+                let class = decimal(*w, name, "a traffic class number")?;
+                if let Some(slot) = map.get_mut(i) {
+                    *slot = class;
+                }
             }
             match (dialect, words.len()) {
                 (Dialect::Command, 0) => {

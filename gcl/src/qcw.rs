@@ -59,6 +59,16 @@ use crate::validate::{self, Raw, RawEntry};
 const TABLE: &str = "gate-parameter-table";
 /// Modules whose name may qualify the table (the second is 802.1Qcw drafts').
 const TABLE_MODULES: [&str; 2] = ["ieee802-dot1q-sched-bridge", "ieee802-dot1q-sched"];
+/// The members read from the table.
+const KNOWN: [&str; 7] = [
+    "gate-enabled",
+    "admin-gate-states",
+    "admin-control-list",
+    "admin-cycle-time",
+    "admin-cycle-time-extension",
+    "admin-base-time",
+    "queue-max-sdu-table",
+];
 /// Members that make a top-level object the table's contents.
 const TABLE_MEMBERS: [&str; 5] = [
     "admin-control-list",
@@ -397,6 +407,17 @@ impl<'a> Doc<'a> {
                 (Some(_), _) => continue,
                 (None, local) => local,
             };
+            if !KNOWN.contains(&local) && !IGNORED.contains(&local) {
+                let at = if at.is_empty() { TABLE } else { at };
+                return Err(self.error(
+                    v,
+                    ErrorKind::JsonUnknownMember {
+                        at: at.to_owned(),
+                        name,
+                    },
+                ));
+            }
+            // Only names this reader knows make paths: errors quote nothing of the document.
             let path = join(at, local);
             let n = Node { raw: v, at: &path };
             if seen.iter().any(|s| s == local) {
@@ -406,7 +427,8 @@ impl<'a> Doc<'a> {
             let vline = self.line(v);
             match local {
                 "gate-enabled" => {
-                    if !self.boolean(n)? {
+                    let enabled = self.boolean(n)?;
+                    if !enabled {
                         return Err(self.error(v, ErrorKind::JsonGateDisabled));
                     }
                 }
@@ -429,20 +451,8 @@ impl<'a> Doc<'a> {
                 }
                 "admin-base-time" => base_time = Some((self.ptp_time(n)?, vline)),
                 "queue-max-sdu-table" => raw.max_sdu = Some((self.max_sdu(n)?, vline)),
-                ignored if IGNORED.contains(&ignored) => {}
-                _ => {
-                    return Err(self.error(
-                        v,
-                        ErrorKind::JsonUnknownMember {
-                            at: if at.is_empty() {
-                                TABLE.into()
-                            } else {
-                                at.into()
-                            },
-                            name,
-                        },
-                    ))
-                }
+                // IGNORED.
+                _ => {}
             }
         }
         let missing = |what: &str| ParseError::new(line, ErrorKind::JsonMissing(join(at, what)));

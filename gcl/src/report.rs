@@ -5,7 +5,8 @@ use std::fmt::Write;
 use crate::error::ParseError;
 use crate::parser::{parse, Parsed};
 
-/// Parses `text` and renders the validated schedule, its warnings, and one line per instant in
+/// Parses `text` (any [`Format`](crate::Format)) and renders which format it was read as (the
+/// first line, `format ...`), the validated schedule, its warnings, and one line per instant in
 /// `at`, exactly `T gates=0xMM next=N`:
 ///
 /// - `gates`: open gates, two lowercase hex digits, bit i = class i. Before the list's

@@ -611,6 +611,13 @@ mod tests {
              \"time-interval-value\": 5}]}}",
             "{\"admin-base-time\": {\"seconds\": \"SECRETWORD\"}}",
             "{\"admin-base-time\": SECRETWORD}",
+            "{\"admin-gate-states\": 255, \"SECRETWORD\": 1}",
+            "{\"admin-cycle-time\": {\"SECRETWORD\": 1}}",
+            "{\"admin-base-time\": {\"SECRETWORD\": 1}}",
+            "{\"queue-max-sdu-table\": [{\"SECRETWORD\": 1}]}",
+            "{\"ietf-interfaces:interfaces\": {\"interface\": [{\"name\": \"SECRETWORD\", \
+             \"ieee802-dot1q-sched-bridge:gate-parameter-table\": {}}, {\"name\": \"b\", \
+             \"ieee802-dot1q-sched-bridge:gate-parameter-table\": {}}]}}",
         ] {
             let e = gcl::parse(text).expect_err(text);
             let r = reason_without_tokens(&e.kind);
