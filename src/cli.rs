@@ -62,15 +62,29 @@ pub enum Cmd {
 
 #[derive(Debug, Subcommand)]
 pub enum GclCmd {
-    /// Validate a taprio-style GCL file and print the schedule, like a dry run of `tc`.
+    /// Validate a GCL file and print the schedule, like a dry run of `tc`.
     /// On error prints `FILE:LINE: reason` and exits non-zero.
     Check {
-        /// The GCL file (num_tc, map, base-time, [cycle-time], [cycle-time-extension], sched-entry ...).
+        /// The GCL file: the text format (num_tc, map, base-time, [cycle-time],
+        /// [cycle-time-extension], sched-entry ... one per line), a `tc qdisc ... taprio ...`
+        /// command line, or an IEEE 802.1Qcw gate-parameter-table in JSON; told apart by content.
         file: PathBuf,
         /// Also print the gate state at T (ns, same clock as base-time):
         /// `T gates=0xMM next=T_NS` (bit i = class i open; time of the next gate change).
         #[arg(long = "at", value_name = "T_NS")]
         at: Vec<u64>,
+        /// Apply the switch's rule for a port at this link speed (Mb/s): every entry must last
+        /// at least as long as a minimum frame (60 bytes) takes on the wire (as taprio). Each
+        /// entry shorter than that is printed and the check fails.
+        #[arg(long, value_name = "MBPS", value_parser = clap::value_parser!(u32).range(1..))]
+        speed: Option<u32>,
+        /// Check the list's clockid against this --clock, as the switch does.
+        #[arg(long, value_name = "CLOCK")]
+        clock: Option<ClockSpec>,
+        /// For a JSON document with several interfaces' tables: the interface to read (the
+        /// switch reads the one named like the port).
+        #[arg(long, value_name = "NAME")]
+        interface: Option<String>,
     },
 }
 
@@ -116,7 +130,7 @@ pub enum CtlCommand {
     Gcl {
         /// The gated port.
         port: String,
-        /// The new list, in tc-taprio's words (see `tsn-vswitch gcl check`).
+        /// The new list, in any format `tsn-vswitch gcl check` reads.
         file: PathBuf,
     },
     /// Add or delete a port while the others forward.
@@ -201,8 +215,10 @@ pub struct RunArgs {
     pub mem: u32,
 
     /// Gate control list of an egress port (repeatable): an IEEE 802.1Qbv schedule in tc-taprio's
-    /// words (num_tc, map, base-time, cycle-time, cycle-time-extension, sched-entry S|H|R MASK NS).
-    /// Check a file first with `tsn-vswitch gcl check FILE`.
+    /// words (num_tc, map, base-time, cycle-time, cycle-time-extension, sched-entry S|H|R MASK NS),
+    /// as a `tc qdisc ... taprio ...` command line, or as an IEEE 802.1Qcw gate-parameter-table in
+    /// JSON. A clockid in it must be the gates' clock (CLOCK_TAI). Check a file first with
+    /// `tsn-vswitch gcl check FILE`.
     #[arg(long = "gcl", value_name = "PORT=FILE")]
     pub gcls: Vec<GclSpec>,
 

@@ -337,7 +337,7 @@ impl std::str::FromStr for GclSpec {
             .split_once('=')
             .filter(|(p, f)| !p.is_empty() && !f.is_empty())
             .ok_or_else(|| anyhow!("'{arg}': expected PORT=FILE"))?;
-        let (list, warnings) = read_gcl(file)?;
+        let (list, warnings) = read_gcl(file, port)?;
         Ok(GclSpec {
             port: port.to_string(),
             path: file.into(),
@@ -375,11 +375,13 @@ pub fn read_gcl_text(file: &std::path::Path) -> std::io::Result<String> {
     String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// Reads and validates a GCL file (`--gcl` at start): the list and its
-/// warnings, each `FILE:LINE: ...`; errors read `cannot read FILE: ...` or `FILE:LINE: reason`.
-pub fn read_gcl(file: &str) -> Result<(gcl::GateControlList, Vec<String>)> {
+/// Reads and validates a GCL file (`--gcl` at start) for port `port`, in any format
+/// [`gcl::parse_for`] reads (an 802.1Qcw document with several interfaces is read for the one
+/// named like the port): the list and its warnings, each `FILE:LINE: ...`; errors read
+/// `cannot read FILE: ...` or `FILE:LINE: reason`.
+pub fn read_gcl(file: &str, port: &str) -> Result<(gcl::GateControlList, Vec<String>)> {
     let text = read_gcl_text(file.as_ref()).map_err(|e| anyhow!("cannot read {file}: {e}"))?;
-    let parsed = gcl::parse(&text).map_err(|e| anyhow!("{file}:{e}"))?;
+    let parsed = gcl::parse_for(&text, Some(port)).map_err(|e| anyhow!("{file}:{e}"))?;
     let warnings = parsed
         .warnings
         .iter()
@@ -480,6 +482,9 @@ impl Config {
             if self.gcls[..i].iter().any(|o| o.port == g.port) {
                 bail!("--gcl: port '{}' is given two lists", g.port);
             }
+            self.clock
+                .check_clockid(g.list.clockid())
+                .map_err(|e| anyhow!("--gcl {}={}: {e}", g.port, g.path.display()))?;
         }
         if !self.gcls.is_empty() && self.pmd_cores.len() > 1 {
             bail!(

@@ -19,7 +19,16 @@ fn main() {
         .init();
 
     let result = match cli.cmd {
-        Some(Cmd::Gcl(GclCmd::Check { file, at })) => gcl_check(&file, &at),
+        Some(Cmd::Gcl(GclCmd::Check {
+            file,
+            at,
+            speed,
+            clock,
+            interface,
+        })) => gcl_check(&file, &at, speed, interface.as_deref(), |id| match &clock {
+            Some(c) => c.check_clockid(id).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }),
         Some(Cmd::Ctl(c)) => ctl::client::run(&c).map(|out| {
             // A closed pipe (`| head`) is not an error worth a panic.
             use std::io::Write;
@@ -34,12 +43,43 @@ fn main() {
     }
 }
 
-/// `tsn-vswitch gcl check FILE [--at T]...`
-fn gcl_check(file: &std::path::Path, at: &[u64]) -> anyhow::Result<()> {
+/// `tsn-vswitch gcl check FILE [--at T]... [--speed MBPS] [--clock CLOCK] [--interface NAME]`:
+/// the report on stdout; what the switch would refuse (a bad list, a clockid that is not
+/// `--clock`, entries too short at `--speed`) as the error, after the report for the last two.
+fn gcl_check(
+    file: &std::path::Path,
+    at: &[u64],
+    speed_mbps: Option<u32>,
+    interface: Option<&str>,
+    check_clock: impl Fn(Option<gcl::ClockId>) -> Result<(), String>,
+) -> anyhow::Result<()> {
+    let name = file.display();
     let text = tsn_vswitch::config::read_gcl_text(file)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
-    let report =
-        gcl::check_report(&text, at).map_err(|e| anyhow::anyhow!("{}:{e}", file.display()))?;
-    print!("{report}");
-    Ok(())
+        .map_err(|e| anyhow::anyhow!("{name}: cannot read: {e}"))?;
+    let parsed = gcl::parse_for(&text, interface).map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
+    print!("{}", gcl::report(&parsed, at));
+    let mut refusals = Vec::new();
+    if let Err(e) = check_clock(parsed.list.clockid()) {
+        refusals.push(format!("{name}: {e}"));
+    }
+    if let Some(mbps) = speed_mbps {
+        let short: Vec<_> =
+            tsn_vswitch::tas::short_entries(&parsed.list, u64::from(mbps) * 1_000_000).collect();
+        if short.is_empty() {
+            println!("every entry fits a minimum frame at {mbps} Mb/s");
+        }
+        for e in short {
+            println!("too short at {mbps} Mb/s: {e}");
+            refusals.push(format!("{name}: {e}"));
+        }
+    }
+    match refusals.len() {
+        0 => Ok(()),
+        1 => Err(anyhow::anyhow!("{}", refusals[0])),
+        n => Err(anyhow::anyhow!(
+            "{} (and {} more reasons the switch would refuse it, above)",
+            refusals[0],
+            n - 1
+        )),
+    }
 }

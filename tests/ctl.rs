@@ -232,6 +232,108 @@ fn a_ctl_group_opens_the_socket_and_ctl_gcl_reads_the_file_with_the_clients_righ
         "{}",
         r.stderr
     );
+
+    // A list written as a tc command line, an hour ahead: pending until its base-time, shown
+    // with it as the ConfigChangeTime beside the running list.
+    let base = tai_now_ns() + 3_600_000_000_000;
+    let taprio = lab.dir.join("h2.sh");
+    std::fs::write(
+        &taprio,
+        format!(
+            "tc qdisc replace dev h2 parent root handle 100 taprio \\\n  num_tc 2 map 0 1 \\\n  \
+             queues 1@0 1@1 base-time {base} \\\n  sched-entry S 0x2 300000 sched-entry S 1 \
+             0xaae60 \\\n  clockid CLOCK_TAI\n"
+        ),
+    )
+    .unwrap();
+    let r = ctl(&sw.ctl, &["gcl", "h2", &taprio.to_string_lossy()], false);
+    assert!(r.ok, "{}", r.stderr);
+    let reply: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(reply["config_change_time"], base, "{reply}");
+    assert!(
+        reply["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("map names classes for 2 of the 16 priorities")),
+        "{reply}"
+    );
+    let v = ctl_json(sw, &["--json", "show", "gcl", "h2"]);
+    assert_eq!(v["config_change_time"], base, "{v}");
+    assert_eq!(v["admin"]["start_ns"], base, "{v}");
+    assert_eq!(v["admin"]["entries"][1]["interval_ns"], 700000, "{v}");
+    assert_eq!(
+        v["admin"]["queues"],
+        serde_json::json!([[1, 0], [1, 1]]),
+        "{v}"
+    );
+    assert_eq!(v["admin"]["clockid"], "CLOCK_TAI", "{v}");
+    assert_eq!(
+        v["oper"]["entries"][0]["gates"], 3,
+        "the first list still runs: {v}"
+    );
+    let table = ctl_ok(sw, &["show", "gcl", "h2"]);
+    assert!(
+        table.contains("oper: since ")
+            && table.contains(&format!("admin (pending): from {base} ns"))
+            && table.contains("  queues 1@0 1@1\n")
+            && table.contains("700000"),
+        "{table}"
+    );
+
+    // The same as an 802.1Qcw document: it replaces the pending list.
+    let json = lab.dir.join("h2.json");
+    std::fs::write(
+        &json,
+        format!(
+            r#"{{"ieee802-dot1q-sched-bridge:gate-parameter-table": {{
+  "admin-control-list": {{"gate-control-entry": [
+    {{"index": 0, "operation-name": "ieee802-dot1q-sched:set-gate-states", "gate-states-value": 2, "time-interval-value": 250000}},
+    {{"index": 1, "operation-name": "ieee802-dot1q-sched:set-gate-states", "gate-states-value": 1, "time-interval-value": 750000}}]}},
+  "admin-base-time": {{"seconds": "{}", "nanoseconds": {}}}}}}}
+"#,
+            base / 1_000_000_000 + 1,
+            base % 1_000_000_000
+        ),
+    )
+    .unwrap();
+    let r = ctl(&sw.ctl, &["gcl", "h2", &json.to_string_lossy()], false);
+    assert!(r.ok, "{}", r.stderr);
+    let v = ctl_json(sw, &["--json", "show", "gcl", "h2"]);
+    assert_eq!(v["config_change_time"], base + 1_000_000_000, "{v}");
+    assert_eq!(v["admin"]["num_tc"], 8, "{v}");
+    assert_eq!(v["admin"]["entries"][0]["interval_ns"], 250000, "{v}");
+
+    // A clockid the gates do not run on is refused, and changes nothing.
+    let rt = lab.dir.join("rt.sh");
+    std::fs::write(
+        &rt,
+        std::fs::read_to_string(&taprio)
+            .unwrap()
+            .replace("CLOCK_TAI", "CLOCK_REALTIME"),
+    )
+    .unwrap();
+    let r = ctl(&sw.ctl, &["gcl", "h2", &rt.to_string_lossy()], false);
+    assert!(
+        !r.ok
+            && r.stderr.contains(&format!(
+                "{}: the list's clockid CLOCK_REALTIME is not the gates' clock (--clock tai",
+                rt.display()
+            )),
+        "{}",
+        r.stderr
+    );
+    let v = ctl_json(sw, &["--json", "show", "gcl", "h2"]);
+    assert_eq!(v["config_change_time"], base + 1_000_000_000, "{v}");
+}
+
+/// CLOCK_TAI now, ns: the switch's gates run on it (`--clock tai`, the default).
+fn tai_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_TAI, &mut ts) }, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Opens `n` connections that send nothing.

@@ -56,7 +56,7 @@ impl Drop for Scratch {
     }
 }
 
-fn text(b: &[u8]) -> String {
+fn text_of(b: &[u8]) -> String {
     strip_ansi(&String::from_utf8_lossy(b))
 }
 
@@ -73,7 +73,7 @@ fn gcl_check(file: &Path, at: &[u64]) -> Output {
 fn expect_check_error(s: &Scratch, name: &str, gcl: &str, line: usize, reason: &str) {
     let f = s.file(&format!("{name}.gcl"), gcl);
     let out = gcl_check(&f, &[]);
-    let stderr = text(&out.stderr);
+    let stderr = text_of(&out.stderr);
     assert!(
         !out.status.success() && out.status.code().is_some() && out.status.code() != Some(101),
         "[{name}] gcl check must exit non-zero (no panic) for:\n{gcl}\ngot {}\nstderr:\n{stderr}",
@@ -88,7 +88,7 @@ fn expect_check_error(s: &Scratch, name: &str, gcl: &str, line: usize, reason: &
     assert!(
         out.stdout.is_empty(),
         "[{name}] a rejected list must print no schedule; stdout:\n{}",
-        text(&out.stdout)
+        text_of(&out.stdout)
     );
 }
 
@@ -108,12 +108,12 @@ fn gcl_check_prints_gate_states() {
         base + 5_750_000,
     ];
     let out = gcl_check(&f, &at);
-    let stdout = text(&out.stdout);
+    let stdout = text_of(&out.stdout);
     assert!(
         out.status.success(),
         "gcl check rejected a good list ({}):\n{}",
         out.status,
-        text(&out.stderr)
+        text_of(&out.stderr)
     );
     let expected = [
         // Before base-time every gate is open and the next change is base-time itself.
@@ -142,8 +142,8 @@ fn gcl_check_prints_gate_states() {
         &GOOD.replace("cycle-time", "max-sdu 0 200\ncycle-time"),
     );
     let out = gcl_check(&f, &[]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text_of(&out.stdout);
+    assert!(out.status.success(), "{}", text_of(&out.stderr));
     assert!(
         stdout.contains("\nmax-sdu 0 200 (0: no limit)\n"),
         "max-sdu report:\n{stdout}"
@@ -155,12 +155,182 @@ fn gcl_check_prints_gate_states() {
         "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nbase-time 0\ncycle-time 1000000\nsched-entry S 02 200000\n",
     );
     let out = gcl_check(&f, &[600_000]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text_of(&out.stdout);
+    assert!(out.status.success(), "{}", text_of(&out.stderr));
     assert!(
         stdout.ends_with("600000 gates=0x02 next=1000000\n") && stdout.contains("warning: 4:"),
         "short list report:\n{stdout}"
     );
+}
+
+/// [`GOOD`] as a tc command line, the way it is pasted from a shell script.
+const GOOD_TAPRIO: &str = "\
+tc qdisc replace dev eth0 parent root handle 100 taprio \\
+    num_tc 2 map 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 queues 1@0 1@1 \\
+    base-time 1000000000 cycle-time 1000000 \\
+    sched-entry S 02 0x30d40 sched-entry S 01 800000 \\
+    clockid CLOCK_TAI
+";
+
+/// [`GOOD`] as an IEEE 802.1Qcw gate-parameter-table (RFC 7951 JSON) in an interface.
+const GOOD_QCW: &str = r#"{
+  "ietf-interfaces:interfaces": {
+    "interface": [
+      {
+        "name": "nic",
+        "ieee802-dot1q-bridge:bridge-port": {
+          "ieee802-dot1q-sched-bridge:gate-parameter-table": {
+            "gate-enabled": true,
+            "admin-gate-states": 255,
+            "admin-control-list": {
+              "gate-control-entry": [
+                {"index": 0, "operation-name": "ieee802-dot1q-sched:set-gate-states",
+                 "gate-states-value": 2, "time-interval-value": 200000},
+                {"index": 1, "operation-name": "ieee802-dot1q-sched:set-gate-states",
+                 "gate-states-value": 1, "time-interval-value": 800000}
+              ]
+            },
+            "admin-cycle-time": {"numerator": 1, "denominator": 1000},
+            "admin-base-time": {"seconds": "1", "nanoseconds": 0}
+          }
+        }
+      }
+    ]
+  }
+}
+"#;
+
+/// The `T gates=... next=...` lines of a report.
+fn state_lines(report: &str) -> Vec<&str> {
+    report
+        .lines()
+        .filter(|l| l.contains(" gates=0x") && !l.starts_with(' '))
+        .collect()
+}
+
+#[test]
+fn gcl_check_reads_taprio_command_lines_and_8021qcw_json() {
+    let s = Scratch::new("formats");
+    let base = 1_000_000_000u64;
+    let at: Vec<u64> = [0, 199_999, 200_000, 999_999, 5_750_000]
+        .iter()
+        .map(|o| base + o)
+        .chain([0])
+        .collect();
+    let mut reports = Vec::new();
+    for (name, text, format) in [
+        ("good.gcl", GOOD, "format text"),
+        ("good.sh", GOOD_TAPRIO, "format tc taprio command line"),
+        ("good.json", GOOD_QCW, "format IEEE 802.1Qcw JSON"),
+    ] {
+        let f = s.file(name, text);
+        let out = gcl_check(&f, &at);
+        let stdout = text_of(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {}\n{}",
+            out.status,
+            text_of(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!("{format}\n")),
+            "{name}:\n{stdout}"
+        );
+        reports.push(stdout);
+    }
+    // The same gate states at every instant, whichever way the schedule was written.
+    let want = state_lines(&reports[0]);
+    assert_eq!(want.len(), at.len());
+    for r in &reports[1..] {
+        assert_eq!(state_lines(r), want, "report:\n{r}");
+    }
+    // What each format adds: the command line's queues and clockid; JSON's 8 classes.
+    assert!(
+        reports[1].contains("\nqueues 1@0 1@1\nclockid CLOCK_TAI\n"),
+        "{}",
+        reports[1]
+    );
+    assert!(
+        reports[2].contains("\nnum_tc 8\nmap 0 1 2 3 4 5 6 7 0 0 0 0 0 0 0 0\n"),
+        "{}",
+        reports[2]
+    );
+    // JSON entries carry the lines of their objects.
+    assert!(
+        reports[2].contains("  0: line 12 S start=0 gates=0x02 interval=200000\n"),
+        "{}",
+        reports[2]
+    );
+}
+
+#[test]
+fn gcl_check_applies_the_switch_rules_for_a_speed_and_a_clock() {
+    let s = Scratch::new("rules");
+    // Entries of 400 and 5000 ns: both fit a minimum frame at 10 Gb/s (48 ns), only the second
+    // at 100 Mb/s (4800 ns).
+    let f = s.file(
+        "short.json",
+        &GOOD_QCW
+            .replace(
+                "\"time-interval-value\": 800000",
+                "\"time-interval-value\": 5000",
+            )
+            .replace(
+                "\"time-interval-value\": 200000",
+                "\"time-interval-value\": 400",
+            )
+            .replace(
+                "\"numerator\": 1, \"denominator\": 1000",
+                "\"numerator\": 5400, \"denominator\": 1000000000",
+            ),
+    );
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("gcl").arg("check").arg(&f).args(extra);
+        run_with_timeout(&mut cmd, BOUND).unwrap_or_else(|e| panic!("gcl check hung: {e}"))
+    };
+    let out = run(&["--speed", "10000"]);
+    assert!(out.status.success(), "{}", text_of(&out.stderr));
+    assert!(text_of(&out.stdout).contains("every entry fits a minimum frame at 10000 Mb/s"));
+    let out = run(&["--speed", "100"]);
+    let (stdout, stderr) = (text_of(&out.stdout), text_of(&out.stderr));
+    assert!(
+        !out.status.success() && out.status.code() == Some(1),
+        "{}",
+        out.status
+    );
+    // The short one is listed and is the error, by its line.
+    assert_eq!(
+        stdout.matches("too short at 100 Mb/s: line ").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: {}: line 12: sched-entry interval 400 ns is shorter than a minimum frame (60 bytes) takes at the port's 100 Mb/s (4800 ns)",
+            f.display()
+        )),
+        "{stderr}"
+    );
+    let out = run(&["--speed", "0"]);
+    assert!(!out.status.success() && text_of(&out.stderr).contains("--speed"));
+
+    // A clockid that is not the gates' clock: refused as the switch refuses it.
+    let f = s.file("rt.sh", &GOOD_TAPRIO.replace("CLOCK_TAI", "CLOCK_REALTIME"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("gcl").arg("check").arg(&f).args(["--clock", "tai"]);
+    let out = run_with_timeout(&mut cmd, BOUND).unwrap();
+    let stderr = text_of(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains(&format!(
+                "error: {}: the list's clockid CLOCK_REALTIME is not the gates' clock (--clock tai",
+                f.display()
+            )),
+        "{stderr}"
+    );
+    // Without --clock the list is only reported.
+    assert!(gcl_check(&f, &[]).status.success());
 }
 
 #[test]
@@ -246,10 +416,58 @@ fn gcl_check_rejects_bad_lists_with_file_and_line() {
         "`base-time` is missing",
     );
 
+    // The other formats: the line of the word or JSON value at fault.
+    expect_check_error(
+        &s,
+        "taprio-octal",
+        "tc qdisc add dev eth0 root taprio num_tc 2 \\\n  map 0 1 \\\n  sched-entry S 01 0300000\n",
+        3,
+        "`0300000` starts with 0, which tc reads as octal",
+    );
+    expect_check_error(
+        &s,
+        "taprio-not-taprio",
+        "tc qdisc add dev eth0 root mqprio num_tc 2 taprio\n",
+        1,
+        "the qdisc is `mqprio`, not taprio",
+    );
+    expect_check_error(
+        &s,
+        "taprio-flags",
+        "taprio num_tc 1 map 0 sched-entry S 1 1000\n flags 0x3\n",
+        2,
+        "flags 0x3: txtime-assist (0x1) and full offload (0x2) exclude each other",
+    );
+    expect_check_error(
+        &s,
+        "json-gate-states",
+        &GOOD_QCW.replace("\"gate-states-value\": 1,", "\"gate-states-value\": 256,"),
+        15,
+        "`interfaces/interface[0]/bridge-port/gate-parameter-table/admin-control-list/gate-control-entry[1]/gate-states-value` is not gate states 0..=255",
+    );
+    expect_check_error(
+        &s,
+        "json-operation",
+        &GOOD_QCW.replacen(
+            "ieee802-dot1q-sched:set-gate-states",
+            "ieee802-dot1q-sched:open-all",
+            1,
+        ),
+        12,
+        "operation-name `ieee802-dot1q-sched:open-all`",
+    );
+    expect_check_error(
+        &s,
+        "json-syntax",
+        &GOOD_QCW.replace("\"gate-enabled\": true,", "\"gate-enabled\": true"),
+        9,
+        "invalid JSON at column 13: expected `,` or `}`",
+    );
+
     // A file that is not there: named, non-zero exit.
     let missing = s.0.join("missing.gcl");
     let out = gcl_check(&missing, &[]);
-    let stderr = text(&out.stderr);
+    let stderr = text_of(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains(&format!("{}: cannot read", missing.display())),
         "missing file: {}\n{stderr}",
@@ -270,7 +488,7 @@ fn gcl_check_rejects_bad_lists_with_file_and_line() {
     ] {
         let t0 = std::time::Instant::now();
         let out = gcl_check(file, &[]);
-        let stderr = text(&out.stderr);
+        let stderr = text_of(&out.stderr);
         assert!(
             !out.status.success()
                 && stderr.contains(&format!("{}: cannot read: {reason}", file.display())),
@@ -294,8 +512,8 @@ fn expect_switch_error(name: &str, args: &[&str], needles: &[&[&str]], bound: Du
     cmd.args(args).arg("--ctl").arg(s.0.join("ctl.sock"));
     let out = run_with_timeout(&mut cmd, bound)
         .unwrap_or_else(|e| panic!("[{name}] switch hung on a bad configuration: {e}"));
-    let stderr = text(&out.stderr);
-    let stdout = text(&out.stdout);
+    let stderr = text_of(&out.stderr);
+    let stdout = text_of(&out.stdout);
     assert!(
         !out.status.success() && out.status.code().is_some(),
         "[{name}] expected a non-zero exit for {args:?}, got {}\nstderr:\n{stderr}\nstdout:\n{stdout}",
@@ -367,6 +585,22 @@ fn switch_gcl_errors() {
         "gcl-missing-file",
         &["--port", NULL_PORT, "--gcl", &arg],
         &[&[missing], &["cannot read", "no such file"]],
+        BOUND,
+    );
+    // A clockid that is not the gates' clock (--clock tai by default): a configuration error.
+    let realtime = s.file(
+        "realtime.sh",
+        &GOOD_TAPRIO.replace("CLOCK_TAI", "CLOCK_REALTIME"),
+    );
+    let arg = format!("p0={}", realtime.display());
+    expect_switch_error(
+        "gcl-clockid",
+        &["--port", NULL_PORT, "--gcl", &arg],
+        &[
+            &["--gcl"],
+            &["realtime.sh"],
+            &["clockid CLOCK_REALTIME is not the gates' clock"],
+        ],
         BOUND,
     );
     let arg = format!("p0={bad}");

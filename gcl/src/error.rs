@@ -25,7 +25,7 @@ impl ParseError {
 /// What is wrong with a gate control list. Each message reads as a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ErrorKind {
-    #[error("unknown keyword `{0}` (expected num_tc, map, queues, base-time, cycle-time, cycle-time-extension, sched-entry, max-sdu or clockid)")]
+    #[error("unknown keyword `{0}` (expected {KEYWORDS})")]
     UnknownKeyword(String),
     #[error("`{keyword}` is given twice (first on line {first})")]
     DuplicateKeyword { keyword: &'static str, first: usize },
@@ -90,7 +90,73 @@ pub enum ErrorKind {
     MaxSduTooLarge { class: usize, value: u64 },
     #[error("unknown clockid `{0}` (expected CLOCK_TAI, CLOCK_REALTIME, CLOCK_MONOTONIC or CLOCK_BOOTTIME)")]
     UnknownClockid(String),
+    #[error("queues pair `{0}` has a number past 65535")]
+    QueuesValueTooLarge(String),
+    #[error("the queues of class {class} ({count}@{offset}) overlap those of class {other}")]
+    QueuesOverlap {
+        class: usize,
+        count: u16,
+        offset: u16,
+        other: usize,
+    },
+    #[error("`{value}` starts with 0, which tc reads as octal (after `{keyword}`): write it in decimal without the 0, or in hex with 0x")]
+    LeadingZero {
+        keyword: &'static str,
+        value: String,
+    },
+    #[error("flags {0:#x} has bits taprio does not define (0x1 txtime-assist, 0x2 full offload)")]
+    UnknownFlags(u64),
+    #[error(
+        "flags 0x3: txtime-assist (0x1) and full offload (0x2) exclude each other, as in taprio"
+    )]
+    FlagsExclusive,
+    #[error("txtime-delay needs flags 0x1 (txtime-assist), as in taprio")]
+    TxtimeDelayWithoutAssist,
+    #[error(
+        "`{0}` where `tc qdisc` should be: a gate control list is a `tc qdisc add|replace|change ... taprio ...` command"
+    )]
+    NotAQdiscCommand(String),
+    #[error("`qdisc {0}` sets no schedule (expected add, replace or change)")]
+    QdiscVerb(String),
+    #[error("`{0}` before `taprio` is not a qdisc option this switch reads (expected dev, parent, root or handle)")]
+    QdiscOption(String),
+    #[error("the qdisc is `{0}`, not taprio")]
+    NotTaprio(String),
+    #[error("the command names no `taprio` qdisc")]
+    MissingTaprio,
+    #[error("a second `tc` command: a file holds one taprio command line")]
+    SecondCommand,
+    /// `column` 0: at the end of the document.
+    #[error("invalid JSON{}: {reason}", if *.column == 0 { String::new() } else { format!(" at column {}", .column) })]
+    JsonSyntax { column: usize, reason: String },
+    #[error("`{at}` is not {expected}")]
+    JsonValue { at: String, expected: &'static str },
+    #[error("`{0}` is missing")]
+    JsonMissing(String),
+    #[error("`{at}` is given twice")]
+    JsonTwice { at: String },
+    #[error("unknown member `{name}` in `{at}`")]
+    JsonUnknownMember { at: String, name: String },
+    #[error("the JSON document holds no ieee802-dot1q-sched-bridge:gate-parameter-table (at its top, as its whole content, or in an ietf-interfaces:interfaces interface, directly or under ieee802-dot1q-bridge:bridge-port)")]
+    JsonNoTable,
+    #[error("{count} gate-parameter-tables in the document{}: give one, or name the interface", match .interface { Some(name) => format!(" and none of them in an interface named `{name}`"), None => String::new() })]
+    JsonSeveralTables {
+        count: usize,
+        interface: Option<String>,
+    },
+    #[error("operation-name `{name}` in `{at}` is not an operation of ieee802-dot1q-sched (set-gate-states, set-and-hold-mac or set-and-release-mac)")]
+    JsonOperation { at: String, name: String },
+    #[error("gate-enabled is false: this table turns scheduling off, and a list given to the switch is meant to gate")]
+    JsonGateDisabled,
+    #[error("admin-cycle-time {numerator}/{denominator} s is not a positive whole number of nanoseconds")]
+    JsonCycleTime { numerator: i64, denominator: i64 },
+    #[error("gate-control-entry index {index} is given twice (first on line {first})")]
+    JsonDuplicateIndex { index: u64, first: usize },
 }
+
+/// The keywords of a list in the text format and after `taprio` on a command line.
+pub(crate) const KEYWORDS: &str = "num_tc, map, queues, base-time, cycle-time, \
+     cycle-time-extension, sched-entry, max-sdu, clockid, flags or txtime-delay";
 
 /// Something legal but probably unintended; returned as data so the caller decides how to show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +180,17 @@ pub enum WarningKind {
     EntryCut { index: usize, runs: u64 },
     /// This entry starts at or after the cycle's end and never runs.
     EntryNeverRuns { index: usize },
+    /// A command line's `map` named fewer than 16 classes: tc fills the rest with class 0.
+    MapFilled { given: usize },
+    /// `flags 0x1` (txtime-assist), kept but not needed: the switch's gate releases each frame
+    /// inside its window itself, so frames need no launch time from the schedule.
+    TxtimeAssist { txtime_delay: Option<u32> },
+    /// `flags 0x2` (full offload), kept: the switch's gate runs the schedule, with the gate
+    /// states the NIC would apply.
+    FullOffload,
+    /// An 802.1Qcw `admin-gate-states` other than all open: until a list starts every gate is
+    /// open here (as in taprio), so the value is not used.
+    AdminGateStatesUnused { states: u8 },
 }
 
 impl fmt::Display for Warning {
@@ -140,6 +217,29 @@ impl fmt::Display for WarningKind {
             Self::EntryNeverRuns { index } => write!(
                 f,
                 "entry {index} starts at or after the end of the cycle and never runs"
+            ),
+            Self::MapFilled { given } => write!(
+                f,
+                "map names classes for {given} of the 16 priorities: the other {} go to class 0, as tc fills them",
+                crate::MAP_LEN.saturating_sub(*given)
+            ),
+            Self::TxtimeAssist { txtime_delay } => {
+                write!(f, "flags 0x1 (txtime-assist)")?;
+                if let Some(d) = txtime_delay {
+                    write!(f, " and txtime-delay {d}")?;
+                }
+                write!(
+                    f,
+                    " kept but not needed: the switch's gate releases each frame inside its window itself"
+                )
+            }
+            Self::FullOffload => write!(
+                f,
+                "flags 0x2 (full offload) kept: the switch's gate runs the schedule, with the gate states a NIC would apply"
+            ),
+            Self::AdminGateStatesUnused { states } => write!(
+                f,
+                "admin-gate-states {states:#04x} is not used: until a list starts every gate is open, as in taprio"
             ),
         }
     }

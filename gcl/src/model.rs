@@ -72,6 +72,15 @@ impl ClockId {
     }
 }
 
+/// The tx queues of one traffic class, as taprio's `queues COUNT@OFFSET` gives them: `count`
+/// queues from queue `offset`. Kept so the switch can map classes to tx queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxQueues {
+    /// At least 1.
+    pub count: u16,
+    pub offset: u16,
+}
+
 /// Gate state at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GateState {
@@ -121,6 +130,11 @@ pub struct GateControlList {
     pub(crate) cycle_time_extension: u64,
     pub(crate) entries: Vec<Entry>,
     pub(crate) clockid: Option<ClockId>,
+    /// `queues`, one per class from class 0 (validated: `num_tc` of them, pairwise disjoint).
+    pub(crate) queues: Option<Vec<TxQueues>>,
+    /// taprio's `flags` (0, 0x1 txtime-assist or 0x2 full offload) and `txtime-delay`.
+    pub(crate) flags: u32,
+    pub(crate) txtime_delay: Option<u32>,
     /// queueMaxSDU per class (802.1Q-2018 §12.29.1.1), 0 = no limit.
     pub(crate) max_sdu: [u32; MAX_TC as usize],
     pub(crate) windows: Vec<Window>,
@@ -164,6 +178,9 @@ impl GateControlList {
             queues: None,
             clockid: None,
             max_sdu: None,
+            flags: None,
+            txtime_delay: None,
+            warnings: Vec::new(),
             last_line: 0,
         };
         validate::validate(raw)
@@ -209,6 +226,19 @@ impl GateControlList {
     /// The `clockid` line, if any.
     pub fn clockid(&self) -> Option<ClockId> {
         self.clockid
+    }
+    /// The `queues COUNT@OFFSET` pairs, one per traffic class from class 0, if given.
+    pub fn queues(&self) -> Option<&[TxQueues]> {
+        self.queues.as_deref()
+    }
+    /// taprio's `flags`: 0, 0x1 (txtime-assist) or 0x2 (full offload). Recorded only: the
+    /// switch's gate runs the schedule whatever they say (the parse warns).
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+    /// taprio's `txtime-delay` (ns), given only with `flags 0x1`. Recorded only.
+    pub fn txtime_delay(&self) -> Option<u32> {
+        self.txtime_delay
     }
     /// The queueMaxSDU table (802.1Q-2018 §8.6.8.4, §12.29.1.1; taprio's `max-sdu`): per
     /// class, the largest MAC service data unit — the frame's payload after the Ethernet header

@@ -1,140 +1,386 @@
-//! Reads the taprio-style text format, one keyword per line.
+//! Reads a list in any of its three formats ([`parse`] tells them apart by content), and the
+//! project's own text format: taprio's words, one keyword per line.
 //!
 //! ```text
 //! # comment (also after a value)
 //! num_tc 3
 //! map 2 2 1 0 2 2 2 2 2 2 2 2 2 2 2 2
-//! queues 1@0 1@1 2@2            # optional: shape-checked, then ignored
+//! queues 1@0 1@1 2@2            # optional: tx queues per class, kept for the switch
 //! base-time 1000000000
 //! cycle-time 1000000            # optional: defaults to the sum of the intervals
 //! cycle-time-extension 10000    # optional: defaults to 0
 //! sched-entry S 01 300000       # command S|H|R, hex mask (0x optional), interval ns
 //! sched-entry S 0x06 700000
-//! clockid CLOCK_TAI             # optional: recorded, not used
+//! clockid CLOCK_TAI             # optional: the switch checks it against its --clock
 //! max-sdu 0 0 200               # optional: queueMaxSDU per class from class 0 (0: no limit)
+//! flags 0x2                     # optional: taprio's flags, recorded (see below)
 //! ```
 //!
 //! `base-time` is required: taprio silently defaults it to 0 (which then means "the next cycle
 //! boundary counted from the epoch"), but in a file its absence is more likely a mistake;
 //! `base-time 0` gives taprio's behaviour. `map` must have exactly 16 entries (taprio fills
 //! missing ones with 0, which hides typos).
+//!
+//! `flags` and `txtime-delay` are accepted as taprio accepts them (flags 0x1 txtime-assist, with
+//! an optional txtime-delay, or 0x2 full offload; both at once, other bits, or a txtime-delay
+//! without 0x1 are refused as taprio refuses them) and recorded, with a warning: they choose how
+//! Linux enforces the schedule, and this switch enforces it in its own gate stage whatever they
+//! say, with the same gate states.
+//!
+//! The keyword handling here is shared with the `tc ... taprio` command-line reader
+//! ([`crate::taprio`]), which differs only where tc does: several keywords per line, lists that
+//! end at the first word that is not one of their values, and C's base-0 numbers where tc reads
+//! them so.
 
-use crate::error::{ErrorKind, ParseError, Warning};
-use crate::model::{ClockId, GateCommand, GateControlList, MAP_LEN, MAX_TC};
+use crate::error::{ErrorKind, ParseError, Warning, WarningKind};
+use crate::model::{ClockId, GateCommand, GateControlList, TxQueues, MAP_LEN};
 use crate::validate::{self, Raw, RawEntry};
 
-/// A successfully parsed list and the warnings it raised.
+/// A successfully parsed list, the warnings it raised, and which format it was written in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
     pub list: GateControlList,
     pub warnings: Vec<Warning>,
+    pub format: Format,
 }
 
-/// Parses and validates a gate control list file.
+/// The ways a gate control list can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The project's own: taprio's words, one keyword per line.
+    Text,
+    /// A `tc qdisc ... taprio ...` command line, as typed for Linux.
+    Taprio,
+    /// An IEEE 802.1Qcw `gate-parameter-table` in JSON (RFC 7951).
+    Qcw,
+}
+
+impl Format {
+    /// Tells the formats apart by content: JSON if the first non-blank character is `{`; a
+    /// taprio command line if its first word is `tc` or a word (outside `#` comments) is
+    /// `taprio`, a word no list in the text format can hold; otherwise the text format.
+    pub fn detect(text: &str) -> Format {
+        let body = text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        if body.starts_with('{') {
+            return Format::Qcw;
+        }
+        let mut words = text
+            .lines()
+            .flat_map(|l| {
+                l.split_once('#')
+                    .map_or(l, |(before, _)| before)
+                    .split_whitespace()
+            })
+            .map(|w| w.trim_end_matches('\\'));
+        let first = words.next();
+        if first == Some("tc") || first == Some("taprio") || words.any(|w| w == "taprio") {
+            Format::Taprio
+        } else {
+            Format::Text
+        }
+    }
+
+    /// How `gcl check` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Taprio => "tc taprio command line",
+            Format::Qcw => "IEEE 802.1Qcw JSON",
+        }
+    }
+}
+
+/// Parses and validates a gate control list written in any of the [`Format`]s, told apart by
+/// content ([`Format::detect`]). Errors carry the line they were found on.
 pub fn parse(text: &str) -> Result<Parsed, ParseError> {
+    parse_for(text, None)
+}
+
+/// [`parse`], for a port whose interface is named `interface`: an 802.1Qcw document with
+/// several interfaces' tables is read for the one of that name. The other formats ignore it.
+pub fn parse_for(text: &str, interface: Option<&str>) -> Result<Parsed, ParseError> {
+    match Format::detect(text) {
+        Format::Text => parse_text(text),
+        Format::Taprio => crate::taprio::parse(text),
+        Format::Qcw => crate::qcw::parse(text, interface),
+    }
+}
+
+/// Parses and validates the text format alone (no detection).
+pub fn parse_text(text: &str) -> Result<Parsed, ParseError> {
     let mut raw = Raw::default();
     let mut last_line = 0;
+    let mut words = Vec::new();
     for (index, full) in text.lines().enumerate() {
         let line = index.saturating_add(1);
         last_line = line;
         let content = full.split_once('#').map_or(full, |(before, _)| before);
-        let mut tokens = content.split_whitespace();
-        let Some(keyword) = tokens.next() else {
+        words.clear();
+        words.extend(content.split_whitespace().map(|text| Word { text, line }));
+        let mut ws = Words::new(&words);
+        let Some(kw) = ws.next() else {
             continue;
         };
-        parse_line(&mut raw, keyword, tokens, line).map_err(|kind| ParseError::new(line, kind))?;
+        let keyword = keyword(&mut raw, kw, &mut ws, Dialect::Lines)?;
+        // `map`, `queues` and `max-sdu` consumed everything; others take a fixed number of values.
+        if let Some(token) = ws.next() {
+            return Err(ParseError::new(
+                line,
+                ErrorKind::ExtraToken {
+                    keyword: keyword.name(),
+                    token: token.text.to_owned(),
+                },
+            ));
+        }
     }
     raw.last_line = last_line.max(1);
     let (list, warnings) = validate::validate(raw)?;
-    Ok(Parsed { list, warnings })
+    Ok(Parsed {
+        list,
+        warnings,
+        format: Format::Text,
+    })
+}
+
+/// A whitespace-separated word and the line it is on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Word<'a> {
+    pub text: &'a str,
+    pub line: usize,
+}
+
+/// The words after a keyword: one line's in the text format, the rest of the command on a
+/// command line.
+pub(crate) struct Words<'w, 'a> {
+    words: &'w [Word<'a>],
+    pos: usize,
+}
+
+impl<'w, 'a> Words<'w, 'a> {
+    pub fn new(words: &'w [Word<'a>]) -> Self {
+        Words { words, pos: 0 }
+    }
+
+    pub fn peek(&self) -> Option<Word<'a>> {
+        self.words.get(self.pos).copied()
+    }
+
+    /// The value of `kw`: the next word, whatever it is (as tc's `NEXT_ARG`).
+    fn value(
+        &mut self,
+        kw: Word<'_>,
+        keyword: &'static str,
+        expected: &'static str,
+    ) -> Result<Word<'a>, ParseError> {
+        self.next().ok_or(ParseError::new(
+            kw.line,
+            ErrorKind::MissingValue { keyword, expected },
+        ))
+    }
+
+    /// The values of a list keyword: in the text format the rest of the line (a bad one is an
+    /// error); on a command line the words up to the first one `is_value` rejects, as tc stops.
+    fn list(&mut self, dialect: Dialect, is_value: impl Fn(&str) -> bool) -> &'w [Word<'a>] {
+        let rest = self.words.get(self.pos..).unwrap_or_default();
+        let n = match dialect {
+            Dialect::Lines => rest.len(),
+            Dialect::Command => rest.iter().take_while(|w| is_value(w.text)).count(),
+        };
+        self.pos = self.pos.saturating_add(n);
+        rest.get(..n).unwrap_or_default()
+    }
+}
+
+impl<'a> Iterator for Words<'_, 'a> {
+    type Item = Word<'a>;
+    fn next(&mut self) -> Option<Word<'a>> {
+        let w = self.peek()?;
+        self.pos = self.pos.saturating_add(1);
+        Some(w)
+    }
+}
+
+/// Where the keywords come from, which decides how lists end and how some numbers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// The text format: one keyword per line; every number decimal, masks hex.
+    Lines,
+    /// A tc command line: as tc reads it (`sched-entry` intervals, `flags` and `txtime-delay`
+    /// in C's base 0: `0x` hex or decimal; a `map` may name fewer than 16 classes).
+    Command,
+}
+
+/// The keywords of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keyword {
+    NumTc,
+    Map,
+    Queues,
+    BaseTime,
+    CycleTime,
+    CycleTimeExtension,
+    SchedEntry,
+    MaxSdu,
+    Clockid,
+    Flags,
+    TxtimeDelay,
+}
+
+impl Keyword {
+    const ALL: [Keyword; 11] = [
+        Keyword::NumTc,
+        Keyword::Map,
+        Keyword::Queues,
+        Keyword::BaseTime,
+        Keyword::CycleTime,
+        Keyword::CycleTimeExtension,
+        Keyword::SchedEntry,
+        Keyword::MaxSdu,
+        Keyword::Clockid,
+        Keyword::Flags,
+        Keyword::TxtimeDelay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Keyword::NumTc => "num_tc",
+            Keyword::Map => "map",
+            Keyword::Queues => "queues",
+            Keyword::BaseTime => "base-time",
+            Keyword::CycleTime => "cycle-time",
+            Keyword::CycleTimeExtension => "cycle-time-extension",
+            Keyword::SchedEntry => "sched-entry",
+            Keyword::MaxSdu => "max-sdu",
+            Keyword::Clockid => "clockid",
+            Keyword::Flags => "flags",
+            Keyword::TxtimeDelay => "txtime-delay",
+        }
+    }
+
+    fn named(word: &str) -> Option<Keyword> {
+        Keyword::ALL.into_iter().find(|k| k.name() == word)
+    }
 }
 
 const NS: &str = "nanoseconds as a decimal integer";
 
-fn parse_line<'a>(
+/// Reads keyword `kw` and its values from `ws` into `raw`.
+pub(crate) fn keyword(
     raw: &mut Raw,
-    keyword: &str,
-    mut tokens: impl Iterator<Item = &'a str>,
-    line: usize,
-) -> Result<(), ErrorKind> {
+    kw: Word<'_>,
+    ws: &mut Words<'_, '_>,
+    dialect: Dialect,
+) -> Result<Keyword, ParseError> {
+    let line = kw.line;
+    let at = |kind| ParseError::new(line, kind);
+    let Some(keyword) = Keyword::named(kw.text) else {
+        return Err(at(ErrorKind::UnknownKeyword(kw.text.to_owned())));
+    };
+    let name = keyword.name();
     match keyword {
-        "num_tc" => {
-            once(raw.num_tc.map(|v| v.1), "num_tc")?;
-            let v = value(&mut tokens, "num_tc", "a number of traffic classes (1..=8)")?;
-            let n = decimal(v, "num_tc", "a number of traffic classes (1..=8)")?;
+        Keyword::NumTc => {
+            once(raw.num_tc.map(|v| v.1), name, line)?;
+            const WHAT: &str = "a number of traffic classes (1..=8)";
+            let v = ws.value(kw, name, WHAT)?;
+            let n = decimal(v, name, WHAT)?;
             let n = u8::try_from(n)
                 .ok()
-                .filter(|n| (1..=MAX_TC).contains(n))
-                .ok_or(ErrorKind::NumTcOutOfRange(n))?;
+                .filter(|n| (1..=crate::MAX_TC).contains(n))
+                .ok_or(ParseError::new(v.line, ErrorKind::NumTcOutOfRange(n)))?;
             raw.num_tc = Some((n, line));
         }
-        "map" => {
-            once(raw.map.map(|v| v.1), "map")?;
+        Keyword::Map => {
+            once(raw.map.map(|v| v.1), name, line)?;
+            let words = ws.list(dialect, is_decimal);
             let mut map = [0u64; MAP_LEN];
-            let mut count = 0usize;
-            for t in tokens.by_ref() {
-                let class = decimal(t, "map", "a traffic class number")?;
-                if let Some(slot) = map.get_mut(count) {
+            for (i, w) in words.iter().enumerate() {
+                let class = decimal(*w, name, "a traffic class number")?;
+                if let Some(slot) = map.get_mut(i) {
                     *slot = class;
                 }
-                count = count.saturating_add(1);
             }
-            if count != MAP_LEN {
-                return Err(ErrorKind::MapHasWrongLength(count));
+            match (dialect, words.len()) {
+                (Dialect::Command, 0) => {
+                    return Err(at(ErrorKind::MissingValue {
+                        keyword: name,
+                        expected: "a traffic class for each priority from 0",
+                    }))
+                }
+                (Dialect::Command, given) if given < MAP_LEN => raw.warnings.push(Warning {
+                    line,
+                    kind: WarningKind::MapFilled { given },
+                }),
+                (_, n) if n != MAP_LEN => return Err(at(ErrorKind::MapHasWrongLength(n))),
+                _ => {}
             }
             raw.map = Some((map, line));
         }
-        "queues" => {
-            once(raw.queues.as_ref().map(|v| v.1), "queues")?;
+        Keyword::Queues => {
+            once(raw.queues.as_ref().map(|v| v.1), name, line)?;
             let mut pairs = Vec::new();
-            for t in tokens.by_ref() {
-                let bad = || ErrorKind::BadValue {
-                    keyword: "queues",
-                    value: t.to_owned(),
-                    expected: "COUNT@OFFSET",
+            for w in ws.list(dialect, |t| queue_pair(t).is_some()) {
+                let t = w.text;
+                let err = |kind| ParseError::new(w.line, kind);
+                let (count, offset) = queue_pair(t).ok_or_else(|| {
+                    err(ErrorKind::BadValue {
+                        keyword: name,
+                        value: t.to_owned(),
+                        expected: "COUNT@OFFSET",
+                    })
+                })?;
+                let fit = |v: &str| {
+                    decimal(Word { text: v, line }, name, "COUNT@OFFSET")
+                        .ok()
+                        .and_then(|v| u16::try_from(v).ok())
                 };
-                let (count, offset) = t.split_once('@').ok_or_else(bad)?;
-                let count = decimal(count, "queues", "COUNT@OFFSET").map_err(|_| bad())?;
-                let offset = decimal(offset, "queues", "COUNT@OFFSET").map_err(|_| bad())?;
+                let (Some(count), Some(offset)) = (fit(count), fit(offset)) else {
+                    return Err(err(ErrorKind::QueuesValueTooLarge(t.to_owned())));
+                };
                 if count == 0 {
-                    return Err(ErrorKind::QueuesZeroCount(t.to_owned()));
+                    return Err(err(ErrorKind::QueuesZeroCount(t.to_owned())));
                 }
-                pairs.push((count, offset));
+                pairs.push(TxQueues { count, offset });
             }
             if pairs.is_empty() {
-                return Err(ErrorKind::MissingValue {
-                    keyword: "queues",
+                return Err(at(ErrorKind::MissingValue {
+                    keyword: name,
                     expected: "COUNT@OFFSET pairs, one per traffic class",
-                });
+                }));
             }
             raw.queues = Some((pairs, line));
         }
-        "base-time" => {
-            once(raw.base_time.map(|v| v.1), "base-time")?;
-            raw.base_time = Some((ns(&mut tokens, "base-time")?, line));
+        Keyword::BaseTime => {
+            once(raw.base_time.map(|v| v.1), name, line)?;
+            raw.base_time = Some((decimal(ws.value(kw, name, NS)?, name, NS)?, line));
         }
-        "cycle-time" => {
-            once(raw.cycle_time.map(|v| v.1), "cycle-time")?;
-            raw.cycle_time = Some((ns(&mut tokens, "cycle-time")?, line));
+        Keyword::CycleTime => {
+            once(raw.cycle_time.map(|v| v.1), name, line)?;
+            raw.cycle_time = Some((decimal(ws.value(kw, name, NS)?, name, NS)?, line));
         }
-        "cycle-time-extension" => {
-            once(
-                raw.cycle_time_extension.map(|v| v.1),
-                "cycle-time-extension",
-            )?;
-            raw.cycle_time_extension = Some((ns(&mut tokens, "cycle-time-extension")?, line));
+        Keyword::CycleTimeExtension => {
+            once(raw.cycle_time_extension.map(|v| v.1), name, line)?;
+            raw.cycle_time_extension = Some((decimal(ws.value(kw, name, NS)?, name, NS)?, line));
         }
-        "sched-entry" => {
+        Keyword::SchedEntry => {
             const WHAT: &str = "a command (S, H or R), a hex gate mask and an interval in ns";
-            let cmd = value(&mut tokens, "sched-entry", WHAT)?;
-            let command = match cmd {
+            let cmd = ws.value(kw, name, WHAT)?;
+            let command = match cmd.text {
                 "S" => GateCommand::SetGates,
                 "H" => GateCommand::SetAndHold,
                 "R" => GateCommand::SetAndRelease,
-                other => return Err(ErrorKind::UnknownCommand(other.to_owned())),
+                other => {
+                    return Err(ParseError::new(
+                        cmd.line,
+                        ErrorKind::UnknownCommand(other.to_owned()),
+                    ))
+                }
             };
-            let mask = hex(value(&mut tokens, "sched-entry", WHAT)?)?;
-            let interval = decimal(value(&mut tokens, "sched-entry", WHAT)?, "sched-entry", NS)?;
+            let mask = hex(ws.value(kw, name, WHAT)?)?;
+            let iv = ws.value(kw, name, WHAT)?;
+            let interval = match dialect {
+                Dialect::Lines => decimal(iv, name, NS)?,
+                Dialect::Command => c_number(iv, name, "nanoseconds, in decimal or 0x hex")?,
+            };
             raw.entries.push(RawEntry {
                 command,
                 mask,
@@ -142,126 +388,164 @@ fn parse_line<'a>(
                 line,
             });
         }
-        "max-sdu" => {
-            once(raw.max_sdu.as_ref().map(|v| v.1), "max-sdu")?;
+        Keyword::MaxSdu => {
+            once(raw.max_sdu.as_ref().map(|v| v.1), name, line)?;
             const WHAT: &str = "a maximum SDU in bytes (0: no limit)";
-            let values = tokens
-                .by_ref()
-                .map(|t| decimal(t, "max-sdu", WHAT))
+            let values = ws
+                .list(dialect, is_decimal)
+                .iter()
+                .map(|w| decimal(*w, name, WHAT))
                 .collect::<Result<Vec<_>, _>>()?;
             if values.is_empty() {
-                return Err(ErrorKind::MissingValue {
-                    keyword: "max-sdu",
+                return Err(at(ErrorKind::MissingValue {
+                    keyword: name,
                     expected: "one maximum SDU in bytes per traffic class (0: no limit)",
-                });
+                }));
             }
             raw.max_sdu = Some((values, line));
         }
-        "clockid" => {
-            once(raw.clockid.map(|v| v.1), "clockid")?;
-            let v = value(&mut tokens, "clockid", "a clock name such as CLOCK_TAI")?;
-            let name = v.to_ascii_uppercase();
-            let bare = name.strip_prefix("CLOCK_").unwrap_or(&name);
-            let id = match bare {
+        Keyword::Clockid => {
+            once(raw.clockid.map(|v| v.1), name, line)?;
+            let v = ws.value(kw, name, "a clock name such as CLOCK_TAI")?;
+            // As tc: case-insensitive, `CLOCK_` optional.
+            let upper = v.text.to_ascii_uppercase();
+            let id = match upper.strip_prefix("CLOCK_").unwrap_or(&upper) {
                 "TAI" => ClockId::Tai,
                 "REALTIME" => ClockId::Realtime,
                 "MONOTONIC" => ClockId::Monotonic,
                 "BOOTTIME" => ClockId::Boottime,
-                _ => return Err(ErrorKind::UnknownClockid(v.to_owned())),
+                _ => {
+                    return Err(ParseError::new(
+                        v.line,
+                        ErrorKind::UnknownClockid(v.text.to_owned()),
+                    ))
+                }
             };
             raw.clockid = Some((id, line));
         }
-        other => return Err(ErrorKind::UnknownKeyword(other.to_owned())),
+        Keyword::Flags => {
+            once(raw.flags.map(|v| v.1), name, line)?;
+            const WHAT: &str = "taprio flags, in hex with 0x or decimal";
+            raw.flags = Some((c_number(ws.value(kw, name, WHAT)?, name, WHAT)?, line));
+        }
+        Keyword::TxtimeDelay => {
+            once(raw.txtime_delay.map(|v| v.1), name, line)?;
+            const WHAT: &str = "a delay in ns up to 4294967295, in decimal or 0x hex";
+            let w = ws.value(kw, name, WHAT)?;
+            let v = u32::try_from(c_number(w, name, WHAT)?).map_err(|_| {
+                ParseError::new(
+                    w.line,
+                    ErrorKind::BadValue {
+                        keyword: name,
+                        value: w.text.to_owned(),
+                        expected: WHAT,
+                    },
+                )
+            })?;
+            raw.txtime_delay = Some((v, line));
+        }
     }
-    // `map`, `queues` and `max-sdu` consumed everything; others take a fixed number of values.
-    if let Some(token) = tokens.next() {
-        return Err(ErrorKind::ExtraToken {
-            keyword: static_keyword(keyword),
-            token: token.to_owned(),
-        });
-    }
-    Ok(())
+    Ok(keyword)
 }
 
 /// Rejects a second occurrence of a keyword.
-fn once(first: Option<usize>, keyword: &'static str) -> Result<(), ErrorKind> {
+fn once(first: Option<usize>, keyword: &'static str, line: usize) -> Result<(), ParseError> {
     match first {
-        Some(first) => Err(ErrorKind::DuplicateKeyword { keyword, first }),
+        Some(first) => Err(ParseError::new(
+            line,
+            ErrorKind::DuplicateKeyword { keyword, first },
+        )),
         None => Ok(()),
     }
 }
 
-fn static_keyword(k: &str) -> &'static str {
-    match k {
-        "num_tc" => "num_tc",
-        "map" => "map",
-        "queues" => "queues",
-        "base-time" => "base-time",
-        "cycle-time" => "cycle-time",
-        "cycle-time-extension" => "cycle-time-extension",
-        "sched-entry" => "sched-entry",
-        "max-sdu" => "max-sdu",
-        _ => "clockid",
-    }
+fn is_decimal(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn value<'a>(
-    tokens: &mut impl Iterator<Item = &'a str>,
-    keyword: &'static str,
-    expected: &'static str,
-) -> Result<&'a str, ErrorKind> {
-    tokens
-        .next()
-        .ok_or(ErrorKind::MissingValue { keyword, expected })
-}
-
-fn ns<'a>(
-    tokens: &mut impl Iterator<Item = &'a str>,
-    keyword: &'static str,
-) -> Result<u64, ErrorKind> {
-    decimal(value(tokens, keyword, NS)?, keyword, NS)
+/// `COUNT@OFFSET` split, both parts decimal digits.
+fn queue_pair(s: &str) -> Option<(&str, &str)> {
+    s.split_once('@')
+        .filter(|(c, o)| is_decimal(c) && is_decimal(o))
 }
 
 /// Unsigned decimal; unlike `str::parse` rejects a leading `+`.
-fn decimal(s: &str, keyword: &'static str, expected: &'static str) -> Result<u64, ErrorKind> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ErrorKind::BadValue {
+fn decimal(w: Word<'_>, keyword: &'static str, expected: &'static str) -> Result<u64, ParseError> {
+    let s = w.text;
+    let err = |kind| ParseError::new(w.line, kind);
+    if !is_decimal(s) {
+        return Err(err(ErrorKind::BadValue {
             keyword,
             value: s.to_owned(),
             expected,
-        });
+        }));
     }
-    s.bytes()
-        .try_fold(0u64, |acc, b| {
-            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        })
-        .ok_or_else(|| ErrorKind::NumberOverflows {
+    digits(s, 10).ok_or_else(|| {
+        err(ErrorKind::NumberOverflows {
             keyword,
             value: s.to_owned(),
         })
+    })
+}
+
+/// A number as C's `strtoul(s, NULL, 0)` reads it where tc uses base 0: `0x` hex or decimal.
+/// A leading 0 (octal to C) is refused rather than read either way.
+fn c_number(w: Word<'_>, keyword: &'static str, expected: &'static str) -> Result<u64, ParseError> {
+    let s = w.text;
+    let err = |kind| ParseError::new(w.line, kind);
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err(ErrorKind::BadValue {
+                keyword,
+                value: s.to_owned(),
+                expected,
+            }));
+        }
+        return digits(h, 16).ok_or_else(|| {
+            err(ErrorKind::NumberOverflows {
+                keyword,
+                value: s.to_owned(),
+            })
+        });
+    }
+    if s.len() > 1 && s.starts_with('0') && is_decimal(s) {
+        return Err(err(ErrorKind::LeadingZero {
+            keyword,
+            value: s.to_owned(),
+        }));
+    }
+    decimal(w, keyword, expected)
+}
+
+/// Digits (already checked) in `radix`, `None` past 2^64-1.
+fn digits(s: &str, radix: u32) -> Option<u64> {
+    s.chars().try_fold(0u64, |acc, c| {
+        acc.checked_mul(u64::from(radix))?
+            .checked_add(u64::from(c.to_digit(radix)?))
+    })
 }
 
 /// Hex gate mask, `0x` optional (taprio reads it with strtoul base 16).
-fn hex(s: &str) -> Result<u64, ErrorKind> {
-    let digits = s
+fn hex(w: Word<'_>) -> Result<u64, ParseError> {
+    let s = w.text;
+    let digits_of = s
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
         .unwrap_or(s);
-    let bad = || ErrorKind::BadValue {
-        keyword: "sched-entry",
-        value: s.to_owned(),
-        expected: "a hex gate mask",
+    let bad = || {
+        ParseError::new(
+            w.line,
+            ErrorKind::BadValue {
+                keyword: "sched-entry",
+                value: s.to_owned(),
+                expected: "a hex gate mask",
+            },
+        )
     };
-    if digits.is_empty() {
+    if digits_of.is_empty() {
         return Err(bad());
     }
-    digits
-        .chars()
-        .try_fold(0u64, |acc, c| {
-            let d = c.to_digit(16)?;
-            acc.checked_mul(16)?.checked_add(u64::from(d))
-        })
-        .ok_or_else(bad)
+    digits(digits_of, 16).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -304,6 +588,63 @@ mod tests {
         assert_eq!(p.list.clockid(), Some(ClockId::Tai));
         assert_eq!(p.list.entries()[0].command, GateCommand::SetAndHold);
         assert_eq!(p.list.entries()[1].command, GateCommand::SetAndRelease);
+    }
+
+    #[test]
+    fn queues_are_kept_and_flags_recorded() {
+        let p = parse(&with("queues 2@0 1@2 1@3\nflags 0x2\n")).unwrap();
+        let q: Vec<(u16, u16)> = p
+            .list
+            .queues()
+            .unwrap()
+            .iter()
+            .map(|q| (q.count, q.offset))
+            .collect();
+        assert_eq!(q, [(2, 0), (1, 2), (1, 3)]);
+        assert_eq!(p.list.flags(), 2);
+        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(p.warnings[0].line, 8);
+        assert_eq!(parse(EXAMPLE).unwrap().list.queues(), None);
+        let p = parse(&with("flags 1\ntxtime-delay 300000\n")).unwrap();
+        assert_eq!(p.list.txtime_delay(), Some(300_000));
+        // The text format reads intervals in decimal, leading zeros and all, as it always did.
+        let p = parse(&EXAMPLE.replace("S 06 700000", "S 06 0700000")).unwrap();
+        assert_eq!(p.list.entries()[1].interval, 700_000);
+        let cases: &[(&str, &str)] = &[
+            ("queues 1@0 2@1 1@2\n", "the queues of class 1 (2@1) overlap those of class 2"),
+            ("queues 1@0 1@1 1@65536\n", "`1@65536` has a number past 65535"),
+            ("flags 0x10\n", "flags 0x10 has bits taprio does not define"),
+            ("txtime-delay 5\n", "txtime-delay needs flags 0x1"),
+            ("fp E E P\n", "unknown keyword `fp` (expected num_tc, map, queues, base-time, cycle-time, cycle-time-extension, sched-entry, max-sdu, clockid, flags or txtime-delay)"),
+        ];
+        for (extra, msg) in cases {
+            let e = err(&with(extra));
+            assert_eq!(e.line, 7, "{extra:?}: {e}");
+            assert!(e.to_string().contains(msg), "{extra:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn formats_are_told_apart_by_content() {
+        assert_eq!(Format::detect(EXAMPLE), Format::Text);
+        // `taprio` in a comment is not a command line.
+        assert_eq!(
+            Format::detect(&format!("# as for taprio\n{EXAMPLE}")),
+            Format::Text
+        );
+        assert_eq!(Format::detect("tc qdisc add"), Format::Taprio);
+        assert_eq!(
+            Format::detect("sudo tc qdisc add dev x root taprio\\\n num_tc 1"),
+            Format::Taprio
+        );
+        assert_eq!(Format::detect(" \n\u{feff} {\"a\": 1}"), Format::Qcw);
+        assert_eq!(Format::detect(""), Format::Text);
+        // A command line parsed as one reports in its terms.
+        let e = err("sudo tc qdisc add dev x root taprio num_tc 1");
+        assert_eq!(
+            e.to_string(),
+            "1: `sudo` where `tc qdisc` should be: a gate control list is a `tc qdisc add|replace|change ... taprio ...` command"
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use std::fmt::Write;
 
 use crate::error::ParseError;
-use crate::parser::parse;
+use crate::parser::{parse, Parsed};
 
-/// Parses `text` and renders the validated schedule, its warnings, and one line per instant in
+/// Parses `text` (any [`Format`](crate::Format)) and renders which format it was read as (the
+/// first line, `format ...`), the validated schedule, its warnings, and one line per instant in
 /// `at`, exactly `T gates=0xMM next=N`:
 ///
 /// - `gates`: open gates, two lowercase hex digits, bit i = class i. Before the list's
@@ -18,10 +19,15 @@ use crate::parser::parse;
 ///
 /// The list is evaluated standalone, starting at its `base-time` (no admin → oper switch).
 pub fn check_report(text: &str, at: &[u64]) -> Result<String, ParseError> {
-    let parsed = parse(text)?;
+    Ok(report(&parse(text)?, at))
+}
+
+/// The report of [`check_report`] for a list already parsed.
+pub fn report(parsed: &Parsed, at: &[u64]) -> String {
     let l = &parsed.list;
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored rather than unwrapped.
+    let _ = writeln!(out, "format {}", parsed.format.name());
     let _ = writeln!(out, "num_tc {}", l.num_tc());
     let map: Vec<String> = l.map().iter().map(u8::to_string).collect();
     let _ = writeln!(out, "map {}", map.join(" "));
@@ -44,8 +50,25 @@ pub fn check_report(text: &str, at: &[u64]) -> Result<String, ParseError> {
             .collect();
         let _ = writeln!(out, "max-sdu {} (0: no limit)", t.join(" "));
     }
+    if let Some(q) = l.queues() {
+        let q: Vec<String> = q
+            .iter()
+            .map(|q| format!("{}@{}", q.count, q.offset))
+            .collect();
+        let _ = writeln!(out, "queues {}", q.join(" "));
+    }
     if let Some(c) = l.clockid() {
         let _ = writeln!(out, "clockid {}", c.name());
+    }
+    if l.flags() != 0 {
+        let _ = writeln!(
+            out,
+            "flags {:#x} (recorded: the gate runs in software)",
+            l.flags()
+        );
+    }
+    if let Some(d) = l.txtime_delay() {
+        let _ = writeln!(out, "txtime-delay {d}");
     }
     let _ = writeln!(out, "entries {}", l.entries().len());
     let mut start: u64 = 0;
@@ -92,7 +115,7 @@ pub fn check_report(text: &str, at: &[u64]) -> Result<String, ParseError> {
             None => writeln!(out, "{t} gates=0x{:02x} next=never", s.gates),
         };
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -115,6 +138,7 @@ mod tests {
         )
         .unwrap();
         let expected = "\
+format text
 num_tc 3
 map 2 2 1 0 2 2 2 2 2 2 2 2 2 2 2 2
 base-time 1000000000

@@ -2,7 +2,8 @@
 
 use crate::error::{ErrorKind, ParseError, Warning, WarningKind};
 use crate::model::{
-    ClockId, CloseRef, Entry, GateCommand, GateControlList, Window, MAP_LEN, MAX_SDU, MAX_TC,
+    ClockId, CloseRef, Entry, GateCommand, GateControlList, TxQueues, Window, MAP_LEN, MAX_SDU,
+    MAX_TC,
 };
 
 /// An entry before its mask is checked against `num_tc` (which may come later in the file).
@@ -23,11 +24,15 @@ pub(crate) struct Raw {
     pub cycle_time: Option<(u64, usize)>,
     pub cycle_time_extension: Option<(u64, usize)>,
     pub entries: Vec<RawEntry>,
-    /// `COUNT@OFFSET` pairs; checked only for shape, the switch has its own queues.
-    pub queues: Option<(Vec<(u64, u64)>, usize)>,
+    /// `COUNT@OFFSET` pairs (count ≥ 1, both checked to fit in 16 bits by the reader).
+    pub queues: Option<(Vec<TxQueues>, usize)>,
     pub clockid: Option<(ClockId, usize)>,
     /// `max-sdu`: one value per class from class 0, 0 = no limit.
     pub max_sdu: Option<(Vec<u64>, usize)>,
+    pub flags: Option<(u64, usize)>,
+    pub txtime_delay: Option<(u32, usize)>,
+    /// Warnings the reader raised (they come first).
+    pub warnings: Vec<Warning>,
     /// Line blamed for missing things.
     pub last_line: usize,
 }
@@ -58,6 +63,28 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
             }
         }
     }
+    let flags = raw.flags.map_or(0, |(f, _)| f);
+    let mut warnings = raw.warnings;
+    match raw.flags {
+        Some((f, line)) if f & !0x3 != 0 => return err(line, ErrorKind::UnknownFlags(f)),
+        Some((0x3, line)) => return err(line, ErrorKind::FlagsExclusive),
+        Some((0x1, line)) => warnings.push(Warning {
+            line,
+            kind: WarningKind::TxtimeAssist {
+                txtime_delay: raw.txtime_delay.map(|v| v.0),
+            },
+        }),
+        Some((0x2, line)) => warnings.push(Warning {
+            line,
+            kind: WarningKind::FullOffload,
+        }),
+        _ => {}
+    }
+    if let Some((_, line)) = raw.txtime_delay {
+        if flags != 0x1 {
+            return err(line, ErrorKind::TxtimeDelayWithoutAssist);
+        }
+    }
     if let Some((pairs, line)) = &raw.queues {
         if pairs.len() != usize::from(num_tc) {
             return err(
@@ -67,6 +94,21 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
                     num_tc,
                 },
             );
+        }
+        // taprio refuses overlapping ranges (except with txtime-assist, which shares queues).
+        if flags != 0x1 {
+            if let Some((class, other)) = overlap(pairs) {
+                let q = pairs[class];
+                return err(
+                    *line,
+                    ErrorKind::QueuesOverlap {
+                        class,
+                        count: q.count,
+                        offset: q.offset,
+                        other,
+                    },
+                );
+            }
         }
     }
     let max_sdu = match &raw.max_sdu {
@@ -122,7 +164,6 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
     }
     let cycle_time_extension = raw.cycle_time_extension.map_or(0, |(v, _)| v);
 
-    let mut warnings = Vec::new();
     let windows = windows(&entries, cycle_time, cycle_line, &mut warnings);
     let close = close_table(&windows);
     // The debug assertions document invariants the query code relies on.
@@ -136,6 +177,10 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
         cycle_time_extension,
         entries,
         clockid: raw.clockid.map(|v| v.0),
+        queues: raw.queues.map(|v| v.0),
+        // Fits: checked above to be at most 0x3.
+        flags: (flags & 0x3) as u32,
+        txtime_delay: raw.txtime_delay.map(|v| v.0),
         max_sdu,
         windows,
         close,
@@ -143,6 +188,28 @@ pub(crate) fn validate(raw: Raw) -> Result<(GateControlList, Vec<Warning>), Pars
     };
     list.longest_open = list.compute_longest_open();
     Ok((list, warnings))
+}
+
+/// The first two classes (in class order) whose queue ranges share a queue.
+fn overlap(pairs: &[TxQueues]) -> Option<(usize, usize)> {
+    let range = |q: &TxQueues| {
+        (
+            u32::from(q.offset),
+            u32::from(q.offset) + u32::from(q.count),
+        )
+    };
+    pairs.iter().enumerate().find_map(|(i, a)| {
+        let (a0, a1) = range(a);
+        pairs
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, b)| {
+                let (b0, b1) = range(b);
+                a0 < b1 && b0 < a1
+            })
+            .map(|(j, _)| (i, j))
+    })
 }
 
 /// A `max-sdu` table (class 0 first, 0 = no limit) checked against `num_tc` and [`MAX_SDU`];

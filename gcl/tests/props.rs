@@ -1,7 +1,10 @@
 //! Property tests against naive reference models that walk the schedule from its start.
 
-use gcl::{parse, Cursor, Entry, GateCommand, GateControlList, Schedule, ScheduleCursor, MAP_LEN};
+use gcl::{
+    parse, Cursor, Entry, Format, GateCommand, GateControlList, Schedule, ScheduleCursor, MAP_LEN,
+};
 use proptest::prelude::*;
+use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
 struct Spec {
@@ -110,6 +113,221 @@ impl Spec {
             }
         }
         unreachable!("layout covers the cycle")
+    }
+}
+
+/// Cosmetic choices drawn from random bytes, cycling.
+struct Pick<'a>(&'a [u8], usize);
+
+impl Pick<'_> {
+    fn next(&mut self) -> usize {
+        let v = self
+            .0
+            .get(self.1 % self.0.len().max(1))
+            .copied()
+            .unwrap_or(0);
+        self.1 += 1;
+        usize::from(v)
+    }
+    fn one<'s>(&mut self, of: &[&'s str]) -> &'s str {
+        of[self.next() % of.len()]
+    }
+    fn flip(&mut self) -> bool {
+        self.next() % 2 == 0
+    }
+}
+
+impl Spec {
+    /// The text format with a `max-sdu` line.
+    fn text_with(&self, style: u8, max_sdu: &[u32]) -> String {
+        let mut s = self.text(style);
+        if !max_sdu.is_empty() {
+            let v: Vec<String> = max_sdu.iter().map(u32::to_string).collect();
+            s += &format!("max-sdu {}\n", v.join(" "));
+        }
+        s
+    }
+
+    /// A `tc qdisc ... taprio` command line for the same schedule: keywords in random order
+    /// (entries in theirs), random line breaks with and without backslashes, comments, hex or
+    /// decimal where tc reads either, short prefixes, a map cut where tc fills zeros.
+    fn taprio(&self, max_sdu: &[u32], r: &[u8]) -> String {
+        let mut p = Pick(r, 0);
+        let mut words: Vec<String> = match p.next() % 3 {
+            0 => "tc qdisc replace dev eth0 parent root handle 100: taprio",
+            1 => "taprio",
+            _ => "tc q r dev veth1 root taprio",
+        }
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+        let mut groups: Vec<Vec<String>> = Vec::new();
+        groups.push(vec!["num_tc".into(), self.num_tc.to_string()]);
+        // tc fills a short map with class 0.
+        let mut map_len = MAP_LEN;
+        if p.flip() {
+            while map_len > 1 && self.map[map_len - 1] == 0 {
+                map_len -= 1;
+            }
+        }
+        let mut g = vec!["map".to_string()];
+        g.extend(self.map[..map_len].iter().map(u8::to_string));
+        groups.push(g);
+        if self.base != 0 || p.flip() {
+            groups.push(vec!["base-time".into(), self.base.to_string()]);
+        }
+        if let Some(c) = self.cycle {
+            groups.push(vec!["cycle-time".into(), c.to_string()]);
+        }
+        if self.ext != 0 || p.flip() {
+            groups.push(vec!["cycle-time-extension".into(), self.ext.to_string()]);
+        }
+        let mut entries = Vec::new();
+        for &(c, mask, iv) in &self.entries {
+            entries.push("sched-entry".to_string());
+            entries.push(["S", "H", "R"][usize::from(c)].to_string());
+            entries.push(match p.next() % 3 {
+                0 => format!("{mask:02x}"),
+                1 => format!("0x{mask:x}"),
+                _ => format!("{mask:X}"),
+            });
+            entries.push(if p.flip() {
+                iv.to_string()
+            } else {
+                format!("{}{iv:x}", p.one(&["0x", "0X"]))
+            });
+        }
+        groups.push(entries);
+        if p.flip() {
+            groups.push(vec![
+                "clockid".into(),
+                p.one(&["CLOCK_TAI", "tai", "clock_tai"]).into(),
+            ]);
+        }
+        if !max_sdu.is_empty() {
+            let mut g = vec!["max-sdu".to_string()];
+            g.extend(max_sdu.iter().map(u32::to_string));
+            groups.push(g);
+        }
+        if p.flip() {
+            let mut g = vec!["queues".to_string()];
+            g.extend((0..self.num_tc).map(|i| format!("1@{i}")));
+            groups.push(g);
+        }
+        for i in (1..groups.len()).rev() {
+            groups.swap(i, p.next() % (i + 1));
+        }
+        words.extend(groups.into_iter().flatten());
+        let mut out = String::new();
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                out += p.one(&[
+                    " ",
+                    " ",
+                    "  ",
+                    "\t",
+                    " \\\n",
+                    " \\\n    ",
+                    "\n",
+                    " # note\n",
+                    " \\  \n\t",
+                ]);
+            }
+            out += w;
+        }
+        out
+    }
+
+    /// An IEEE 802.1Qcw gate-parameter-table for the same schedule, where a document may hold
+    /// one, entries out of index order, integers as numbers or strings.
+    fn qcw(&self, max_sdu: &[u32], r: &[u8]) -> String {
+        let mut p = Pick(r, 0);
+        let int = |v: u64, p: &mut Pick| {
+            if p.flip() {
+                json!(v)
+            } else {
+                json!(v.to_string())
+            }
+        };
+        let mut entries: Vec<Value> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, &(c, mask, iv))| {
+                let op =
+                    ["set-gate-states", "set-and-hold-mac", "set-and-release-mac"][usize::from(c)];
+                let op = match p.next() % 3 {
+                    0 => op.to_string(),
+                    1 => format!("ieee802-dot1q-sched:{op}"),
+                    _ => format!("sched:{op}"),
+                };
+                json!({
+                    "index": 10 * i + p.next() % 10,
+                    "operation-name": op,
+                    "gate-states-value": mask,
+                    "time-interval-value": int(iv, &mut p),
+                })
+            })
+            .collect();
+        for i in (1..entries.len()).rev() {
+            entries.swap(i, p.next() % (i + 1));
+        }
+        let mut table = json!({
+            "admin-control-list": {"gate-control-entry": entries},
+            "admin-base-time": {
+                "seconds": int(self.base / 1_000_000_000, &mut p),
+                "nanoseconds": self.base % 1_000_000_000,
+            },
+        });
+        if let Some(c) = self.cycle {
+            // c ns = c / 10^9 s, reduced or not.
+            let (mut n, mut d) = (c, 1_000_000_000u64);
+            if p.flip() {
+                let (mut a, mut b) = (n, d);
+                while b != 0 {
+                    (a, b) = (b, a % b);
+                }
+                (n, d) = (n / a, d / a);
+            }
+            table["admin-cycle-time"] = json!({"numerator": n, "denominator": d});
+        }
+        if self.ext != 0 || p.flip() {
+            table["admin-cycle-time-extension"] = int(self.ext, &mut p);
+        }
+        if p.flip() {
+            table["gate-enabled"] = json!(true);
+        }
+        if p.flip() {
+            table["admin-gate-states"] = json!(255);
+            table["oper-gate-states"] = json!(p.next() % 256);
+        }
+        if !max_sdu.is_empty() {
+            table["queue-max-sdu-table"] = Value::Array(
+                max_sdu
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0 || p.flip())
+                    .map(|(c, &v)| json!({"traffic-class": c, "queue-max-sdu": v}))
+                    .collect(),
+            );
+        }
+        let doc = match p.next() % 4 {
+            0 => json!({"ieee802-dot1q-sched-bridge:gate-parameter-table": table}),
+            1 => table,
+            2 => json!({"ietf-interfaces:interfaces": {"interface": [
+                {"name": "lo"},
+                {"name": "eth0", "ieee802-dot1q-bridge:bridge-port": {
+                    "ieee802-dot1q-sched-bridge:gate-parameter-table": table}},
+            ]}}),
+            _ => json!({"ietf-interfaces:interfaces": {"interface": [
+                {"name": "eth0", "ieee802-dot1q-sched-bridge:gate-parameter-table": table},
+            ]}}),
+        };
+        if p.flip() {
+            serde_json::to_string_pretty(&doc).unwrap()
+        } else {
+            doc.to_string()
+        }
     }
 }
 
@@ -224,6 +442,82 @@ proptest! {
         // A warning exactly when the list is not the cycle's length.
         let sum: u64 = s.entries.iter().map(|e| e.2).sum();
         prop_assert_eq!(parsed.warnings.is_empty(), sum == s.cycle());
+    }
+
+    #[test]
+    fn the_three_formats_give_the_same_gates_at_any_t(
+        s in spec(),
+        shift_s in prop_oneof![Just(0u64), 1u64..3, Just(1_700_000_000u64)],
+        sdu in prop::collection::vec(0u32..3000, 0..8),
+        style in 0u8..8,
+        r in prop::collection::vec(any::<u8>(), 1..64),
+        ts in prop::collection::vec(0u64..4000, 1..40),
+    ) {
+        let mut s = s;
+        s.base += shift_s * 1_000_000_000;
+        let sdu = &sdu[..sdu.len().min(usize::from(s.num_tc))];
+        let texts = [s.text_with(style, sdu), s.taprio(sdu, &r), s.qcw(sdu, &r)];
+        let lists: Vec<GateControlList> = texts
+            .iter()
+            .zip([Format::Text, Format::Taprio, Format::Qcw])
+            .map(|(t, f)| {
+                let p = parse(t).unwrap_or_else(|e| panic!("{f:?}: {e}\n{t}"));
+                assert_eq!(p.format, f, "{t}");
+                p.list
+            })
+            .collect();
+        let plain = |l: &GateControlList| -> Vec<_> {
+            l.entries().iter().map(|e| (e.command, e.gates, e.interval)).collect()
+        };
+        let want: Vec<_> = s.entries().iter().map(|e| (e.command, e.gates, e.interval)).collect();
+        for (l, t) in lists.iter().zip(&texts) {
+            prop_assert_eq!(plain(l), want.clone(), "{}", t);
+            prop_assert_eq!(l.base_time(), s.base, "{}", t);
+            prop_assert_eq!(l.cycle_time(), s.cycle(), "{}", t);
+            prop_assert_eq!(l.cycle_time_extension(), s.ext, "{}", t);
+            prop_assert_eq!(&l.max_sdu()[..sdu.len()], sdu, "{}", t);
+            prop_assert!(l.max_sdu()[sdu.len()..].iter().all(|&v| v == 0), "{}", t);
+        }
+        // The command line keeps the text format's classes and map; JSON has its own.
+        prop_assert_eq!((lists[1].num_tc(), lists[1].map()), (s.num_tc, &s.map));
+        let mut cursors = [Cursor::new(), Cursor::new(), Cursor::new()];
+        let mut sorted: Vec<u64> = ts.iter().map(|o| (s.base + o).saturating_sub(500)).collect();
+        sorted.sort_unstable();
+        for &t in &sorted {
+            let (gates, next) = s.state(t);
+            for (i, l) in lists.iter().enumerate() {
+                let st = cursors[i].state(l, t);
+                prop_assert_eq!((st.gates, st.next), (gates, Some(next)), "format {} t={}\n{}", i, t, texts[i]);
+                for class in 0..8u8 {
+                    prop_assert_eq!(
+                        l.gate_close_time(class, t),
+                        lists[0].gate_close_time(class, t),
+                        "format {} class {} t={}", i, class, t
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn command_lines_and_documents_never_panic(
+        s in spec(),
+        r in prop::collection::vec(any::<u8>(), 1..64),
+        cut in any::<prop::sample::Index>(),
+        junk in "[ -~\\n]{0,3}",
+    ) {
+        // Valid renderings with a piece replaced: every error still has its line.
+        for text in [s.taprio(&[], &r), s.qcw(&[], &r)] {
+            let at = cut.index(text.len() + 1);
+            let (a, b) = text.split_at(at);
+            let b = b.get(junk.len().min(b.len())..).unwrap_or("");
+            let mangled = format!("{a}{junk}{b}");
+            if let Err(e) = parse(&mangled) {
+                let prefix = format!("{}: ", e.line);
+                prop_assert!(e.to_string().starts_with(&prefix));
+                prop_assert!(e.line >= 1 && e.line <= mangled.lines().count().max(1), "{}: {}", e, mangled);
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::ports::{Backend, Port};
 use super::publish::{CoreLink, Retiring};
 use super::vhost::serve_vhost;
 use crate::classify::TcRule;
-use crate::clock::Calibrator;
+use crate::clock::{Calibrator, ClockSpec};
 use crate::ctl::CtlServer;
 use crate::dpdk::Mempool;
 use crate::pmd::Shared;
@@ -38,6 +38,8 @@ pub(super) struct ControlLoop {
     pub(super) retiring: Vec<Retiring>,
     /// The port whose clock the gates follow (`--clock port:NAME`): it cannot be deleted.
     pub(super) clock_port: Option<String>,
+    /// `--clock`: what a new list's `clockid` is checked against.
+    pub(super) clock: ClockSpec,
     /// `--tc-rule`s, for ports added at runtime.
     pub(super) tc_rules: Vec<TcRule>,
     /// When the loop started: the FDB's seconds count from here.
@@ -54,7 +56,7 @@ pub(super) struct Start {
     pub(super) shared: Arc<Shared>,
     pub(super) pool: Arc<Mempool>,
     pub(super) calibrator: Calibrator,
-    pub(super) clock_port: Option<String>,
+    pub(super) clock: ClockSpec,
     pub(super) tc_rules: Vec<TcRule>,
 }
 
@@ -73,7 +75,11 @@ impl ControlLoop {
             cores: s.lcores.into_iter().map(CoreLink::new).collect(),
             gen: 0,
             retiring: Vec::new(),
-            clock_port: s.clock_port,
+            clock_port: match &s.clock {
+                ClockSpec::Port(name) => Some(name.clone()),
+                _ => None,
+            },
+            clock: s.clock,
             tc_rules: s.tc_rules,
             start: now,
             last_house: now - Duration::from_secs(2),

@@ -211,10 +211,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         shared: shared.clone(),
         pool,
         calibrator,
-        clock_port: match &cfg.clock {
-            ClockSpec::Port(name) => Some(name.clone()),
-            _ => None,
-        },
+        clock: cfg.clock.clone(),
         tc_rules: cfg.tc_rules.clone(),
     });
 

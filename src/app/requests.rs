@@ -73,7 +73,8 @@ fn reason_without_tokens(kind: &gcl::ErrorKind) -> String {
     use gcl::ErrorKind as K;
     match kind {
         K::UnknownKeyword(_) => "unknown keyword (expected num_tc, map, queues, base-time, \
-             cycle-time, cycle-time-extension, sched-entry, max-sdu or clockid)"
+             cycle-time, cycle-time-extension, sched-entry, max-sdu, clockid, flags or \
+             txtime-delay)"
             .into(),
         K::BadValue {
             keyword, expected, ..
@@ -85,11 +86,32 @@ fn reason_without_tokens(kind: &gcl::ErrorKind) -> String {
             format!("unexpected token after the value of `{keyword}`")
         }
         K::QueuesZeroCount(_) => "a queues pair has a zero count".into(),
+        K::QueuesValueTooLarge(_) => "a queues pair has a number past 65535".into(),
         K::UnknownCommand(_) => "unknown sched-entry command (expected S, H or R)".into(),
         K::UnknownClockid(_) => "unknown clockid (expected CLOCK_TAI, CLOCK_REALTIME, \
              CLOCK_MONOTONIC or CLOCK_BOOTTIME)"
             .into(),
-        // The others carry no text of the file, only numbers it was checked as.
+        K::LeadingZero { keyword, .. } => format!(
+            "the value after `{keyword}` starts with 0, which tc reads as octal: write it in \
+             decimal without the 0, or in hex with 0x"
+        ),
+        K::NotAQdiscCommand(_) => "a gate control list is a `tc qdisc add|replace|change ... \
+             taprio ...` command"
+            .into(),
+        K::QdiscVerb(_) => "the `tc qdisc` command sets no schedule (expected add, replace \
+             or change)"
+            .into(),
+        K::QdiscOption(_) => "an option before `taprio` this switch does not read (expected \
+             dev, parent, root or handle)"
+            .into(),
+        K::NotTaprio(_) => "the qdisc is not taprio".into(),
+        K::JsonUnknownMember { at, .. } => format!("unknown member in `{at}`"),
+        K::JsonOperation { at, .. } => format!(
+            "the operation-name in `{at}` is not an operation of ieee802-dot1q-sched \
+             (set-gate-states, set-and-hold-mac or set-and-release-mac)"
+        ),
+        // The others carry no text of the file, only numbers it was checked as, names this
+        // switch knows, JSON paths built from those and indices, or serde_json's own reasons.
         K::DuplicateKeyword { .. }
         | K::MissingKeyword(_)
         | K::NoSchedEntry
@@ -98,13 +120,28 @@ fn reason_without_tokens(kind: &gcl::ErrorKind) -> String {
         | K::MapHasWrongLength(_)
         | K::MapClassBeyondNumTc { .. }
         | K::QueuesCountMismatch { .. }
+        | K::QueuesOverlap { .. }
         | K::MaskClassBeyondNumTc { .. }
         | K::IntervalIsZero
         | K::IntervalsOverflow
         | K::CycleTimeIsZero
         | K::FirstCycleOverflows
         | K::MaxSduBeyondNumTc { .. }
-        | K::MaxSduTooLarge { .. } => kind.to_string(),
+        | K::MaxSduTooLarge { .. }
+        | K::UnknownFlags(_)
+        | K::FlagsExclusive
+        | K::TxtimeDelayWithoutAssist
+        | K::MissingTaprio
+        | K::SecondCommand
+        | K::JsonSyntax { .. }
+        | K::JsonValue { .. }
+        | K::JsonMissing(_)
+        | K::JsonTwice { .. }
+        | K::JsonNoTable
+        | K::JsonSeveralTables { .. }
+        | K::JsonGateDisabled
+        | K::JsonCycleTime { .. }
+        | K::JsonDuplicateIndex { .. } => kind.to_string(),
     }
 }
 
@@ -116,6 +153,17 @@ fn list_show(l: &gcl::GateControlList, start_ns: u64) -> GclListShow {
         cycle_time: l.cycle_time(),
         cycle_time_extension: l.cycle_time_extension(),
         num_tc: l.num_tc(),
+        map: l.map().to_vec(),
+        clockid: l.clockid().map(|c| c.name().to_owned()),
+        max_sdu: if l.has_max_sdu() {
+            l.max_sdu()[..usize::from(l.num_tc())].to_vec()
+        } else {
+            Vec::new()
+        },
+        queues: l
+            .queues()
+            .map(|q| q.iter().map(|q| (q.count, q.offset)).collect())
+            .unwrap_or_default(),
         entries: l
             .entries()
             .iter()
@@ -320,21 +368,25 @@ impl ControlLoop {
     }
 
     /// `ctl gcl PORT FILE`: a new admin list for a gated port, as `tc qdisc replace ... taprio`
-    /// does: validated whole first (a bad text changes nothing), then it takes effect at its
+    /// does: validated whole first (a bad text, or a clockid that is not the gates' clock,
+    /// changes nothing), then it takes effect at its
     /// ConfigChangeTime (its base-time, or its first cycle boundary after now when that is past,
     /// cycle-time-extension applied to the running list as 802.1Qbv §Q.5 says). The text comes
     /// over the socket: the switch opens no file for it.
     fn replace_gcl(&mut self, name: &str, text: &str) -> Reply {
         let now_ns = self.calibrator.now_ns();
-        let Some((_, p)) = self.port_named_mut(name) else {
-            return Reply::error(format!("no port named '{name}'"));
-        };
-        let Some(g) = p.gate.as_mut() else {
-            return Reply::error(format!(
-                "port '{name}' has no gate stage: start the switch with --gcl {name}=FILE to gate it"
-            ));
-        };
-        let parsed = match gcl::parse(text) {
+        match self.port_named(name) {
+            None => return Reply::error(format!("no port named '{name}'")),
+            Some((_, p)) if p.gate.is_none() => {
+                return Reply::error(format!(
+                    "port '{name}' has no gate stage: start the switch with --gcl {name}=FILE to gate it"
+                ))
+            }
+            Some(_) => {}
+        }
+        // Any format gcl reads; an 802.1Qcw document with several interfaces is read for the
+        // one named like the port.
+        let parsed = match gcl::parse_for(text, Some(name)) {
             Ok(p) => p,
             Err(e) => {
                 return Reply::GclSyntax {
@@ -342,6 +394,12 @@ impl ControlLoop {
                     reason: reason_without_tokens(&e.kind),
                 }
             }
+        };
+        if let Err(e) = self.clock.check_clockid(parsed.list.clockid()) {
+            return Reply::GclRefused(e.to_string());
+        }
+        let Some(g) = self.port_named_mut(name).and_then(|(_, p)| p.gate.as_mut()) else {
+            return Reply::error(format!("port '{name}' has no gate stage"));
         };
         let warnings: Vec<String> = parsed
             .warnings
@@ -448,6 +506,7 @@ impl ControlLoop {
         Ok(GclShow {
             port: name.to_string(),
             link_mbps,
+            config_change_time: s.admin().and(s.config_change_time()),
             oper: s.oper().map(|l| list_show(l, s.oper_start().unwrap_or(0))),
             admin: s
                 .admin()
@@ -537,6 +596,28 @@ mod tests {
             "num_tc 2\nqueues 0@SECRETWORD\n",
             "num_tc 2\nmap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nsched-entry SECRETWORD 01 1000\n",
             "num_tc 2\nclockid SECRETWORD\n",
+            "tc SECRETWORD add dev x root taprio",
+            "tc qdisc SECRETWORD dev x root taprio",
+            "tc qdisc add SECRETWORD taprio",
+            "tc qdisc add dev x root SECRETWORD taprio",
+            "taprio SECRETWORD 1",
+            "taprio num_tc 2 sched-entry S 01 0SECRETWORD",
+            "taprio num_tc 2 sched-entry S 01 099999999999999999999999",
+            "taprio num_tc 2 queues 1@0 1@99999999999999999999999",
+            "{\"admin-control-list\": {\"SECRETWORD\": 1}}",
+            "{\"gate-parameter-table\": {\"SECRETWORD\": 1}}",
+            "{\"admin-control-list\": {\"gate-control-entry\": [{\"index\": 0, \
+             \"operation-name\": \"SECRETWORD\", \"gate-states-value\": 1, \
+             \"time-interval-value\": 5}]}}",
+            "{\"admin-base-time\": {\"seconds\": \"SECRETWORD\"}}",
+            "{\"admin-base-time\": SECRETWORD}",
+            "{\"admin-gate-states\": 255, \"SECRETWORD\": 1}",
+            "{\"admin-cycle-time\": {\"SECRETWORD\": 1}}",
+            "{\"admin-base-time\": {\"SECRETWORD\": 1}}",
+            "{\"queue-max-sdu-table\": [{\"SECRETWORD\": 1}]}",
+            "{\"ietf-interfaces:interfaces\": {\"interface\": [{\"name\": \"SECRETWORD\", \
+             \"ieee802-dot1q-sched-bridge:gate-parameter-table\": {}}, {\"name\": \"b\", \
+             \"ieee802-dot1q-sched-bridge:gate-parameter-table\": {}}]}}",
         ] {
             let e = gcl::parse(text).expect_err(text);
             let r = reason_without_tokens(&e.kind);

@@ -67,6 +67,11 @@ pub enum ClockError {
     PortNeedsReader(String),
     #[error("reading the reference clock '{0}' failed")]
     ReadFailed(String),
+    #[error(
+        "the list's clockid {list} is not the gates' clock (--clock {clock}, which keeps TAI): its \
+         times would be read on the wrong clock; write clockid CLOCK_TAI or leave it out"
+    )]
+    ClockidMismatch { list: &'static str, clock: String },
 }
 
 /// A parsed `--clock` argument.
@@ -115,6 +120,20 @@ impl std::fmt::Display for ClockSpec {
 }
 
 impl ClockSpec {
+    /// Checks a gate control list's `clockid` (taprio's) against this clock. Every clock the
+    /// switch offers keeps TAI: CLOCK_TAI itself, and PTP hardware clocks, which carry the PTP
+    /// timescale (TAI) when ptp4l disciplines them. So CLOCK_TAI matches them all and the other
+    /// Linux clocks none; a list without a clockid is taken as written for the switch's clock.
+    pub fn check_clockid(&self, clockid: Option<gcl::ClockId>) -> Result<(), ClockError> {
+        match clockid {
+            None | Some(gcl::ClockId::Tai) => Ok(()),
+            Some(other) => Err(ClockError::ClockidMismatch {
+                list: other.name(),
+                clock: self.to_string(),
+            }),
+        }
+    }
+
     /// Opens a `tai` or `phc:` clock (the PHC is opened and read once, so a wrong path fails
     /// here, naming it). `port:` clocks need DPDK: build them with [`PortClock::new`].
     pub fn open(&self) -> Result<Box<dyn ReferenceClock>, ClockError> {
@@ -338,6 +357,26 @@ mod tests {
             assert_eq!(s.parse::<ClockSpec>().unwrap().to_string(), s);
         }
         assert_eq!(ClockSpec::default(), ClockSpec::Tai);
+    }
+
+    #[test]
+    fn a_list_for_clock_tai_fits_every_clock_and_no_other_does() {
+        use gcl::ClockId;
+        for spec in ["tai", "phc:/dev/ptp0", "port:nic"] {
+            let spec: ClockSpec = spec.parse().unwrap();
+            assert!(spec.check_clockid(None).is_ok());
+            assert!(spec.check_clockid(Some(ClockId::Tai)).is_ok());
+            for other in [ClockId::Realtime, ClockId::Monotonic, ClockId::Boottime] {
+                let e = spec.check_clockid(Some(other)).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!(
+                        "the list's clockid {} is not the gates' clock (--clock {spec}",
+                        other.name()
+                    )),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub struct FdbRow {
 pub struct GclShow {
     pub port: String,
     pub link_mbps: u64,
+    /// When the pending list takes over (its `start_ns`); none: nothing pending.
+    #[serde(default)]
+    pub config_change_time: Option<u64>,
     /// The running list and when it took over; none: all gates open.
     pub oper: Option<GclListShow>,
     /// The pending list and its ConfigChangeTime.
@@ -152,6 +155,18 @@ pub struct GclListShow {
     pub cycle_time: u64,
     pub cycle_time_extension: u64,
     pub num_tc: u8,
+    /// Priority → traffic class (16 entries).
+    #[serde(default)]
+    pub map: Vec<u8>,
+    /// The list's `clockid`, if it named one.
+    #[serde(default)]
+    pub clockid: Option<String>,
+    /// queueMaxSDU per class from class 0 (0: no limit); empty: no limit anywhere.
+    #[serde(default)]
+    pub max_sdu: Vec<u32>,
+    /// `queues` as (count, offset) per class; empty if not given.
+    #[serde(default)]
+    pub queues: Vec<(u16, u16)>,
     pub entries: Vec<GclEntryShow>,
 }
 

@@ -160,11 +160,26 @@ pub(crate) fn fdb(rows: &[FdbRow]) -> String {
     out
 }
 
-fn gcl_list(title: &str, l: &GclListShow) -> String {
+fn gcl_list(title: &str, since: &str, l: &GclListShow) -> String {
     let mut out = format!(
-        "{title}: since {} ns  base-time {}  cycle-time {}  cycle-time-extension {}  num_tc {}\n",
+        "{title}: {since} {} ns  base-time {}  cycle-time {}  cycle-time-extension {}  num_tc {}\n",
         l.start_ns, l.base_time, l.cycle_time, l.cycle_time_extension, l.num_tc
     );
+    let join = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(" ");
+    if !l.map.is_empty() {
+        out += &format!("  map {}\n", join(&mut l.map.iter().map(u8::to_string)));
+    }
+    if !l.queues.is_empty() {
+        let q = join(&mut l.queues.iter().map(|(c, o)| format!("{c}@{o}")));
+        out += &format!("  queues {q}\n");
+    }
+    if !l.max_sdu.is_empty() {
+        let m = join(&mut l.max_sdu.iter().map(u32::to_string));
+        out += &format!("  max-sdu {m} (0: no limit)\n");
+    }
+    if let Some(c) = &l.clockid {
+        out += &format!("  clockid {c}\n");
+    }
     let mut t = Table::new(&[
         ("#", Right),
         ("CMD", Left),
@@ -195,11 +210,12 @@ pub(crate) fn gcl(g: &GclShow) -> String {
         g.port, g.link_mbps, g.config_change_errors
     );
     match &g.oper {
-        Some(l) => out.push_str(&gcl_list("oper", l)),
+        Some(l) => out.push_str(&gcl_list("oper", "since", l)),
         None => out.push_str("oper: none (all gates open)\n"),
     }
     match &g.admin {
-        Some(l) => out.push_str(&gcl_list("admin (pending)", l).replacen("since", "from", 1)),
+        // Its start is the ConfigChangeTime.
+        Some(l) => out.push_str(&gcl_list("admin (pending)", "from", l)),
         None => out.push_str("admin (pending): none\n"),
     }
     out
@@ -299,6 +315,10 @@ mod tests {
             cycle_time: 1000,
             cycle_time_extension: 0,
             num_tc: 2,
+            map: vec![0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+            clockid: Some("CLOCK_TAI".into()),
+            max_sdu: vec![0, 300],
+            queues: vec![(1, 0), (1, 1)],
             entries: vec![
                 GclEntryShow {
                     command: 'S',
@@ -317,10 +337,15 @@ mod tests {
         let s = gcl(&GclShow {
             port: "nic".into(),
             link_mbps: 1000,
+            config_change_time: None,
             oper: Some(list.clone()),
             admin: None,
             config_change_errors: 0,
         });
+        assert!(s.contains("\n  map 0 1 1 1"), "{s}");
+        assert!(s.contains("\n  queues 1@0 1@1\n"), "{s}");
+        assert!(s.contains("\n  max-sdu 0 300 (0: no limit)\n"), "{s}");
+        assert!(s.contains("\n  clockid CLOCK_TAI\n"), "{s}");
         assert!(s.contains("oper: since 5 ns"), "{s}");
         assert!(
             s.contains("\n  1  S    0x02           600            400\n"),
@@ -330,6 +355,7 @@ mod tests {
         let s = gcl(&GclShow {
             port: "nic".into(),
             link_mbps: 1000,
+            config_change_time: Some(5),
             oper: None,
             admin: Some(list),
             config_change_errors: 1,

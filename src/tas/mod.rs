@@ -878,6 +878,24 @@ pub fn min_interval_ns(link_bps: u64) -> u64 {
     u64::try_from((MIN_FRAME as u128 * 8_000_000_000).div_ceil(bps)).unwrap_or(u64::MAX)
 }
 
+/// Every entry of `list` shorter than [`min_interval_ns`] at `link_bps`, as the error
+/// [`GateControl::install`] refuses the first with (`gcl check --speed` lists them all).
+pub fn short_entries(
+    list: &GateControlList,
+    link_bps: u64,
+) -> impl Iterator<Item = GateInstallError> + '_ {
+    let min_ns = min_interval_ns(link_bps);
+    list.entries()
+        .iter()
+        .filter(move |e| e.interval < min_ns)
+        .map(move |e| GateInstallError::IntervalTooShort {
+            line: e.line,
+            interval_ns: e.interval,
+            min_ns,
+            mbps: link_bps / 1_000_000,
+        })
+}
+
 impl GateControl {
     /// Makes `list` the admin list at its ConfigChangeTime computed from `now` (the same clock
     /// the PMD core uses), and posts the schedule to the PMD core. Refused, changing nothing,
@@ -888,14 +906,8 @@ impl GateControl {
         now: u64,
     ) -> Result<Installed, GateInstallError> {
         let bps = self.shared.link_bps.load(Ordering::Relaxed);
-        let min_ns = min_interval_ns(bps);
-        if let Some(e) = list.entries().iter().find(|e| e.interval < min_ns) {
-            return Err(GateInstallError::IntervalTooShort {
-                line: e.line,
-                interval_ns: e.interval,
-                min_ns,
-                mbps: bps / 1_000_000,
-            });
+        if let Some(e) = short_entries(&list, bps).next() {
+            return Err(e);
         }
         self.collect();
         let r = self.mirror.install(list, now)?;
