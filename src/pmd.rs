@@ -11,7 +11,7 @@ use crate::forward::{retag, FrameVlan, Verdict, L2, MAX_PORTS};
 use crate::port::{RxPort, TxPort};
 use crate::stats::{CoreStats, DropReason};
 use crate::tas::mailbox::Slot;
-use crate::tas::GateStage;
+use crate::tas::{GateStage, DEFAULT_TXQ};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -87,6 +87,9 @@ pub struct PmdCore {
     /// Where a new port set arrives and the replaced one goes back.
     mailbox: Arc<PortsMailbox>,
     pub pending: Vec<Burst>,
+    /// Per port: the tx queue of what `pending` holds ([`DEFAULT_TXQ`] but while a gate stage
+    /// hands over frames of a class its list maps to a queue of its own).
+    pending_txq: Vec<u16>,
     pub stats: Arc<CoreStats>,
     pub shared: Arc<Shared>,
     /// Per egress port: the 802.1Qbv gate stage, if the port has a GCL (this core is then the
@@ -125,6 +128,7 @@ impl PmdCore {
             ports,
             mailbox,
             pending: (0..MAX_PORTS).map(|_| Burst::default()).collect(),
+            pending_txq: vec![DEFAULT_TXQ; MAX_PORTS],
             stats,
             shared,
             gates: (0..MAX_PORTS).map(|_| None).collect(),
@@ -211,7 +215,20 @@ impl PmdCore {
                     fresh = true;
                 }
                 let room = crate::dpdk::BURST - pending.len();
-                let released = stage.release(self.now_ns, room, |m| drop(pending.push(m)));
+                // Frames come in runs of one class; a run for another tx queue than the frames
+                // in hand sends those first.
+                let (tx, c, txq) = (
+                    &self.ports.tx[p],
+                    &self.stats.ports[p],
+                    &mut self.pending_txq[p],
+                );
+                let released = stage.release_to_queues(self.now_ns, room, |m, q| {
+                    if q != *txq {
+                        transmit(tx.as_ref(), *txq, pending, c);
+                        *txq = q;
+                    }
+                    drop(pending.push(m));
+                });
                 self.queuing &= !(1 << p);
                 self.queuing |= u64::from(!stage.bypass()) << p;
                 if released > 0 {
@@ -305,26 +322,41 @@ impl PmdCore {
                 continue;
             }
             let c = &self.stats.ports[p];
-            let (n, bytes) = (b.len() as u64, b.bytes());
-            if let Some(tx) = &self.ports.tx[p] {
-                tx.tx_burst(b);
-            }
-            // Whatever is left was refused by the driver (ring full) or has no tx queue.
-            let (left, left_bytes) = (b.len() as u64, b.bytes());
-            c.tx_packets.add(n - left);
-            c.tx_bytes.add(bytes - left_bytes);
+            let txq = std::mem::replace(&mut self.pending_txq[p], DEFAULT_TXQ);
+            let (sent, sent_bytes) = transmit(self.ports.tx[p].as_ref(), txq, b, c);
             if around_gates {
                 if let Some(stage) = self.gates[p].as_mut() {
-                    let sent = (n - left) as usize;
-                    stage.bypassed(self.now_ns, sent, (bytes - left_bytes) as usize);
+                    stage.bypassed(self.now_ns, sent, sent_bytes);
                 }
-            }
-            if left > 0 {
-                c.drops[DropReason::TxFull as usize].add(left);
-                drop(b.drain());
             }
         }
     }
+}
+
+/// Transmits `b` on tx queue `txq` of `tx` (none: the port has no tx path) and counts it; what
+/// the driver refuses (ring full) is dropped and counted. Returns the frames and bytes sent.
+#[inline]
+fn transmit(
+    tx: Option<&TxPort>,
+    txq: u16,
+    b: &mut Burst,
+    c: &crate::stats::PortCounters,
+) -> (usize, usize) {
+    if b.is_empty() {
+        return (0, 0);
+    }
+    let (n, bytes) = (b.len() as u64, b.bytes());
+    if let Some(tx) = tx {
+        tx.tx_burst_on(txq, b);
+    }
+    let (left, left_bytes) = (b.len() as u64, b.bytes());
+    c.tx_packets.add(n - left);
+    c.tx_bytes.add(bytes - left_bytes);
+    if left > 0 {
+        c.drops[DropReason::TxFull as usize].add(left);
+        drop(b.drain());
+    }
+    ((n - left) as usize, (bytes - left_bytes) as usize)
 }
 
 #[cfg(test)]

@@ -31,12 +31,14 @@ pub enum TxPort {
 }
 
 impl TxPort {
-    /// Sends what it can of `b`; what was not taken stays in `b` (the caller drops and counts it).
+    /// Sends what it can of `b` on tx queue `queue` (a guest RX queue of a vhost-user port), as
+    /// a gate control list's `queues` map asks for a class, or ([`crate::tas::DEFAULT_TXQ`])
+    /// this core's own; what was not taken stays in `b` (the caller drops and counts it).
     #[inline]
-    pub fn tx_burst(&self, b: &mut Burst) -> usize {
+    pub fn tx_burst_on(&self, queue: u16, b: &mut Burst) -> usize {
         match self {
-            TxPort::Eth(q) => q.tx_burst(b),
-            TxPort::Vhost(q) => q.tx_burst(b),
+            TxPort::Eth(q) => q.tx_burst_on(queue, b),
+            TxPort::Vhost(q) => q.tx_burst_from(usize::from(queue), b),
         }
     }
 }
@@ -103,9 +105,12 @@ impl VhostTx {
         VhostTx { qs, first }
     }
 
+    /// Sends on guest RX queue `first`, or (not enabled or not there) the next one the guest
+    /// enabled.
     #[inline]
-    fn tx_burst(&self, b: &mut Burst) -> usize {
+    fn tx_burst_from(&self, first: usize, b: &mut Burst) -> usize {
         let n = self.qs.len();
+        let first = if first < n { first } else { self.first };
         let mut frames: [&[u8]; BURST] = [&[]; BURST];
         let len = b.len();
         for (i, f) in frames.iter_mut().enumerate().take(len) {
@@ -113,7 +118,7 @@ impl VhostTx {
         }
         // The preferred queue if the guest enabled it, else the first one that is.
         for k in 0..n {
-            let mut q = self.qs[(self.first + k) % n].lock();
+            let mut q = self.qs[(first + k) % n].lock();
             if q.sync() {
                 let sent = q.enqueue_burst(&frames[..len]);
                 drop(q);

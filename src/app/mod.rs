@@ -153,6 +153,14 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
             None if p.link.1 > 0 => p.link.1,
             None => 1000,
         };
+        if crate::tas::tx_queues_needed(&g.list) > p.tx_queues {
+            anyhow::bail!(
+                "--gcl {}={}: {}",
+                g.port,
+                g.path.display(),
+                requests::queues_refusal(&g.port, p.tx_queues)
+            );
+        }
         let (stage, mut ctl) = GateStage::new(StageConfig::new(u64::from(mbps) * 1_000_000));
         let inst = ctl
             .install(g.list.clone(), calibrator.now_ns())

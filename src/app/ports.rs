@@ -35,6 +35,9 @@ pub(super) struct Port {
     pub(super) spec: PortSpec,
     pub(super) backend: Backend,
     pub(super) link: (bool, u32),
+    /// Tx queues a gate control list's `queues` map may name: the ethdev's tx queues, or the
+    /// guest RX queues of the queue pairs a vhost-user port offers.
+    pub(super) tx_queues: u16,
     /// The control side of the port's gate stage, if it has a GCL.
     pub(super) gate: Option<GateControl>,
     /// Its rx queues not yet handed to a core, and how to make each core's tx path.
@@ -72,8 +75,13 @@ pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Resu
                     info.max_rx_queues
                 );
             }
-            // One tx queue per PMD core where the device has enough; otherwise cores share.
-            let ntxq = npmd.min(info.max_tx_queues).max(1);
+            // One tx queue per PMD core where the device has enough (otherwise cores share), and
+            // at least one per traffic class the device can give, for a gate control list's
+            // `queues` map (the I210 has 4).
+            let ntxq = npmd
+                .max(u16::from(gcl::MAX_TC))
+                .min(info.max_tx_queues)
+                .max(1);
             let (rxqs, txqs) = eth.setup(spec.rxq, ntxq, 1024, pool).with_context(ctx)?;
             eth.set_promiscuous().with_context(ctx)?;
             eth.start().with_context(ctx)?;
@@ -84,21 +92,20 @@ pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Resu
                 link = if link.0 { "up" } else { "down" },
                 "port started"
             );
-            let txqs: Vec<_> = txqs
+            let txqs: Arc<[_]> = txqs
                 .into_iter()
                 .map(|q| Arc::new((q, AtomicBool::new(false))))
                 .collect();
             let shared = usize::from(ntxq) < usize::from(npmd);
             let queues = PortQueues {
                 rx: rxqs.into_iter().map(|q| Some(RxPort::Eth(q))).collect(),
-                tx_for_core: Box::new(move |k| {
-                    TxPort::Eth(TxHandle::new(txqs[k % txqs.len()].clone(), shared))
-                }),
+                tx_for_core: Box::new(move |k| TxPort::Eth(TxHandle::new(txqs.clone(), k, shared))),
             };
             Ok(Port {
                 spec: spec.clone(),
                 backend: Backend::Eth(eth),
                 link,
+                tx_queues: ntxq,
                 gate: None,
                 queues,
             })
@@ -157,6 +164,7 @@ pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Resu
                     accept_failing: false,
                 })),
                 link: (false, 0),
+                tx_queues: spec.rxq,
                 gate: None,
                 queues,
             })

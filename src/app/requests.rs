@@ -398,7 +398,13 @@ impl ControlLoop {
         if let Err(e) = self.clock.check_clockid(parsed.list.clockid()) {
             return Reply::GclRefused(e.to_string());
         }
-        let Some(g) = self.port_named_mut(name).and_then(|(_, p)| p.gate.as_mut()) else {
+        let Some((_, p)) = self.port_named_mut(name) else {
+            return Reply::error(format!("no port named '{name}'"));
+        };
+        if crate::tas::tx_queues_needed(&parsed.list) > p.tx_queues {
+            return Reply::GclRefused(queues_refusal(name, p.tx_queues));
+        }
+        let Some(g) = p.gate.as_mut() else {
             return Reply::error(format!("port '{name}' has no gate stage"));
         };
         let warnings: Vec<String> = parsed
@@ -580,6 +586,15 @@ fn backend_json(p: &Port) -> serde_json::Value {
             })
         }
     }
+}
+
+/// Why a list whose `queues` map names a tx queue the port lacks is refused (as taprio refuses
+/// it), without a token of the list.
+pub(super) fn queues_refusal(port: &str, have: u16) -> String {
+    format!(
+        "the list's queues map names a tx queue port '{port}' does not have (it has {have}: \
+         qpairs=N for af_packet, rxq=N queue pairs for vhost-user)"
+    )
 }
 
 #[cfg(test)]

@@ -330,24 +330,37 @@ pub struct TxQueue {
     pub queue: u16,
 }
 
-/// A PMD core's handle on a tx queue.
+/// A PMD core's handle on a port's tx queues: its own, and the others for frames a gate control
+/// list's `queues` map sends to a queue of their class.
 #[derive(Clone)]
 pub struct TxHandle {
-    q: Arc<(TxQueue, AtomicBool)>,
+    qs: Arc<[Arc<(TxQueue, AtomicBool)>]>,
+    mine: usize,
     shared: bool,
 }
 
 impl TxHandle {
-    pub fn new(q: Arc<(TxQueue, AtomicBool)>, shared: bool) -> TxHandle {
-        TxHandle { q, shared }
+    /// `qs` must not be empty; `mine` is taken modulo its length.
+    pub fn new(qs: Arc<[Arc<(TxQueue, AtomicBool)>]>, mine: usize, shared: bool) -> TxHandle {
+        assert!(!qs.is_empty(), "a port has at least one tx queue");
+        let mine = mine % qs.len();
+        TxHandle { qs, mine, shared }
     }
 
-    /// Sends what it can of `b`; whatever the driver did not take stays in `b`.
+    /// Sends what it can of `b` on tx queue `queue` (this core's own if the port has no such
+    /// queue: [`crate::tas::DEFAULT_TXQ`]); whatever the driver did not take stays in `b`.
     #[inline]
-    pub fn tx_burst(&self, b: &mut Burst) -> usize {
-        let (port, queue) = (self.q.0.port, self.q.0.queue);
-        let lock = &self.q.1;
-        if self.shared {
+    pub fn tx_burst_on(&self, queue: u16, b: &mut Burst) -> usize {
+        let i = usize::from(queue);
+        let i = if i < self.qs.len() { i } else { self.mine };
+        let Some(q) = self.qs.get(i) else { return 0 };
+        let (port, queue) = (q.0.port, q.0.queue);
+        let lock = &q.1;
+        // Only the core owning a gated port's stage transmits to that port (other cores hand
+        // it their frames), so a class's queue, though another core's, is not in use
+        // elsewhere; a queue shared by cores is locked by each.
+        let locked = self.shared;
+        if locked {
             while lock
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
@@ -360,7 +373,7 @@ impl TxHandle {
         // the driver takes ownership of the first `n` mbufs.
         let n =
             unsafe { ffi::rte_eth_tx_burst(port, queue, ptrs.as_mut_ptr(), *len as u16) } as usize;
-        if self.shared {
+        if locked {
             lock.store(false, Ordering::Release);
         }
         b.consume_front(n);

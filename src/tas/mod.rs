@@ -42,6 +42,10 @@ use stats::{bucket_of, ClassStats, StageCounters};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The tx queue a released frame goes to when the list maps no queue to its class: the one the
+/// transmitting core uses for every other frame to the port.
+pub const DEFAULT_TXQ: u16 = u16::MAX;
+
 /// What the gate stage needs of a frame.
 pub trait Frame {
     /// Frame length in bytes, without FCS (as DPDK's `data_len`).
@@ -287,6 +291,9 @@ pub struct GateStage<F: Frame> {
 
     /// Tc index → class, for the list governing now; valid until `lut_until`.
     lut: [u8; Tc::COUNT],
+    /// Class → tx queue (taprio's `queues COUNT@OFFSET`: the first queue of the class's range)
+    /// for the list governing now; [`DEFAULT_TXQ`] without a queue map.
+    txq: [u16; NTC],
     lut_until: u64,
     num_tc: u8,
     /// Longest wire time (ns) that fits an open window of each class, and the frame length
@@ -349,6 +356,7 @@ impl<F: Frame> GateStage<F> {
             win_from: [u64::MAX; NTC],
             win_until: [0; NTC],
             lut: [0; Tc::COUNT],
+            txq: [DEFAULT_TXQ; NTC],
             lut_until: 0,
             num_tc: MAX_TC,
             max_wire: [u64::MAX; NTC],
@@ -540,10 +548,17 @@ impl<F: Frame> GateStage<F> {
         // Bypass while no list that may still govern closes a gate or limits an SDU (a
         // queueMaxSDU table needs every frame looked at). Re-evaluated here, at the
         // ConfigChangeTime too, so an open list taking over from a gated one brings bypass back.
+        // A queue map, too: each frame's class decides its tx queue.
         self.always_open = lists
             .iter()
             .flatten()
-            .all(|l| l.all_gates_always_open() && !l.has_max_sdu());
+            .all(|l| l.all_gates_always_open() && !l.has_max_sdu() && l.queues().is_none());
+        let queues = list.and_then(|l| l.queues());
+        for (c, q) in self.txq.iter_mut().enumerate() {
+            *q = queues
+                .and_then(|qs| qs.get(c))
+                .map_or(DEFAULT_TXQ, |q| q.offset);
+        }
         for c in 0..NTC {
             self.max_wire[c] = if list.is_none() {
                 u64::MAX
@@ -673,6 +688,19 @@ impl<F: Frame> GateStage<F> {
     /// iteration for every port with a stage (it also picks up new lists). Returns frames handed.
     #[inline]
     pub fn release(&mut self, now: u64, room: usize, mut out: impl FnMut(F)) -> usize {
+        self.release_to_queues(now, room, |f, _| out(f))
+    }
+
+    /// [`release`](Self::release), telling `out` the tx queue of each frame: its class's first
+    /// queue in the governing list's `queues` map, or [`DEFAULT_TXQ`]. Frames of one class come
+    /// in runs, so the queue changes only between runs.
+    #[inline]
+    pub fn release_to_queues(
+        &mut self,
+        now: u64,
+        room: usize,
+        mut out: impl FnMut(F, u16),
+    ) -> usize {
         self.poll(now);
         if self.nonempty == 0 || room == 0 {
             return 0;
@@ -700,7 +728,8 @@ impl<F: Frame> GateStage<F> {
                     close,
                     room: room - n,
                 };
-                match self.send_run(c, run, &mut out) {
+                let txq = self.txq[c];
+                match self.send_run(c, run, &mut |f| out(f, txq)) {
                     0 => self.defer(c),
                     sent => {
                         n += sent;
@@ -867,6 +896,17 @@ pub enum GateInstallError {
     },
     #[error(transparent)]
     Schedule(#[from] InstallError),
+}
+
+/// Tx queues a port needs for `list`'s `queues` map (0 without one): a list mapping a class to
+/// a queue the port lacks is refused, as taprio refuses it.
+pub fn tx_queues_needed(list: &GateControlList) -> u16 {
+    list.queues().map_or(0, |qs| {
+        qs.iter()
+            .map(|q| q.offset.saturating_add(q.count))
+            .max()
+            .unwrap_or(0)
+    })
 }
 
 /// Shortest interval an entry may have at `link_bps`: the time of a minimum frame's 60 bytes,

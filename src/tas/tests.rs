@@ -640,3 +640,36 @@ fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
     );
     assert!(order[first1 + 5..].iter().all(|&(c, ..)| c == 0));
 }
+
+#[test]
+fn a_queue_map_sends_each_class_to_its_first_queue_and_keeps_the_stage_from_bypass() {
+    // Every gate always open: without `queues` the stage would be bypassed.
+    let text = "num_tc 3\nmap 0 1 2 2 2 2 2 2 2 2 2 2 2 2 2 2\nqueues 1@0 1@1 2@2\nbase-time 0\n\
+                sched-entry S 07 1000000\n";
+    assert_eq!(tx_queues_needed(&list(text)), 4);
+    let (mut s, _ctl) = stage_with(text, StageConfig::new(GBPS), 0);
+    assert!(!s.bypass(), "frames must be classified to pick their queue");
+    for (i, class) in [0u8, 1, 2, 2, 0].into_iter().enumerate() {
+        s.enqueue(
+            TestFrame::new(100, class, i as u64),
+            Tc::priority(class),
+            10,
+        )
+        .unwrap();
+    }
+    let mut got = Vec::new();
+    s.release_to_queues(10, 32, |f, q| got.push((f.class, q)));
+    // Strict priority: class 2 (queues 2..=3, the first taken) before 1 and 0.
+    assert_eq!(got, [(2, 2), (2, 2), (1, 1), (0, 0), (0, 0)]);
+
+    // Without a map every frame goes to the core's own queue.
+    let plain = "num_tc 2\nmap 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\nbase-time 0\n\
+                 sched-entry S 01 500000\nsched-entry S 02 500000\n";
+    assert_eq!(tx_queues_needed(&list(plain)), 0);
+    let (mut s, _ctl) = stage_with(plain, StageConfig::new(GBPS), 0);
+    s.enqueue(TestFrame::new(100, 0, 1), Tc::priority(0), 10)
+        .unwrap();
+    let mut got = Vec::new();
+    s.release_to_queues(10, 32, |f, q| got.push((f.id, q)));
+    assert_eq!(got, [(1, DEFAULT_TXQ)]);
+}
