@@ -206,38 +206,10 @@ fn us(ns: i64) -> f64 {
 /// An untagged Ethernet/IPv4/UDP frame of `len` bytes (without FCS) from `src` to `dst`, whose
 /// payload starts with TAG, `seq` and the send time (REALTIME ns, patched in by [`stamp`]).
 fn udp_frame(src: &Host, dst: &Host, dport: u16, len: usize, seq: u64) -> Vec<u8> {
-    let len = len.max(14 + 20 + 8 + 20);
-    let mut f = Vec::with_capacity(len);
-    f.extend_from_slice(&dst.mac);
-    f.extend_from_slice(&src.mac);
-    f.extend_from_slice(&0x0800u16.to_be_bytes());
-    let ip_len = (len - 14) as u16;
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[6] = 0x40; // DF
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.ip.octets());
-    ip[16..20].copy_from_slice(&dst.ip.octets());
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&40000u16.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&(ip_len - 20).to_be_bytes());
-    f.extend_from_slice(&[0, 0]); // no UDP checksum (IPv4)
-    f.extend_from_slice(TAG);
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&0u64.to_be_bytes());
-    f.resize(len, 0x5a);
-    f
+    let mut head = TAG.to_vec();
+    head.extend_from_slice(&seq.to_be_bytes());
+    head.extend_from_slice(&0u64.to_be_bytes());
+    udp_frame_to((src.mac, src.ip), (dst.mac, dst.ip), dport, len, &head)
 }
 
 /// Writes the send time into a frame built by [`udp_frame`].

@@ -582,6 +582,48 @@ pub fn marker(label: &str) -> Vec<u8> {
     format!("TSNT-{}-{seq}-{nanos:x}-{label}", std::process::id()).into_bytes()
 }
 
+/// An untagged Ethernet/IPv4/UDP frame of `len` bytes (without FCS; at least the headers and
+/// `head`) from `src` to `dst` (MAC, address), source port 40000, no UDP checksum, whose
+/// payload starts with `head` and is padded with 0x5a.
+pub fn udp_frame_to(
+    src: ([u8; 6], Ipv4Addr),
+    dst: ([u8; 6], Ipv4Addr),
+    dport: u16,
+    len: usize,
+    head: &[u8],
+) -> Vec<u8> {
+    let len = len.max(14 + 20 + 8 + head.len());
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let ip_len = (len - 14) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[6] = 0x40; // DF
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.1.octets());
+    ip[16..20].copy_from_slice(&dst.1.octets());
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&(ip_len - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]); // no UDP checksum (IPv4)
+    f.extend_from_slice(head);
+    f.resize(len, 0x5a);
+    f
+}
+
 /// Build an Ethernet frame, optionally 802.1Q-tagged, padded to at least 60 bytes untagged.
 pub fn frame(
     dst: [u8; 6],
