@@ -123,6 +123,12 @@ fn a_ctl_group_opens_the_socket_and_ctl_gcl_reads_the_file_with_the_clients_righ
     let gcl = lab.dir.join("h2.gcl");
     std::fs::write(&gcl, GCL).unwrap();
     let mut args = lab.port_args(&[("h1", ""), ("h2", "")]);
+    // Two tx queues on h2 (two af_packet queue pairs), for the `queues 1@0 1@1` list below.
+    let h2 = args
+        .iter_mut()
+        .find(|a| a.starts_with("h2="))
+        .expect("h2's --port");
+    h2.push_str(",qpairs=2");
     for a in [
         "--ctl-group",
         NOGROUP,
@@ -246,6 +252,22 @@ fn a_ctl_group_opens_the_socket_and_ctl_gcl_reads_the_file_with_the_clients_righ
         ),
     )
     .unwrap();
+    // A map naming a queue the port lacks is refused, as taprio refuses it.
+    let three = lab.dir.join("three.sh");
+    std::fs::write(
+        &three,
+        "tc qdisc add dev h2 root taprio num_tc 3 map 0 1 2 queues 1@0 1@1 1@2 base-time 0 \
+         sched-entry S 7 1000000 clockid CLOCK_TAI\n",
+    )
+    .unwrap();
+    let r = ctl(&sw.ctl, &["gcl", "h2", &three.to_string_lossy()], false);
+    assert!(
+        !r.ok
+            && r.stderr
+                .contains("names a tx queue port 'h2' does not have (it has 2"),
+        "{}",
+        r.stderr
+    );
     let r = ctl(&sw.ctl, &["gcl", "h2", &taprio.to_string_lossy()], false);
     assert!(r.ok, "{}", r.stderr);
     let reply: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
