@@ -133,11 +133,10 @@ fn grid(c: &mut Criterion) {
                 g.bench_function(id, |b| {
                     b.iter(|| {
                         let p = s.rewrite();
+                        let frames = black_box(&s.bufs).iter().map(|f| &f[..]);
                         let mut n = 0u32;
-                        for f in &s.bufs {
-                            if let (Verdict::Unicast(o), _) =
-                                s.l2.decide(&s.fdb, p, black_box(f), 1)
-                            {
+                        for (v, _) in s.l2.decide_burst(&s.fdb, p, frames, 1) {
+                            if let Verdict::Unicast(o) = v {
                                 n += u32::from(o);
                             }
                         }
