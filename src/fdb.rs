@@ -13,6 +13,8 @@
 //! from the front of a bucket, so at the load the table is sized for the first line usually
 //! holds the entry.
 use crate::wire::MacAddr;
+use std::alloc::Layout;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Slots per bucket: a lookup scans one bucket.
@@ -84,8 +86,87 @@ pub struct Entry {
     pub age_s: u32,
 }
 
+/// The buckets, in one allocation that huge pages can back: a table beyond the caches is also
+/// beyond the TLB's reach with 4 KiB pages (32 MiB is 8192 of them), so that each miss would
+/// add a page walk. Tables of 2 MiB or more are aligned to 2 MiB and advised as huge-page
+/// memory (`MADV_HUGEPAGE`, for `transparent_hugepage=madvise`) before their first touch.
+struct Table {
+    ptr: NonNull<Bucket>,
+    len: usize,
+    layout: Layout,
+}
+
+/// The size of an x86-64 huge page.
+const HUGE_PAGE: usize = 2 << 20;
+
+// SAFETY: the table owns its buckets as a Box<[Bucket]> would; buckets are atomics.
+unsafe impl Send for Table {}
+// SAFETY: as for Send: shared access is through atomics only.
+unsafe impl Sync for Table {}
+
+impl Table {
+    fn new(len: usize) -> Table {
+        let size = len * std::mem::size_of::<Bucket>();
+        let align = if size >= HUGE_PAGE {
+            HUGE_PAGE
+        } else {
+            std::mem::align_of::<Bucket>()
+        };
+        let layout = Layout::from_size_align(size, align).expect("an FDB that fits memory");
+        // SAFETY: the layout has a non-zero size (at least two buckets).
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw.cast::<Bucket>()) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        if align == HUGE_PAGE {
+            // SAFETY: the range is the allocation just made; advice changes no content. A
+            // kernel without transparent huge pages refuses it: 4 KiB pages then, as before.
+            unsafe { libc::madvise(raw.cast(), size, libc::MADV_HUGEPAGE) };
+        }
+        for i in 0..len {
+            // SAFETY: i < len: inside the allocation, aligned for a Bucket; written once.
+            unsafe { ptr.as_ptr().add(i).write(Bucket::default()) };
+        }
+        Table { ptr, len, layout }
+    }
+}
+
+impl std::ops::Deref for Table {
+    type Target = [Bucket];
+    fn deref(&self) -> &[Bucket] {
+        // SAFETY: `len` initialised buckets live at `ptr` until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; buckets need no drop (atomics).
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), self.layout) };
+    }
+}
+
+/// The slot of `bucket` holding `key`, found without a branch per slot (which slot a random
+/// host is in cannot be predicted, and a mispredicted branch costs as much as the rest of a
+/// lookup): the four slots of the first line, then those of the second only when the first
+/// has no match (rarely, at the load the table is sized for).
+#[inline]
+fn find(bucket: &[Slot; BUCKET], key: u64) -> Option<&Slot> {
+    const LINE: usize = BUCKET / 2;
+    let line = |first: usize| {
+        (0..LINE).fold(0u32, |m, i| {
+            m | u32::from(bucket[first + i].key.load(Ordering::Acquire) == key) << i
+        })
+    };
+    let mut m = line(0);
+    if m == 0 {
+        m = line(LINE) << LINE;
+    }
+    (m != 0).then(|| &bucket[m.trailing_zeros() as usize])
+}
+
 pub struct Fdb {
-    buckets: Box<[Bucket]>,
+    buckets: Table,
     /// 64 − log2(buckets): the bucket is the top bits of the hash.
     shift: u32,
     aging_s: u32,
@@ -98,7 +179,7 @@ impl Fdb {
     pub fn new(capacity: usize, aging_s: u32) -> Fdb {
         let n = capacity.div_ceil(BUCKET).max(2).next_power_of_two();
         Fdb {
-            buckets: (0..n).map(|_| Bucket::default()).collect(),
+            buckets: Table::new(n),
             shift: 64 - n.trailing_zeros(),
             aging_s,
         }
@@ -146,13 +227,10 @@ impl Fdb {
     /// [`Fdb::lookup`] of a hashed key.
     #[inline]
     pub(crate) fn lookup_probed(&self, p: Probe) -> Option<u16> {
-        for s in &self.buckets[p.bucket].0 {
-            if s.key.load(Ordering::Acquire) == p.key {
-                let v = s.val.load(Ordering::Acquire);
-                return (v & VAL_VALID != 0).then_some(val_port(v));
-            }
-        }
-        None
+        let v = find(&self.buckets[p.bucket].0, p.key)?
+            .val
+            .load(Ordering::Acquire);
+        (v & VAL_VALID != 0).then_some(val_port(v))
     }
 
     /// Records that `mac` in `vlan` was seen on `port` at `now` (seconds, coarse clock).
@@ -165,22 +243,18 @@ impl Fdb {
     #[inline]
     pub(crate) fn learn_probed(&self, p: Probe, port: u16, now: u32) -> Learned {
         let bucket = &self.buckets[p.bucket].0;
-        for s in bucket {
-            if s.key.load(Ordering::Acquire) == p.key {
-                let v = s.val.load(Ordering::Relaxed);
-                if v & VAL_VALID != 0 && val_port(v) == port && val_time(v) == now {
-                    return Learned::Known; // nothing to write: the line stays shared
-                }
-                s.val.store(val_of(port, now), Ordering::Release);
-                return match v {
-                    v if v & VAL_VALID != 0 && val_port(v) != port => {
-                        Learned::Moved { from: val_port(v) }
-                    }
-                    _ => Learned::Known,
-                };
-            }
+        let Some(s) = find(bucket, p.key) else {
+            return self.claim(bucket, p.key, port, now);
+        };
+        let v = s.val.load(Ordering::Relaxed);
+        if v & VAL_VALID != 0 && val_port(v) == port && val_time(v) == now {
+            return Learned::Known; // nothing to write: the line stays shared
         }
-        self.claim(bucket, p.key, port, now)
+        s.val.store(val_of(port, now), Ordering::Release);
+        match v {
+            v if v & VAL_VALID != 0 && val_port(v) != port => Learned::Moved { from: val_port(v) },
+            _ => Learned::Known,
+        }
     }
 
     /// Learns a key its bucket does not hold: claims an empty slot, else reuses an expired one
