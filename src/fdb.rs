@@ -10,8 +10,8 @@
 //! A table larger than the caches makes every lookup a miss. [`Fdb::probe`] hashes a key once
 //! and [`Fdb::prefetch`]es its bucket, so that a burst can hash all its frames first and learn
 //! and look up afterwards, its misses overlapping (as DPDK's bulk hash lookups do). Slots fill
-//! from the front of a bucket, so at the load the table is sized for the first line usually
-//! holds the entry.
+//! from the front of a bucket, so at half load the first line holds about four entries in five
+//! (random addresses): a lookup reads the second line only when the first has no match.
 use crate::wire::MacAddr;
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -204,8 +204,10 @@ impl Fdb {
         }
     }
 
-    /// Starts loading the bucket of `p` into the cache (its first line: where the entry most
-    /// likely is), so that its lookup or learning does not wait for memory.
+    /// Starts loading the bucket of `p` into the cache, both its lines, so that its lookup or
+    /// learning does not wait for memory. (The entry is most likely in the first line, but
+    /// about one in five of random addresses, at half load, is in the second: loading it too
+    /// measured faster with a table in the last-level cache, and no slower beyond it.)
     #[inline]
     pub(crate) fn prefetch(&self, p: Probe) {
         #[cfg(target_arch = "x86_64")]
@@ -215,6 +217,8 @@ impl Fdb {
             // SAFETY: a prefetch is only a hint: it reads nothing the program sees and cannot
             // fault; the address is that of a bucket of the table.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(b.cast()) };
+            // SAFETY: as above, for the bucket's second line (buckets are 128 bytes, aligned).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(b.cast::<u8>().add(64).cast()) };
         }
     }
 
