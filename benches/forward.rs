@@ -157,11 +157,11 @@ impl Setup {
         self.next_port = (p + 1) % self.ports;
         for b in self.bufs.iter_mut() {
             let r = self.rng.next();
-            // Multiply-shift range reductions of the two 32-bit halves, and of their sum for
-            // the destination's port (any port but p).
+            // Multiply-shift range reductions: the two 32-bit halves pick the hosts, the middle
+            // 16 bits the destination's port (any port but p).
             let s = ((r & 0xffff_ffff) * self.per_port) >> 32;
             let d = ((r >> 32) * self.per_port) >> 32;
-            let q = (p + 1 + (((r >> 16) & 0xffff) * (self.ports - 1) >> 16)) % self.ports;
+            let q = (p + 1 + ((((r >> 16) & 0xffff) * (self.ports - 1)) >> 16)) % self.ports;
             b[0..6].copy_from_slice(&host(d * self.ports + q).0);
             b[6..12].copy_from_slice(&host(s * self.ports + p).0);
         }
