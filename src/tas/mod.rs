@@ -25,9 +25,15 @@
 //! calls `Schedule::install`/`advance`, so it never allocates or frees: gcl's queries answer for
 //! any `t` with the oper and admin lists in place.
 //!
-//! One stage per egress port, run on the one core that transmits to that port: the wire model
-//! is the port's, so several cores transmitting to a gated port would each need the whole wire.
+//! One stage per egress port, run on the one core that transmits to that port (its owner): the
+//! wire model is the port's, so several cores transmitting to a gated port would each need the
+//! whole wire. Other cores hand the frames they forward to a gated port to its owner through a
+//! lock-free ring per (core, port) ([`handoff`]), classified already.
+//!
+//! The wire model is only as good as the speed it runs at: [`gate_link_mbps`] refuses a gated
+//! port whose driver reports a speed that no wire paces, unless `speed=` says what to model.
 
+pub(crate) mod handoff;
 pub(crate) mod mailbox;
 mod ring;
 pub mod stats;
@@ -152,6 +158,78 @@ impl Wire {
         } else {
             len
         }
+    }
+}
+
+/// Drivers that report a link speed no wire enforces: DPDK's virtual devices (a kernel socket,
+/// a TAP, a ring, nothing, a vhost-user peer, a pcap file, shared memory) and paravirtual NICs
+/// (a hypervisor's copy loop). af_packet, tap, ring, null and vhost all report a fixed 10 Gb/s;
+/// frames handed over at that rate reach a kernel, a peer or a guest as fast as they take them,
+/// so the model's windows and guard bands are fiction and a receiver overrun drops frames.
+pub const UNPACED_DRIVERS: &[&str] = &[
+    "net_af_packet",
+    "net_af_xdp",
+    "net_tap",
+    "net_tun",
+    "net_ring",
+    "net_null",
+    "net_vhost",
+    "net_virtio_user",
+    "net_virtio",
+    "net_pcap",
+    "net_memif",
+    "net_vmxnet3",
+    "net_netvsc",
+    "net_vdev_netvsc",
+    "net_kni",
+];
+
+/// DPDK's `RTE_ETH_SPEED_NUM_UNKNOWN`.
+const SPEED_UNKNOWN: u32 = u32::MAX;
+
+/// Why a gated port needs `speed=`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnpacedLink {
+    #[error(
+        "a GCL needs speed=MBPS on {driver} ports: the driver reports {} but nothing paces the \
+         wire at that rate",
+        reported(*.reported_mbps)
+    )]
+    VirtualDevice { driver: String, reported_mbps: u32 },
+    #[error(
+        "a GCL needs speed=MBPS on vhost-user ports: a guest's virtqueue has no link speed, \
+         frames are copied as fast as the guest takes them"
+    )]
+    VhostUser,
+}
+
+fn reported(mbps: u32) -> String {
+    match mbps {
+        0 | SPEED_UNKNOWN => "no speed".into(),
+        n => format!("{n} Mb/s"),
+    }
+}
+
+/// The link speed (Mb/s) a gated port's wire model runs at: `speed=` when given; else what the
+/// driver reports, unless the driver is one of [`UNPACED_DRIVERS`] or the port is a vhost-user
+/// port (`driver` None). A NIC that reports no speed yet (link down) starts at 1000 Mb/s and
+/// follows its link once it comes up.
+pub fn gate_link_mbps(
+    driver: Option<&str>,
+    reported_mbps: u32,
+    configured: Option<u32>,
+) -> Result<u32, UnpacedLink> {
+    if let Some(s) = configured {
+        return Ok(s);
+    }
+    match driver {
+        None => Err(UnpacedLink::VhostUser),
+        Some(d) if UNPACED_DRIVERS.contains(&d) => Err(UnpacedLink::VirtualDevice {
+            driver: d.to_string(),
+            reported_mbps,
+        }),
+        Some(_) if reported_mbps == 0 || reported_mbps == SPEED_UNKNOWN => Ok(1000),
+        Some(_) => Ok(reported_mbps),
     }
 }
 

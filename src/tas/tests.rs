@@ -640,3 +640,29 @@ fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
     );
     assert!(order[first1 + 5..].iter().all(|&(c, ..)| c == 0));
 }
+
+#[test]
+fn a_gated_port_needs_speed_where_no_wire_paces_the_reported_one() {
+    // Given: always that.
+    assert_eq!(gate_link_mbps(Some("net_af_packet"), 10_000, Some(1000)), Ok(1000));
+    assert_eq!(gate_link_mbps(None, 0, Some(100)), Ok(100));
+    // A NIC's own report; none yet (link down): 1000 until the link comes up.
+    assert_eq!(gate_link_mbps(Some("net_e1000_igb"), 1000, None), Ok(1000));
+    assert_eq!(gate_link_mbps(Some("net_ixgbe"), 0, None), Ok(1000));
+    assert_eq!(gate_link_mbps(Some("net_ixgbe"), u32::MAX, None), Ok(1000));
+    // Virtual devices and vhost-user: refused, naming the option, the driver and its claim.
+    let e = gate_link_mbps(Some("net_af_packet"), 10_000, None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "a GCL needs speed=MBPS on net_af_packet ports: the driver reports 10000 Mb/s but \
+         nothing paces the wire at that rate"
+    );
+    for d in ["net_tap", "net_ring", "net_null", "net_vhost", "net_virtio_user"] {
+        let e = gate_link_mbps(Some(d), 10_000, None).unwrap_err().to_string();
+        assert!(e.contains("speed=MBPS") && e.contains(d), "{e}");
+    }
+    let e = gate_link_mbps(Some("net_virtio"), u32::MAX, None).unwrap_err();
+    assert!(e.to_string().contains("reports no speed"), "{e}");
+    let e = gate_link_mbps(None, 0, None).unwrap_err().to_string();
+    assert!(e.contains("speed=MBPS on vhost-user ports"), "{e}");
+}
