@@ -142,6 +142,14 @@ impl PmdLoss {
         (self.run_delay_ns + self.steal_ns) * 100 < elapsed.as_nanos() as u64
     }
 
+    /// Nanoseconds of CPU 1 that neither of `lcores` PMD threads sharing it had over `elapsed`,
+    /// beyond what they take from each other (each waits while the others run: (lcores − 1) ×
+    /// `elapsed` of waiting in all): what the rest of the machine took.
+    pub fn taken_by_others(self, elapsed: Duration, lcores: u64) -> u64 {
+        let shares = (lcores.max(1) - 1) * elapsed.as_nanos() as u64;
+        (self.run_delay_ns + self.steal_ns).saturating_sub(shares)
+    }
+
     pub fn describe(self) -> String {
         format!(
             "PMD thread waited {:.1} ms for its CPU; hypervisor stole {:.0} ms of CPU 1",
@@ -298,5 +306,26 @@ impl TsPacketSocket {
         }
         assert!(rx_ns != 0, "no SCM_TIMESTAMPNS on a received frame");
         Some((buf, rx_ns))
+    }
+}
+
+/// Waits until the gates' clock has locked onto its reference: two calibrations after its last
+/// step, the last one finding it within 1 µs. Until then (the first few seconds) the TSC rate
+/// comes from a short first interval and the clock may be off by up to the 20 µs step
+/// threshold, slewed away over a second: a gate would open that early or late.
+pub fn wait_clock_locked(sw: &Switch, timeout: Duration) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let v = sw.ctl_json("stats").unwrap_or_else(|e| panic!("{e}"));
+        let c = v["clock"].clone();
+        let n = |k: &str| c[k].as_i64().unwrap_or_else(|| panic!("clock stats: no {k}: {c}"));
+        if n("calibrations") >= n("steps") + 2 && n("offset_ns").abs() <= 1000 {
+            return c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gates' clock did not lock within {timeout:?}: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
