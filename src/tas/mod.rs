@@ -7,7 +7,9 @@
 //! "leave" mean the frame's real start: `start = max(now, wire_free_at)`, `end = start + wire
 //! time ≤ close`. Frames are handed over at most about one maximum frame ahead of the wire
 //! ([`StageConfig::ahead_ns`]), so the NIC's own ring stays shallow and a frame sitting there
-//! cannot miss its window because of frames queued in front of it.
+//! cannot miss its window because of frames queued in front of it; and never across a gate
+//! operation not reached yet, so never while their gate is closed, even when the model says
+//! the wire is busy until it opens (an af_packet port would send the frame at once: early).
 //!
 //! Wire time: `Frame::len()` is the frame as DPDK's `data_len` has it — without FCS (the NIC adds
 //! it). On the wire it takes `max(len, 60) + 4 FCS + 8 preamble/SFD + 12 inter-frame gap` bytes:
@@ -746,8 +748,9 @@ impl<F: Frame> GateStage<F> {
     }
 
     /// Hands over up to `room` frames to `out` (the port's tx burst), at `now`: strict priority
-    /// among classes whose gate is open, each frame only if it leaves the wire before its gate
-    /// closes, and no more than [`StageConfig::ahead_ns`] ahead of the wire. Call it once per PMD
+    /// among classes whose gate is open now, each frame only if it leaves the wire before its
+    /// gate closes, and no more than [`StageConfig::ahead_ns`] ahead of the wire nor past the
+    /// next gate operation. Call it once per PMD
     /// iteration for every port with a stage (it also picks up new lists). Returns frames handed.
     #[inline]
     pub fn release(&mut self, now: u64, room: usize, mut out: impl FnMut(F)) -> usize {
@@ -761,7 +764,13 @@ impl<F: Frame> GateStage<F> {
         let mut n = 0;
         'frames: while n < room {
             let start = earliest.max(self.wire_free_at);
-            if start > limit {
+            // Within the look-ahead, and before the next gate operation: the gates that apply
+            // at `start` are those of `now`. Past it the model may find the wire busy until a
+            // gate opens, but a frame handed over then leaves at once wherever the model is only
+            // approximate (a vdev paced by `speed=`, a NIC that drains faster than modelled): it
+            // would be early. And lower classes booked past an opening would pass the class
+            // that opens there.
+            if start > limit || start >= self.gates_next {
                 break;
             }
             let mut cand = self.nonempty;
@@ -795,10 +804,10 @@ impl<F: Frame> GateStage<F> {
     /// as they end before the gate closes; 0 when the head does not (the caller defers it).
     /// Until the next gate operation no gate changes, so no higher class can become eligible
     /// (closed stays closed, a head that did not fit fits even less later): a run needs no
-    /// rescan. The window the run leaves in opened at `open_since`, or (handed ahead of an
-    /// opening) at the next gate operation, the same for every frame of the run; frames enqueued
-    /// in one PMD iteration share their enqueue time too, so their release error and held state
-    /// are counted once per such group, not per frame.
+    /// rescan. The window the run leaves in opened at `open_since` (the gate is open now), the
+    /// same for every frame of the run; frames enqueued in one PMD iteration share their enqueue
+    /// time too, so their release error and held state are counted once per such group, not
+    /// per frame.
     #[inline]
     fn send_run(&mut self, c: usize, run: Run, out: &mut impl FnMut(F)) -> usize {
         let wire = self.wire;
@@ -810,11 +819,8 @@ impl<F: Frame> GateStage<F> {
         if end > run.close {
             return 0;
         }
-        let opened = if self.gates & (1 << c) != 0 {
-            self.open_since[c]
-        } else {
-            self.gates_next
-        };
+        // The caller hands over only classes open now.
+        let opened = self.open_since[c];
         // A frame behind the head starts within the look-ahead and before the next gate
         // operation (the caller's scan handles what comes after it).
         let last_start = run.limit.min(self.gates_next.saturating_sub(1));
