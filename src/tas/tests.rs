@@ -646,7 +646,10 @@ fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
 #[test]
 fn a_gated_port_needs_speed_where_no_wire_paces_the_reported_one() {
     // Given: always that.
-    assert_eq!(gate_link_mbps(Some("net_af_packet"), 10_000, Some(1000)), Ok(1000));
+    assert_eq!(
+        gate_link_mbps(Some("net_af_packet"), 10_000, Some(1000)),
+        Ok(1000)
+    );
     assert_eq!(gate_link_mbps(None, 0, Some(100)), Ok(100));
     // A NIC's own report; none yet (link down): 1000 until the link comes up.
     assert_eq!(gate_link_mbps(Some("net_e1000_igb"), 1000, None), Ok(1000));
@@ -659,8 +662,16 @@ fn a_gated_port_needs_speed_where_no_wire_paces_the_reported_one() {
         "a GCL needs speed=MBPS on net_af_packet ports: the driver reports 10000 Mb/s but \
          nothing paces the wire at that rate"
     );
-    for d in ["net_tap", "net_ring", "net_null", "net_vhost", "net_virtio_user"] {
-        let e = gate_link_mbps(Some(d), 10_000, None).unwrap_err().to_string();
+    for d in [
+        "net_tap",
+        "net_ring",
+        "net_null",
+        "net_vhost",
+        "net_virtio_user",
+    ] {
+        let e = gate_link_mbps(Some(d), 10_000, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("speed=MBPS") && e.contains(d), "{e}");
     }
     let e = gate_link_mbps(Some("net_virtio"), u32::MAX, None).unwrap_err();
@@ -688,7 +699,11 @@ fn a_frame_is_never_handed_over_while_its_gate_is_closed() {
     assert_eq!((got.as_slice(), s.wire_free_at()), ([1].as_slice(), open));
     // The critical frame's modelled start is the opening, but its gate is closed now.
     for t in [now + 1, open - 1_000, open - 1] {
-        assert_eq!(s.release(t, 32, |f| got.push(f.id)), 0, "handed over at {t}");
+        assert_eq!(
+            s.release(t, 32, |f| got.push(f.id)),
+            0,
+            "handed over at {t}"
+        );
     }
     assert_eq!(s.release(open, 32, |f| got.push(f.id)), 1);
     assert_eq!(got, [1, 2]);

@@ -67,7 +67,6 @@ pub fn sleep_until_mono(t_ns: u64) {
     }
 }
 
-
 /// `t` (TAI ns) relative to the opening of a window at cycle offset `open` (ns) of a `cycle`
 /// (ns): in [−early, cycle − early).
 pub fn phase_since_open(t_tai: u64, open: u64, cycle: u64, early: i64) -> i64 {
@@ -318,7 +317,10 @@ pub fn wait_clock_locked(sw: &Switch, timeout: Duration) -> serde_json::Value {
     loop {
         let v = sw.ctl_json("stats").unwrap_or_else(|e| panic!("{e}"));
         let c = v["clock"].clone();
-        let n = |k: &str| c[k].as_i64().unwrap_or_else(|| panic!("clock stats: no {k}: {c}"));
+        let n = |k: &str| {
+            c[k].as_i64()
+                .unwrap_or_else(|| panic!("clock stats: no {k}: {c}"))
+        };
         if n("calibrations") >= n("steps") + 2 && n("offset_ns").abs() <= 1000 {
             return c;
         }
