@@ -278,6 +278,7 @@ impl PmdCore {
                 fv.tagged.then_some(fv.pcp),
                 from.queue,
             );
+            // (The bit is set only for ports with a stage here or a ring to their owner.)
             if let Some(stage) = self.gates[o].as_mut() {
                 // A refusal (queue full, frame too long for any window) is counted by the stage.
                 let _ = stage.enqueue(m, tc, self.now_ns);
