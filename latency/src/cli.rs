@@ -244,7 +244,10 @@ pub(crate) struct PlotArgs {
     #[arg(long, default_value = "10s")]
     pub(crate) slice: Nanos,
     /// TrueType font for the labels (plots are drawn without system font libraries).
-    #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
+    #[arg(
+        long,
+        default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    )]
     pub(crate) font: PathBuf,
 }
 
@@ -261,9 +264,26 @@ mod tests {
     #[test]
     fn typed_values() {
         let c = Cli::try_parse_from([
-            "tsn-latency", "pub", "--dst", "10.0.0.2:7788", "--iface", "veth0", "--dst-mac",
-            "02:00:00:00:00:02", "--vlan", "10", "--pcp", "5", "--cycle-time", "1ms",
-            "--shift-time", "250us", "--size", "16", "--count", "100",
+            "tsn-latency",
+            "pub",
+            "--dst",
+            "10.0.0.2:7788",
+            "--iface",
+            "veth0",
+            "--dst-mac",
+            "02:00:00:00:00:02",
+            "--vlan",
+            "10",
+            "--pcp",
+            "5",
+            "--cycle-time",
+            "1ms",
+            "--shift-time",
+            "250us",
+            "--size",
+            "16",
+            "--count",
+            "100",
         ])
         .unwrap();
         let Cmd::Pub(p) = c.cmd else { panic!() };
@@ -277,17 +297,32 @@ mod tests {
             vec!["pub", "--dst", "10.0.0.2:1", "--cycle-time", "1h"],
             vec!["pub", "--dst", "nowhere"],
             vec!["sub", "--window", "3ms,1ms"],
-            vec!["pub", "--dst", "10.0.0.2:1", "--iface", "x", "--dst-mac", "1:2:3", "--reflect"],
+            vec![
+                "pub",
+                "--dst",
+                "10.0.0.2:1",
+                "--iface",
+                "x",
+                "--dst-mac",
+                "1:2:3",
+                "--reflect",
+            ],
         ] {
             let mut args = vec!["tsn-latency"];
             args.extend(bad.iter());
             assert!(Cli::try_parse_from(&args).is_err(), "accepted {bad:?}");
         }
         let r: RunSpec = "busy=runs/a.csv".parse().unwrap();
-        assert_eq!((r.label.as_str(), r.path.to_str()), ("busy", Some("runs/a.csv")));
+        assert_eq!(
+            (r.label.as_str(), r.path.to_str()),
+            ("busy", Some("runs/a.csv"))
+        );
         let r: RunSpec = "runs/idle.csv".parse().unwrap();
         assert_eq!(r.label, "idle");
         let r: RunSpec = "./x=1/b.csv".parse().unwrap();
-        assert_eq!((r.label.as_str(), r.path.to_str()), ("b", Some("./x=1/b.csv")));
+        assert_eq!(
+            (r.label.as_str(), r.path.to_str()),
+            ("b", Some("./x=1/b.csv"))
+        );
     }
 }

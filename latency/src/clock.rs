@@ -74,7 +74,10 @@ mod tests {
     fn first_slot_on_the_grid() {
         let ms = 1_000_000;
         // Base in the past: the next boundary after now + margin, plus the shift.
-        assert_eq!(first_slot(0, 250_000, ms, 10 * ms + 1, 100 * ms), 111 * ms + 250_000 - ms);
+        assert_eq!(
+            first_slot(0, 250_000, ms, 10 * ms + 1, 100 * ms),
+            111 * ms + 250_000 - ms
+        );
         assert_eq!(first_slot(0, 0, ms, 10 * ms, 0), 10 * ms);
         assert_eq!(first_slot(0, 0, ms, 10 * ms + 1, 0), 11 * ms);
         // Base in the future: base + shift itself.

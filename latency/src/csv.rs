@@ -110,7 +110,11 @@ fn parse_meta(line: &str, p: &mut Params) -> Result<(), String> {
             "expected" => p.expected = Some(v.parse().map_err(|_| format!("bad expected: {v}"))?),
             "window_ns" => {
                 let (a, b) = v.split_once(',').ok_or(format!("bad window: {v}"))?;
-                let n = |x: &str| x.parse::<u64>().map(Nanos).map_err(|_| format!("bad window: {v}"));
+                let n = |x: &str| {
+                    x.parse::<u64>()
+                        .map(Nanos)
+                        .map_err(|_| format!("bad window: {v}"))
+                };
                 p.window = Some(Window {
                     start: n(a)?,
                     end: n(b)?,
@@ -204,9 +208,24 @@ mod tests {
         let mut a = Analyzer::new(params);
         let mut w = CsvWriter::create(&path, &params).unwrap();
         let samples = [
-            Sample { seq: 0, sched: 100, sent: 110, arrival: 150 },
-            Sample { seq: 2, sched: 300, sent: 305, arrival: 390 },
-            Sample { seq: 2, sched: 300, sent: 305, arrival: 391 },
+            Sample {
+                seq: 0,
+                sched: 100,
+                sent: 110,
+                arrival: 150,
+            },
+            Sample {
+                seq: 2,
+                sched: 300,
+                sent: 305,
+                arrival: 390,
+            },
+            Sample {
+                seq: 2,
+                sched: 300,
+                sent: 305,
+                arrival: 391,
+            },
         ];
         for s in samples {
             w.row(&a.push(s)).unwrap();
@@ -218,7 +237,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\n0,100,110,150,50,40,,"), "{text}");
         assert!(text.contains("\n2,300,305,391,91,86,,"), "{text}");
-        assert!(text.trim_end().ends_with(",1,0,0"), "duplicate flagged: {text}");
+        assert!(
+            text.trim_end().ends_with(",1,0,0"),
+            "duplicate flagged: {text}"
+        );
         std::fs::write(&path, "hello\n").unwrap();
         assert!(matches!(read(&path), Err(CsvError::NoHeader(_))));
         std::fs::write(&path, format!("{HEADER}\n1,2,x,4\n")).unwrap();

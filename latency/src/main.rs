@@ -48,10 +48,7 @@ fn report(a: &ReportArgs) -> Result<(), Error> {
         }
         let s = an.summary();
         if a.json {
-            println!(
-                "{}",
-                serde_json::to_string(&s).expect("summary serialises")
-            );
+            println!("{}", serde_json::to_string(&s).expect("summary serialises"));
         } else {
             println!("== {}", path.display());
             print!("{}", s.render());

@@ -34,7 +34,12 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> i
 
 /// Sets SO_PRIORITY (the skb priority a qdisc or a VLAN egress map turns into a traffic class).
 pub(crate) fn set_priority(fd: RawFd, prio: u32) -> io::Result<()> {
-    setsockopt(fd, libc::SOL_SOCKET, libc::SO_PRIORITY, &(prio as libc::c_int))
+    setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_PRIORITY,
+        &(prio as libc::c_int),
+    )
 }
 
 /// Asks for kernel software receive timestamps (SCM_TIMESTAMPING, CLOCK_REALTIME).
@@ -96,7 +101,7 @@ pub(crate) fn recv_timestamped(
         iov_len: buf.len(),
     };
     let mut control = [0u64; 64]; // 512 bytes, 8-aligned for cmsghdr
-    // SAFETY: all-zero is a valid msghdr; the pointers are filled in below.
+                                  // SAFETY: all-zero is a valid msghdr; the pointers are filled in below.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
     msg.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -182,7 +187,9 @@ fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
     let c = CString::new(name).map_err(|_| io::Error::other("interface name has a NUL"))?;
     let bytes = c.as_bytes_with_nul();
     if bytes.len() > libc::IFNAMSIZ {
-        return Err(io::Error::other(format!("interface name {name} is too long")));
+        return Err(io::Error::other(format!(
+            "interface name {name} is too long"
+        )));
     }
     // SAFETY: all-zero is a valid ifreq.
     let mut req: libc::ifreq = unsafe { mem::zeroed() };
@@ -258,7 +265,12 @@ pub(crate) fn packet_socket(ifindex: i32, rx: bool) -> io::Result<OwnedFd> {
         )
     })?;
     if rx {
-        setsockopt(sock.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, &1i32)?;
+        setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_AUXDATA,
+            &1i32,
+        )?;
         enable_rx_timestamps(sock.as_raw_fd())?;
         let _ = set_rcvbuf(sock.as_raw_fd(), 4 << 20);
     }
@@ -277,7 +289,11 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// A probe found in a raw frame, if it is UDP to `port` and not our own outgoing copy.
-pub(crate) fn probe_in_frame(frame: &[u8], r: &Received, port: u16) -> Option<std::ops::Range<usize>> {
+pub(crate) fn probe_in_frame(
+    frame: &[u8],
+    r: &Received,
+    port: u16,
+) -> Option<std::ops::Range<usize>> {
     if r.pkttype == Some(libc::PACKET_OUTGOING) {
         return None;
     }

@@ -81,7 +81,7 @@ pub(crate) fn run(a: &PlotArgs) -> Result<Vec<PathBuf>, Error> {
         source,
     })?;
     let deadline = a.deadline.map_or(runs[0].deadline, |d| d.as_i64());
-    let window = a.window.or(runs[0].window);
+    let window = a.window.or(runs.iter().find_map(|r| r.window));
     let slice = a.slice.as_i64().max(1);
     let mut written = Vec::new();
     let mut out = |name: &str| {
@@ -191,6 +191,8 @@ fn log_range(vals: &[Vec<f64>], deadline_us: f64) -> Range<f64> {
     lo..hi
 }
 
+const BOX_DESC: &str = "box p25..p75 with the median, whiskers p1..p99, dots min and max";
+
 type Chart<'a, Y> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
 
 fn draw_boxes<'a, Y: Ranged<ValueType = f64>>(
@@ -198,7 +200,7 @@ fn draw_boxes<'a, Y: Ranged<ValueType = f64>>(
     root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     runs: &[Run],
     values: &[Vec<f64>],
-    floor: f64,
+    clip: Range<f64>,
 ) -> Result<(), String> {
     for (i, (run, v)) in runs.iter().zip(values).enumerate() {
         let Some([min, p1, p25, p50, p75, p99, max]) = box_stats(v) else {
@@ -206,7 +208,8 @@ fn draw_boxes<'a, Y: Ranged<ValueType = f64>>(
         };
         let c = color(i);
         let x = i as f64;
-        let cl = |y: f64| y.max(floor);
+        // Values off the axis are drawn at its edge; min and max are written out.
+        let cl = |y: f64| y.clamp(clip.start, clip.end);
         chart
             .draw_series([Rectangle::new(
                 [(x - 0.3, cl(p25)), (x + 0.3, cl(p75))],
@@ -214,9 +217,10 @@ fn draw_boxes<'a, Y: Ranged<ValueType = f64>>(
             )])
             .map_err(|e| e.to_string())?;
         chart
-            .draw_series([
-                Rectangle::new([(x - 0.3, cl(p25)), (x + 0.3, cl(p75))], c.stroke_width(2)),
-            ])
+            .draw_series([Rectangle::new(
+                [(x - 0.3, cl(p25)), (x + 0.3, cl(p75))],
+                c.stroke_width(2),
+            )])
             .map_err(|e| e.to_string())?;
         let lines = [
             vec![(x - 0.3, cl(p50)), (x + 0.3, cl(p50))],
@@ -226,7 +230,11 @@ fn draw_boxes<'a, Y: Ranged<ValueType = f64>>(
             vec![(x - 0.15, cl(p1)), (x + 0.15, cl(p1))],
         ];
         chart
-            .draw_series(lines.into_iter().map(|l| PathElement::new(l, c.stroke_width(2))))
+            .draw_series(
+                lines
+                    .into_iter()
+                    .map(|l| PathElement::new(l, c.stroke_width(2))),
+            )
             .map_err(|e| e.to_string())?;
         chart
             .draw_series([min, max].map(|y| Circle::new((x, cl(y)), 4, c.filled())))
@@ -234,22 +242,32 @@ fn draw_boxes<'a, Y: Ranged<ValueType = f64>>(
         // The run's label under its box, and its median beside it.
         let (px, _) = chart.backend_coord(&(x, cl(p50)));
         let (_, bottom) = chart.plotting_area().get_pixel_range();
-        let style = (FONT, 16)
-            .into_font()
-            .color(&BLACK)
-            .pos(plotters::style::text_anchor::Pos::new(
-                plotters::style::text_anchor::HPos::Center,
-                plotters::style::text_anchor::VPos::Top,
-            ));
+        let style =
+            (FONT, 16)
+                .into_font()
+                .color(&BLACK)
+                .pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Top,
+                ));
         root.draw(&Text::new(run.label.clone(), (px, bottom.end + 8), style))
             .map_err(|e| e.to_string())?;
-        let (mx, my) = chart.backend_coord(&(x + 0.32, cl(p50)));
-        root.draw(&Text::new(
-            format!("{p50:.1}"),
-            (mx, my - 8),
-            (FONT, 13).into_font().color(&BLACK),
-        ))
-        .map_err(|e| e.to_string())?;
+        let small = (FONT, 13).into_font().color(&BLACK);
+        for (y, text) in [
+            (p50, format!("{p50:.1}")),
+            (min, format!("min {min:.1}")),
+            (max, format!("max {max:.1}")),
+        ] {
+            let (tx, ty) = chart.backend_coord(&(x + 0.03, cl(y)));
+            let ty = ty - 7;
+            let tx = if y == p50 {
+                chart.backend_coord(&(x + 0.32, 0.0)).0
+            } else {
+                tx
+            };
+            root.draw(&Text::new(text, (tx, ty), small.clone()))
+                .map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
@@ -261,7 +279,10 @@ fn hline<'a, Y: Ranged<ValueType = f64>>(
     label: &str,
 ) -> Result<(), String> {
     chart
-        .draw_series([PathElement::new(vec![(x.start, y), (x.end, y)], RED.stroke_width(2))])
+        .draw_series([PathElement::new(
+            vec![(x.start, y), (x.end, y)],
+            RED.stroke_width(2),
+        )])
         .map_err(|e| e.to_string())?
         .label(label.to_string())
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
@@ -278,7 +299,7 @@ fn latency_box(path: &Path, runs: &[Run], deadline: i64) -> Result<(), Error> {
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("{} per run (us)", what(runs[0].mode)), (FONT, 24))
         .margin(15)
-        .x_label_area_size(40)
+        .x_label_area_size(60)
         .y_label_area_size(70)
         .build_cartesian_2d(xr.clone(), yr.clone().log_scale())
         .at(path)?;
@@ -287,27 +308,39 @@ fn latency_box(path: &Path, runs: &[Run], deadline: i64) -> Result<(), Error> {
         .disable_x_mesh()
         .x_labels(0)
         .x_label_formatter(&|_| String::new())
+        .x_desc(BOX_DESC)
         .y_desc("us (log)")
         .label_style((FONT, 14))
         .draw()
         .at(path)?;
-    draw_boxes(&mut chart, &root, runs, &vals, yr.start).at(path)?;
+    draw_boxes(&mut chart, &root, runs, &vals, yr.clone()).at(path)?;
     hline(&mut chart, d_us, xr, &format!("deadline {d_us} us")).at(path)?;
     legend(&mut chart).at(path)?;
     root.present().at(path)
 }
 
+/// Jitter axis: the runs' p1..p99 with as much again on each side (a few late frames would
+/// otherwise squash every box into a line); values beyond sit at the edge.
+fn jitter_range(vals: &[Vec<f64>]) -> Range<f64> {
+    let whiskers = vals
+        .iter()
+        .filter_map(|v| box_stats(v))
+        .flat_map(|b| [b[1], b[5]]);
+    let (lo, hi) = span(whiskers).unwrap_or((-1.0, 1.0));
+    let s = (hi - lo).max(1.0);
+    (lo - s)..(hi + s)
+}
+
 fn jitter_box(path: &Path, runs: &[Run]) -> Result<(), Error> {
     let vals: Vec<Vec<f64>> = runs.iter().map(jitters_us).collect();
-    let (lo, hi) = span(vals.iter().flatten().copied()).unwrap_or((-1.0, 1.0));
-    let yr = padded(lo, hi);
+    let yr = jitter_range(&vals);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).at(path)?;
     let xr = -0.6..(runs.len() as f64 - 0.4);
     let mut chart = ChartBuilder::on(&root)
         .caption("jitter t_i - (t_(i-1) + T) per run (us)", (FONT, 24))
         .margin(15)
-        .x_label_area_size(40)
+        .x_label_area_size(60)
         .y_label_area_size(70)
         .build_cartesian_2d(xr, yr.clone())
         .at(path)?;
@@ -316,26 +349,28 @@ fn jitter_box(path: &Path, runs: &[Run]) -> Result<(), Error> {
         .disable_x_mesh()
         .x_labels(0)
         .x_label_formatter(&|_| String::new())
+        .x_desc(BOX_DESC)
         .y_desc("us")
         .label_style((FONT, 14))
         .draw()
         .at(path)?;
-    draw_boxes(&mut chart, &root, runs, &vals, yr.start).at(path)?;
+    draw_boxes(&mut chart, &root, runs, &vals, yr).at(path)?;
     root.present().at(path)
 }
 
 /// Points of an empirical CDF, thinned to at most ~2000.
-fn cdf_points(v: &[f64], floor: f64) -> Vec<(f64, f64)> {
+fn cdf_points(v: &[f64], clip: Range<f64>) -> Vec<(f64, f64)> {
+    let cl = |x: f64| x.clamp(clip.start, clip.end);
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
     let step = (n / 2000).max(1);
     let mut pts: Vec<(f64, f64)> = (0..n)
         .step_by(step)
-        .map(|i| (s[i].max(floor), (i + 1) as f64 / n as f64))
+        .map(|i| (cl(s[i]), (i + 1) as f64 / n as f64))
         .collect();
     if let Some(&last) = s.last() {
-        pts.push((last.max(floor), 1.0));
+        pts.push((cl(last), 1.0));
     }
     pts
 }
@@ -376,13 +411,19 @@ fn latency_cdf(path: &Path, runs: &[Run], deadline: i64) -> Result<(), Error> {
     for (i, (run, v)) in runs.iter().zip(&vals).enumerate() {
         let c = color(i);
         chart
-            .draw_series(LineSeries::new(cdf_points(v, xr.start), c.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                cdf_points(v, xr.clone()),
+                c.stroke_width(2),
+            ))
             .at(path)?
             .label(run.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     chart
-        .draw_series([PathElement::new(vec![(d_us, 0.0), (d_us, 1.0)], RED.stroke_width(2))])
+        .draw_series([PathElement::new(
+            vec![(d_us, 0.0), (d_us, 1.0)],
+            RED.stroke_width(2),
+        )])
         .at(path)?
         .label(format!("deadline {d_us} us"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
@@ -392,7 +433,7 @@ fn latency_cdf(path: &Path, runs: &[Run], deadline: i64) -> Result<(), Error> {
 
 fn jitter_cdf(path: &Path, runs: &[Run]) -> Result<(), Error> {
     let vals: Vec<Vec<f64>> = runs.iter().map(jitters_us).collect();
-    let (lo, hi) = span(vals.iter().flatten().copied()).unwrap_or((-1.0, 1.0));
+    let xr = jitter_range(&vals);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).at(path)?;
     let mut chart = ChartBuilder::on(&root)
@@ -400,11 +441,11 @@ fn jitter_cdf(path: &Path, runs: &[Run]) -> Result<(), Error> {
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(padded(lo, hi), 0f64..1.0)
+        .build_cartesian_2d(xr.clone(), 0f64..1.0)
         .at(path)?;
     chart
         .configure_mesh()
-        .x_desc("us")
+        .x_desc("us (p1..p99 and as much again each side; the rest at the edges)")
         .y_desc("fraction of frames")
         .label_style((FONT, 14))
         .draw()
@@ -412,7 +453,10 @@ fn jitter_cdf(path: &Path, runs: &[Run]) -> Result<(), Error> {
     for (i, (run, v)) in runs.iter().zip(&vals).enumerate() {
         let c = color(i);
         chart
-            .draw_series(LineSeries::new(cdf_points(v, f64::MIN), c.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                cdf_points(v, xr.clone()),
+                c.stroke_width(2),
+            ))
             .at(path)?
             .label(run.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
@@ -481,7 +525,11 @@ fn latency_avg(path: &Path, runs: &[Run], deadline: i64, slice: i64) -> Result<(
 const PHASE_BINS: usize = 100;
 
 fn phase(path: &Path, runs: &[Run], window: Option<Window>) -> Result<(), Error> {
-    let cycle = runs.iter().map(|r| r.cycle).find(|&c| c > 0).unwrap_or(1_000_000);
+    let cycle = runs
+        .iter()
+        .map(|r| r.cycle)
+        .find(|&c| c > 0)
+        .unwrap_or(1_000_000);
     let cycle_us = cycle as f64 / 1e3;
     let bin_us = cycle_us / PHASE_BINS as f64;
     let hists: Vec<Vec<(f64, f64)>> = runs
@@ -509,7 +557,10 @@ fn phase(path: &Path, runs: &[Run], window: Option<Window>) -> Result<(), Error>
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).at(path)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("arrival phase in the {cycle_us} us cycle"), (FONT, 24))
+        .caption(
+            format!("arrival phase in the {cycle_us} us cycle"),
+            (FONT, 24),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -526,7 +577,10 @@ fn phase(path: &Path, runs: &[Run], window: Option<Window>) -> Result<(), Error>
         let (a, b) = (w.start.0 as f64 / 1e3, w.end.0 as f64 / 1e3);
         let shade = RGBColor(120, 200, 120);
         chart
-            .draw_series([Rectangle::new([(a, 0.0), (b, y_hi)], shade.mix(0.3).filled())])
+            .draw_series([Rectangle::new(
+                [(a, 0.0), (b, y_hi)],
+                shade.mix(0.3).filled(),
+            )])
             .at(path)?
             .label(format!("window {a}..{b} us"))
             .legend(move |(x, y)| {
@@ -650,7 +704,7 @@ mod tests {
             [1.0, 1.0, 25.0, 50.0, 75.0, 99.0, 100.0]
         );
         assert!(box_stats(&[]).is_none());
-        let pts = cdf_points(&[3.0, 1.0, 2.0], 0.0);
+        let pts = cdf_points(&[3.0, 1.0, 2.0], 0.0..10.0);
         assert_eq!(pts.first(), Some(&(1.0, 1.0 / 3.0)));
         assert_eq!(pts.last(), Some(&(3.0, 1.0)));
     }

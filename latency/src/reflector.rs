@@ -18,7 +18,8 @@ pub(crate) fn run(a: &ReflectArgs, stop: &AtomicBool) -> Result<u64, Error> {
     })?;
     s.set_nonblocking(true).map_err(Error::Recv)?;
     if let Some(prio) = a.priority {
-        net::set_priority(s.as_raw_fd(), prio).map_err(|source| Error::Priority { prio, source })?;
+        net::set_priority(s.as_raw_fd(), prio)
+            .map_err(|source| Error::Priority { prio, source })?;
     }
     let started = Instant::now();
     let mut buf = vec![0u8; 65536];

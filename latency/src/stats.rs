@@ -624,7 +624,11 @@ mod tests {
         assert_eq!(a.push(mk(0, s0 + 150_000)).phase, Some(150_000));
         assert_eq!(a.push(mk(1, s0 + 999_999)).phase, Some(999_999));
         assert_eq!(a.push(mk(2, s0 + T)).phase, Some(0));
-        assert_eq!(a.push(mk(3, s0 - 1)).phase, Some(T - 1), "before the base wraps too");
+        assert_eq!(
+            a.push(mk(3, s0 - 1)).phase,
+            Some(T - 1),
+            "before the base wraps too"
+        );
         assert_eq!(a.push(mk(4, s0 + 5 * T + 299_999)).phase, Some(299_999));
         let wc = a.summary().window.unwrap();
         assert_eq!((wc.inside, wc.outside), (2, 3));
@@ -666,8 +670,14 @@ mod tests {
         assert_eq!(sl.len(), 3);
         assert_eq!(sl[0].start, 0);
         assert_eq!(sl[1].start, 10_000_000_000);
-        assert_eq!((sl[0].frames, sl[1].frames, sl[2].frames), (10_000, 9_999, 5_000));
-        assert_eq!((sl[0].mean, sl[1].mean, sl[2].mean), (10_000.0, 20_000.0, 30_000.0));
+        assert_eq!(
+            (sl[0].frames, sl[1].frames, sl[2].frames),
+            (10_000, 9_999, 5_000)
+        );
+        assert_eq!(
+            (sl[0].mean, sl[1].mean, sl[2].mean),
+            (10_000.0, 20_000.0, 30_000.0)
+        );
         assert_eq!(sl[2].max, 30_000);
         // The run ends at 25 s of 30 s announced: the summary counts the rest as lost.
         assert_eq!(a.summary().lost, 30_000 - 24_999);

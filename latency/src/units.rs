@@ -14,7 +14,9 @@ pub(crate) enum ParseError {
     Duration(String),
     #[error("`{0}` is too large a time to hold in 64-bit nanoseconds")]
     Overflow(String),
-    #[error("`{0}` is not a MAC address: write six hex bytes separated by colons, as 02:00:00:00:00:01")]
+    #[error(
+        "`{0}` is not a MAC address: write six hex bytes separated by colons, as 02:00:00:00:00:01"
+    )]
     Mac(String),
     #[error("`{0}` is not a window: write START,END inside the cycle, as 100us,300us")]
     Window(String),
@@ -68,7 +70,8 @@ impl FromStr for Nanos {
         let int_v: u64 = if int.is_empty() {
             0
         } else {
-            int.parse().map_err(|_| ParseError::Overflow(s.to_string()))?
+            int.parse()
+                .map_err(|_| ParseError::Overflow(s.to_string()))?
         };
         // Fractional part: digits beyond the unit's nanosecond resolution must be zero.
         let mut frac_ns: u64 = 0;
@@ -161,9 +164,7 @@ impl Window {
 impl FromStr for Window {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, b) = s
-            .split_once(',')
-            .ok_or(ParseError::Window(s.to_string()))?;
+        let (a, b) = s.split_once(',').ok_or(ParseError::Window(s.to_string()))?;
         let w = Window {
             start: a.parse()?,
             end: b.parse()?,
@@ -209,10 +210,7 @@ mod tests {
 
     #[test]
     fn macs_and_windows() {
-        assert_eq!(
-            "02:00:00:00:00:0a".parse(),
-            Ok(Mac([2, 0, 0, 0, 0, 0x0a]))
-        );
+        assert_eq!("02:00:00:00:00:0a".parse(), Ok(Mac([2, 0, 0, 0, 0, 0x0a])));
         assert!("02:00:00:00:00".parse::<Mac>().is_err());
         assert!("02:00:00:00:00:00:00".parse::<Mac>().is_err());
         assert!("02:00:00:00:00:zz".parse::<Mac>().is_err());

@@ -184,7 +184,11 @@ pub(crate) struct UdpView<'a> {
 
 /// Parses Ethernet [/ 802.1Q] / IPv4 / UDP; anything else (or a truncated frame) is `None`.
 pub(crate) fn parse_udp(frame: &[u8]) -> Option<UdpView<'_>> {
-    let be16 = |o: usize| frame.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let be16 = |o: usize| {
+        frame
+            .get(o..o + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
     let mut off = 12;
     let mut vlan = None;
     let mut ethertype = be16(off)?;
@@ -242,12 +246,21 @@ mod tests {
         assert_eq!((q.sched, q.sent), (p.sched, p.sent));
         assert!(Probe::read(&buf[..15]).is_none());
         // A send before its schedule (clock step) is carried as 0, far too late saturates.
-        let early = Probe { sent: p.sched - 5, ..p };
+        let early = Probe {
+            sent: p.sched - 5,
+            ..p
+        };
         early.write(&mut buf);
         assert_eq!(Probe::read(&buf).unwrap().sent, p.sched);
-        let late = Probe { sent: p.sched + 10_000_000_000, ..p };
+        let late = Probe {
+            sent: p.sched + 10_000_000_000,
+            ..p
+        };
         late.write(&mut buf);
-        assert_eq!(Probe::read(&buf).unwrap().sent, p.sched + i64::from(u32::MAX));
+        assert_eq!(
+            Probe::read(&buf).unwrap().sent,
+            p.sched + i64::from(u32::MAX)
+        );
     }
 
     #[test]
