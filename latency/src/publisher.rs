@@ -193,7 +193,7 @@ pub(crate) fn run(a: &PubArgs, stop: &Arc<AtomicBool>) -> Result<(), Error> {
     let mut send_errors = 0u64;
     let mut first_error: Option<io::Error> = None;
     let mut seq = 0u64;
-    while total.is_none_or(|n| seq < n) && !stop.load(Ordering::Relaxed) {
+    while total.map_or(true, |n| seq < n) && !stop.load(Ordering::Relaxed) {
         let sched = first + seq as i64 * cycle;
         match clock::sleep_until_tai(sched) {
             Ok(()) => {}

@@ -25,8 +25,8 @@ pub(crate) fn run(a: &ReflectArgs, stop: &AtomicBool) -> Result<u64, Error> {
     let mut buf = vec![0u8; 65536];
     let mut echoed = 0u64;
     while !stop.load(Ordering::Relaxed)
-        && a.count.is_none_or(|n| echoed < n)
-        && a.duration.is_none_or(|d| started.elapsed() < d.to_std())
+        && a.count.map_or(true, |n| echoed < n)
+        && a.duration.map_or(true, |d| started.elapsed() < d.to_std())
     {
         if !net::wait_readable(s.as_raw_fd(), 100).map_err(Error::Recv)? {
             continue;
