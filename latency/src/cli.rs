@@ -151,12 +151,22 @@ pub(crate) struct SubArgs {
     /// Stop when no probe arrived for this long (counted from the first probe).
     #[arg(long, default_value = "3s")]
     pub(crate) idle_timeout: Nanos,
-    /// The publisher's cycle-time and base-time, for the arrival phase (shift-time is ignored:
-    /// the phase is measured from the cycle's start).
     #[command(flatten)]
-    pub(crate) schedule: Schedule,
+    pub(crate) cycle: Cycle,
     #[command(flatten)]
     pub(crate) report: ReportOpts,
+}
+
+/// The publisher's cycle, for the arrival phase (measured from the cycle's start, so a
+/// publisher's shift-time shows as the phase it sends at).
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct Cycle {
+    /// The publisher's period T (its --cycle-time); 0 turns the phase off.
+    #[arg(long, default_value = "1ms")]
+    pub(crate) cycle_time: Nanos,
+    /// Any cycle start on CLOCK_TAI, ns (the publisher's --base-time; 0 when it used none).
+    #[arg(long, default_value = "0")]
+    pub(crate) base_time: Nanos,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use crate::cli::ReportOpts;
 use crate::csv::CsvWriter;
 use crate::error::Error;
 use crate::stats::{us, Analyzer, Params, Sample, Summary};
+use crate::wire::{Probe, SeqExtender};
 
 pub(crate) struct Measure {
     an: Analyzer,
@@ -21,7 +22,14 @@ pub(crate) struct Measure {
     pending_cr: bool,
     /// Frames the kernel gave no timestamp for (stamped in userspace instead).
     pub(crate) no_kernel_ts: u64,
+    /// Datagrams on the probe port that were no probe (scheduled time implausible).
+    ignored: u64,
+    ext: SeqExtender,
 }
+
+/// A probe scheduled further than this from its arrival is taken for a stray datagram: its
+/// bytes are no probe header (a day; any real delay or clock offset is far smaller).
+const PLAUSIBLE_NS: i64 = 86_400 * 1_000_000_000;
 
 impl Measure {
     pub(crate) fn new(params: Params, opts: &ReportOpts) -> Result<Measure, Error> {
@@ -53,6 +61,8 @@ impl Measure {
             tty,
             pending_cr: false,
             no_kernel_ts: 0,
+            ignored: 0,
+            ext: SeqExtender::default(),
         })
     }
 
@@ -65,7 +75,20 @@ impl Measure {
         self.an.params().expected
     }
 
-    pub(crate) fn push(&mut self, s: Sample) -> Result<(), Error> {
+    /// Takes one probe that arrived at `arrival` (ns TAI). One scheduled implausibly far from
+    /// its arrival is counted as a stray datagram instead, before its sequence number can throw
+    /// the 32→64-bit extension off.
+    pub(crate) fn push(&mut self, p: Probe, arrival: i64) -> Result<(), Error> {
+        if (arrival - p.sched).abs() > PLAUSIBLE_NS {
+            self.ignored += 1;
+            return Ok(());
+        }
+        let s = Sample {
+            seq: self.ext.extend(p.seq as u32),
+            sched: p.sched,
+            sent: p.sent,
+            arrival,
+        };
         let row = self.an.push(s);
         if let Some((w, path)) = &mut self.csv {
             w.row(&row).map_err(|source| Error::Write {
@@ -135,6 +158,12 @@ impl Measure {
             eprintln!(
                 "warning: {} frames had no kernel timestamp and were stamped after recvmsg",
                 self.no_kernel_ts
+            );
+        }
+        if self.ignored > 0 {
+            eprintln!(
+                "warning: ignored {} datagrams on the probe port whose scheduled time was more than a day from their arrival (not probes?)",
+                self.ignored
             );
         }
         if self.json {

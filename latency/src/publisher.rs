@@ -15,8 +15,8 @@ use crate::clock;
 use crate::error::Error;
 use crate::measure::Measure;
 use crate::net;
-use crate::stats::{us, Dist, Mode, Params, Sample};
-use crate::wire::{self, FrameAddrs, Probe, SeqExtender};
+use crate::stats::{us, Dist, Mode, Params};
+use crate::wire::{self, FrameAddrs, Probe};
 
 /// Source port of raw frames when --src gives none.
 const RAW_SRC_PORT: u16 = 7789;
@@ -256,7 +256,6 @@ fn receive_echoes(
 ) -> Result<(), Error> {
     let fd = sock.as_raw_fd();
     let mut buf = vec![0u8; 65536];
-    let mut ext = SeqExtender::default();
     let mut offset = clock::tai_minus_utc();
     let mut offset_at = Instant::now();
     let mut done_at: Option<Instant> = None;
@@ -288,12 +287,8 @@ fn receive_echoes(
                 clock::tai_now()
             });
             let rtt = arrival - p.sent;
-            m.push(Sample {
-                seq: ext.extend(p.seq as u32),
-                sched: p.sched,
-                sent: p.sent,
-                arrival: p.sent + rtt / 2,
-            })?;
+            // The estimate of the arrival at the reflector: half the round trip after sending.
+            m.push(p, p.sent + rtt / 2)?;
         }
     }
     m.finish().map(drop)

@@ -11,8 +11,8 @@ use crate::clock;
 use crate::error::Error;
 use crate::measure::Measure;
 use crate::net;
-use crate::stats::{Mode, Params, Sample, Summary};
-use crate::wire::{Probe, SeqExtender};
+use crate::stats::{Mode, Params, Summary};
+use crate::wire::Probe;
 
 enum Rx {
     Udp(std::net::UdpSocket),
@@ -52,14 +52,13 @@ pub(crate) fn run(a: &SubArgs, stop: &AtomicBool) -> Result<Summary, Error> {
     let params = Params {
         mode: Mode::OneWay,
         deadline: a.report.deadline.as_i64(),
-        cycle: a.schedule.cycle_time.as_i64(),
-        base: a.schedule.base_time.as_i64(),
+        cycle: a.cycle.cycle_time.as_i64(),
+        base: a.cycle.base_time.as_i64(),
         window: a.report.window,
         expected: a.count,
     };
     let mut m = Measure::new(params, &a.report)?;
     let mut buf = vec![0u8; 65536];
-    let mut ext = SeqExtender::default();
     let started = Instant::now();
     let mut last_probe: Option<Instant> = None;
     let mut offset = clock::tai_minus_utc();
@@ -97,12 +96,7 @@ pub(crate) fn run(a: &SubArgs, stop: &AtomicBool) -> Result<Summary, Error> {
                 clock::tai_now()
             });
             last_probe = Some(Instant::now());
-            m.push(Sample {
-                seq: ext.extend(p.seq as u32),
-                sched: p.sched,
-                sent: p.sent,
-                arrival,
-            })?;
+            m.push(p, arrival)?;
         }
     }
     m.finish()

@@ -101,6 +101,11 @@ fn publisher_to_subscriber_then_report_and_plot() {
         ],
         Some(&csv),
     );
+    // A stray datagram on the probe port is no probe: it must not count, nor throw the
+    // sequence numbers off.
+    let stray = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stray.send_to(&[0xde; 40], &listen).unwrap();
+    stray.send_to(b"short", &listen).unwrap();
     let publ = run(&[
         "pub",
         "--dst",
@@ -118,6 +123,11 @@ fn publisher_to_subscriber_then_report_and_plot() {
         describe(&publ)
     );
     let sub = wait(sub);
+    assert!(
+        String::from_utf8_lossy(&sub.stderr).contains("ignored 1 datagrams"),
+        "{}",
+        describe(&sub)
+    );
     let s = json(&sub);
     assert_eq!(s["mode"], "one-way");
     assert_eq!(
