@@ -157,6 +157,12 @@ fn assert_complete(rows: &[BTreeMap<String, String>], sub: &Output) {
         assert_eq!(lat, num(r, "arrival_ns") - num(r, "sched_ns"), "{r:?}");
         assert_eq!(r["dup"], "0", "{r:?}");
     }
+    // Every arrival carried the kernel's receive timestamp (none stamped after recvmsg).
+    assert!(
+        !String::from_utf8_lossy(&sub.stderr).contains("no kernel timestamp"),
+        "{}",
+        text(sub)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&sub.stdout)
         .unwrap_or_else(|e| panic!("summary JSON: {e}\n{}", text(sub)));
     assert_eq!(summary["received"], FRAMES, "{summary}");
