@@ -102,6 +102,9 @@ ip -n "$NS" link set "${P}n3" address 02:00:00:77:00:03
 ip -n "$NS" addr add 10.77.0.3/24 dev "${P}n3"
 ip -n "$NS" link set lo up
 ip -n "$NS" link set "${P}n3" up
+# No checksum offload on h3's veth: the switch's af_packet port would hand its frames (TCP, UDP)
+# to the guests with the checksums still unfilled, and the guests would drop them.
+ip netns exec "$NS" ethtool -K "${P}n3" tx off >/dev/null
 ip link set "${P}r3" up
 
 cat > "$W/vm2.gcl" <<'EOF'
@@ -300,9 +303,10 @@ sink = subprocess.Popen(["ip", "netns", "exec", NS, "nc.openbsd", "-d", "-l", "1
                         stdout=open(f"{W}/rtt.csv", "wb"))
 time.sleep(1)
 rc, out = g1.run("nc.openbsd -N -w 10 10.77.0.3 7799 </tmp/rtt.csv", 120)
-sink.wait(timeout=60)
 if rc != 0:
-    raise SystemExit(f"demo: vm1: copying the CSV failed: {out}")
+    sink.kill()
+    raise SystemExit(f"demo: vm1: copying the CSV to h3 failed (exit {rc}): {out}")
+sink.wait(timeout=60)
 rc, out = g2.run("cat /tmp/reflect.log", 20)
 EOF
 python3 "$W/demo.py" "$W" "$SECS" "$BIN" "$GUEST_DIR/vmlinuz" "$NS" "${P}n3"
