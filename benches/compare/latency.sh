@@ -81,6 +81,9 @@ ns_host() { # NAME N: namespace P-NAME with veth ${P}n-NAME (10.78.0.N, 02:00:00
 ns_addr() { # NAME N IFACE-IN-NS
   ip -n "$P-$1" link set "$3" address "02:00:00:78:00:0$2"
   ip -n "$P-$1" addr add "10.78.0.$2/24" dev "$3"
+  # Checksums filled in by the sender: a packet socket on the veth's peer (af_packet ports)
+  # would forward them unfilled. For every backend alike.
+  ip netns exec "$P-$1" ethtool -K "$3" tx off >/dev/null
   ip -n "$P-$1" link set "$3" up
 }
 
@@ -177,7 +180,7 @@ run_one() { # BACKEND SIZE FLOOD ROUND
     FLOOD_PID=$!
   fi
   ip netns exec "$P-sub" "$LAT" sub --listen 10.78.0.2:7788 --count $((SECS * 1000)) \
-    --window 0,200us --interval 0 --idle-timeout 3s --json --csv "$csv" >"$W/sub.json" 2>"$W/sub.err" &
+    --window 0,200us --interval 0 --idle-timeout 3s --duration $((SECS + 15))s --json --csv "$csv" >"$W/sub.json" 2>"$W/sub.err" &
   local sub=$!
   sleep 0.5
   ip netns exec "$P-pub" "$LAT" pub --dst 10.78.0.2:7788 --count $((SECS * 1000)) --size "$size" \
