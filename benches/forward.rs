@@ -1,12 +1,80 @@
 //! Per-packet cost of the forwarding stage: parse (Ethernet + 802.1Q), learn the source, look
-//! up the destination, decide the output; bursts of 32 frames as the PMD loop sees them.
-//! Report: time per iteration / 32 = ns per packet (criterion prints it as throughput).
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use tsn_vswitch::fdb::Fdb;
+//! up the destination, decide the output; bursts of 32 frames from one ingress port, as the PMD
+//! loop sees them. Report: time per iteration / 32 = ns per packet (criterion prints it as
+//! throughput).
+//!
+//! The grid: `forward_{untagged,tagged}/portsPP/fdbN` for 2, 4, 16 and 64 trunk ports and 1 k,
+//! 16 k, 256 k and 1 M learned hosts with random addresses, in a table sized for twice as many
+//! (16 B a slot: 32 MiB for 1 M hosts, as large as the development machine's last-level cache,
+//! which its host shares, and every line of it holds live entries; at that load about 1 % of
+//! the hosts find their bucket full, are not learned and their frames flood). Every frame goes
+//! between two random known hosts, its source on the burst's ingress port and its destination
+//! on another, so learning and lookups touch random buckets all over the table. The frames are
+//! 32 buffers that stay in cache; each burst writes fresh random addresses into them first:
+//! that costs the same whatever the table, and `harness/rewrite_burst32` measures it alone.
+//! `benches/compare/forward_grid.sh` runs the grid for one or more builds and prints the table.
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{
+    black_box, criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use std::time::Duration;
+use tsn_vswitch::fdb::{Fdb, Learned};
 use tsn_vswitch::forward::{retag, VecFrame, Verdict, VlanMode, L2};
 use tsn_vswitch::wire::{EtherType, MacAddr, VlanTag};
 
 const BURST: usize = 32;
+
+/// Time as the bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not the wall clock: on the
+/// shared 2-vCPU development machine other processes take the CPU from the bench for whole
+/// milliseconds, which would count as the stage's time (what they do to the shared caches
+/// still counts).
+struct CpuTime;
+
+impl CpuTime {
+    fn now() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec to write; the clock id is a constant Linux knows.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        CpuTime::now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        CpuTime::now() - start
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        static WALL: WallTime = WallTime;
+        WALL.formatter()
+    }
+}
+const PORTS: [u16; 4] = [2, 4, 16, 64];
+const HOSTS: [(u64, &str); 4] = [
+    (1 << 10, "1k"),
+    (1 << 14, "16k"),
+    (1 << 18, "256k"),
+    (1 << 20, "1M"),
+];
+/// The VLAN of the tagged frames (untagged ones are in VLAN 0).
+const VID: u16 = 100;
 
 fn frame(dst: MacAddr, src: MacAddr, tag: Option<u16>) -> Vec<u8> {
     let mut f = dst.0.to_vec();
@@ -20,69 +88,144 @@ fn frame(dst: MacAddr, src: MacAddr, tag: Option<u16>) -> Vec<u8> {
     f
 }
 
+/// Host i's address: locally administered, the low 40 bits pseudo-random (splitmix64's
+/// finaliser), so that hosts fill buckets as random addresses do: at half load about one in
+/// five sits in its bucket's second line, and a few hosts find theirs full.
 fn host(i: u64) -> MacAddr {
-    MacAddr::from_u64(0x0200_0000_0000 | i)
+    let mut z = i;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    MacAddr::from_u64(0x0200_0000_0000 | ((z ^ (z >> 31)) & 0xff_ffff_ffff))
 }
 
-fn bench(c: &mut Criterion) {
-    // Four trunk ports, 1024 hosts learned, 32 frames between random known hosts.
-    let l2 = L2::new(vec![VlanMode::Trunk; 4]);
-    let fdb = Fdb::new(8192, 300);
-    for i in 0..1024u64 {
-        fdb.learn(host(i), 0, (i % 4) as u16, 0);
-        fdb.learn(host(i), 100, (i % 4) as u16, 0);
+/// xorshift64: cheap enough to run per frame inside the measurement.
+struct Rng(u64);
+impl Rng {
+    #[inline]
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
-    let mut seed = 0x1234_5678u64;
-    let mut rnd = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut frames = Vec::new();
-    while frames.len() < BURST {
-        let (s, d) = (rnd() % 1024, rnd() % 1024);
-        if s % 4 != d % 4 {
-            frames.push(((s % 4) as u16, frame(host(d), host(s), None)));
+}
+
+/// `hosts` hosts on `ports` trunk ports (host i on port i % ports), learned in `vlan`, and
+/// 32 frame buffers that bursts rewrite with random pairs of them.
+struct Setup {
+    l2: L2,
+    fdb: Fdb,
+    ports: u64,
+    per_port: u64,
+    bufs: Vec<Vec<u8>>,
+    rng: Rng,
+    /// The ingress port of the next burst (round robin).
+    next_port: u64,
+}
+
+impl Setup {
+    fn new(ports: u16, hosts: u64, tagged: bool) -> Setup {
+        let vlan = if tagged { VID } else { 0 };
+        let fdb = Fdb::new(2 * hosts as usize, 300);
+        let full = (0..hosts)
+            .filter(|&i| {
+                fdb.learn(host(i), vlan, (i % u64::from(ports)) as u16, 1) == Learned::Full
+            })
+            .count();
+        // A host that did not fit is looked up in vain and flooded: keep them negligible.
+        assert!(
+            full as u64 <= hosts / 32,
+            "{full} of {hosts} hosts not learned"
+        );
+        let tag = tagged.then(|| VlanTag::tci_of(5, VID));
+        Setup {
+            l2: L2::new(vec![VlanMode::Trunk; usize::from(ports)]),
+            fdb,
+            ports: u64::from(ports),
+            per_port: hosts / u64::from(ports),
+            bufs: (0..BURST).map(|_| frame(host(0), host(1), tag)).collect(),
+            rng: Rng(0x1234_5678_9abc_def1),
+            next_port: 0,
         }
     }
-    let tagged: Vec<_> = frames
-        .iter()
-        .map(|(p, f)| {
-            let mut t = f[..12].to_vec();
-            t.extend(EtherType::VLAN.to_be_bytes());
-            t.extend(VlanTag::tci_of(5, 100).to_be_bytes());
-            t.extend(&f[12..]);
-            (*p, t)
-        })
-        .collect();
 
+    /// Writes a new burst: every source on one ingress port, every destination on another.
+    /// Returns the ingress port.
+    #[inline]
+    fn rewrite(&mut self) -> u16 {
+        let p = self.next_port;
+        self.next_port = (p + 1) % self.ports;
+        for b in self.bufs.iter_mut() {
+            let r = self.rng.next();
+            // Multiply-shift range reductions: the two 32-bit halves pick the hosts, the middle
+            // 16 bits the destination's port (any port but p).
+            let s = ((r & 0xffff_ffff) * self.per_port) >> 32;
+            let d = ((r >> 32) * self.per_port) >> 32;
+            let q = (p + 1 + ((((r >> 16) & 0xffff) * (self.ports - 1)) >> 16)) % self.ports;
+            b[0..6].copy_from_slice(&host(d * self.ports + q).0);
+            b[6..12].copy_from_slice(&host(s * self.ports + p).0);
+        }
+        p as u16
+    }
+}
+
+fn grid(c: &mut Criterion<CpuTime>) {
+    for tagged in [false, true] {
+        let name = if tagged {
+            "forward_tagged"
+        } else {
+            "forward_untagged"
+        };
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Elements(BURST as u64));
+        // Samples of equal length, so that their quantiles compare (forward_grid.sh).
+        g.sampling_mode(SamplingMode::Flat);
+        for ports in PORTS {
+            for (hosts, label) in HOSTS {
+                let mut s = Setup::new(ports, hosts, tagged);
+                let id = BenchmarkId::new(format!("ports{ports:02}"), format!("fdb{label}"));
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        let p = s.rewrite();
+                        let frames = black_box(&s.bufs).iter().map(|f| &f[..]);
+                        let mut n = 0u32;
+                        for (v, _) in s.l2.decide_burst(&s.fdb, p, frames, 1) {
+                            if let Verdict::Unicast(o) = v {
+                                n += u32::from(o);
+                            }
+                        }
+                        n
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+fn harness(c: &mut Criterion<CpuTime>) {
+    let mut g = c.benchmark_group("harness");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.sampling_mode(SamplingMode::Flat);
+    // What each burst of the grid costs before the stage: random addresses into 32 frames.
+    let mut s = Setup::new(4, 1 << 10, false);
+    g.bench_function("rewrite_burst32", |b| {
+        b.iter(|| {
+            let p = s.rewrite();
+            black_box(&s.bufs);
+            p
+        })
+    });
+    g.finish();
+}
+
+fn edit(c: &mut Criterion<CpuTime>) {
     let mut g = c.benchmark_group("forward");
     g.throughput(Throughput::Elements(BURST as u64));
-    g.bench_function("decide_untagged_burst32", |b| {
-        b.iter(|| {
-            let mut n = 0u32;
-            for (p, f) in &frames {
-                if let (Verdict::Unicast(o), _) = l2.decide(&fdb, *p, black_box(f), 1) {
-                    n += u32::from(o);
-                }
-            }
-            n
-        })
-    });
-    g.bench_function("decide_tagged_burst32", |b| {
-        b.iter(|| {
-            let mut n = 0u32;
-            for (p, f) in &tagged {
-                if let (Verdict::Unicast(o), _) = l2.decide(&fdb, *p, black_box(f), 1) {
-                    n += u32::from(o);
-                }
-            }
-            n
-        })
-    });
     // Access-port edit: push a tag and pop it again (what access<->trunk forwarding costs).
-    let mut bufs: Vec<VecFrame> = frames.iter().map(|(_, f)| VecFrame::new(f)).collect();
+    let mut bufs: Vec<VecFrame> = (0..BURST as u64)
+        .map(|i| VecFrame::new(&frame(host(i + 1), host(i), None)))
+        .collect();
     g.bench_function("retag_push_pop_burst32", |b| {
         b.iter(|| {
             for f in bufs.iter_mut() {
@@ -94,5 +237,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = grid, harness, edit
+}
 criterion_main!(benches);

@@ -6,7 +6,8 @@
 //! domain, which leaves trunks untagged). An access port (`vlan=ID`) puts its untagged (or
 //! priority-tagged, VID 0) frames in VLAN ID, drops frames tagged with any other VID, and sends
 //! only VLAN ID frames, untagged.
-use crate::fdb::Fdb;
+use crate::dpdk::BURST;
+use crate::fdb::{Fdb, Probe};
 use crate::stats::DropReason;
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VlanTag, VLAN_TAG_LEN};
 
@@ -39,6 +40,13 @@ pub struct FrameVlan {
     /// Priority code point (the tag's, or 0 untagged).
     pub pcp: u8,
 }
+
+/// What a frame dropped before its VLAN is known reports.
+const NO_VLAN: FrameVlan = FrameVlan {
+    vlan: 0,
+    tagged: false,
+    pcp: 0,
+};
 
 /// The forwarding configuration: each port's VLAN role and, per VLAN, the ports that carry it.
 pub struct L2 {
@@ -102,35 +110,99 @@ impl L2 {
     /// The forwarding decision for one frame: learn the source, look up the destination.
     #[inline]
     pub fn decide(&self, fdb: &Fdb, ingress: u16, frame: &[u8], now: u32) -> (Verdict, FrameVlan) {
-        let none = FrameVlan {
-            vlan: 0,
-            tagged: false,
-            pcp: 0,
-        };
-        let (fv, src, dst) = match self.admit(ingress, frame) {
-            Ok(x) => x,
-            Err(r) => return (Verdict::Drop(r), none),
-        };
-        if src.is_multicast() {
-            return (Verdict::Drop(DropReason::Malformed), fv);
+        match self.hash(fdb, ingress, frame) {
+            Ok((fv, src, dst)) => (self.forward(fdb, ingress, fv, src, dst, now), fv),
+            Err(early) => early,
         }
-        fdb.learn(src, fv.vlan, ingress, now);
-        let flood = self.members[usize::from(fv.vlan)] & !(1u64 << ingress);
-        if !dst.is_multicast() {
-            if let Some(p) = fdb.lookup(dst, fv.vlan) {
-                return if p == ingress {
-                    (Verdict::Drop(DropReason::SamePort), fv)
-                } else if flood & (1u64 << p) != 0 {
-                    (Verdict::Unicast(p), fv)
-                } else {
-                    (Verdict::Drop(DropReason::VlanFiltered), fv)
-                };
+    }
+
+    /// [`L2::decide`] for the first [`BURST`] frames of `frames` (a burst from `ingress`), with
+    /// the same outcome and in the same order, but in two passes: the first parses every frame
+    /// and hashes its addresses, prefetching their FDB buckets; the second learns, looks up and
+    /// decides. With a table larger than the caches each bucket is a miss: this way a burst's
+    /// misses overlap instead of coming one after another. Entry i of the result is frame i's;
+    /// entries past the last frame are meaningless.
+    #[inline]
+    pub fn decide_burst<'a>(
+        &self,
+        fdb: &Fdb,
+        ingress: u16,
+        frames: impl IntoIterator<Item = &'a [u8]>,
+        now: u32,
+    ) -> [(Verdict, FrameVlan); BURST] {
+        let mut out = [(Verdict::Drop(DropReason::Malformed), NO_VLAN); BURST];
+        let mut probes = [(Probe::default(), None); BURST];
+        // Bit i: frame i was admitted and waits for the second pass.
+        let mut admitted = 0u32;
+        for (i, frame) in frames.into_iter().take(BURST).enumerate() {
+            match self.hash(fdb, ingress, frame) {
+                Ok((fv, src, dst)) => {
+                    fdb.prefetch(src);
+                    if let Some(d) = dst {
+                        fdb.prefetch(d);
+                    }
+                    out[i].1 = fv;
+                    probes[i] = (src, dst);
+                    admitted |= 1 << i;
+                }
+                Err(early) => out[i] = early,
             }
         }
-        if flood == 0 {
-            return (Verdict::Drop(DropReason::NoEgress), fv);
+        while admitted != 0 {
+            let i = admitted.trailing_zeros() as usize;
+            admitted &= admitted - 1;
+            let (src, dst) = probes[i];
+            out[i].0 = self.forward(fdb, ingress, out[i].1, src, dst, now);
         }
-        (Verdict::Flood(flood), fv)
+        out
+    }
+
+    /// Parses and admits a frame and hashes its source and (unicast) destination; or the
+    /// verdict of a frame that goes no further.
+    #[inline]
+    fn hash(
+        &self,
+        fdb: &Fdb,
+        ingress: u16,
+        frame: &[u8],
+    ) -> Result<(FrameVlan, Probe, Option<Probe>), (Verdict, FrameVlan)> {
+        let (fv, src, dst) = self
+            .admit(ingress, frame)
+            .map_err(|r| (Verdict::Drop(r), NO_VLAN))?;
+        if src.is_multicast() {
+            return Err((Verdict::Drop(DropReason::Malformed), fv));
+        }
+        let dst = (!dst.is_multicast()).then(|| fdb.probe(dst, fv.vlan));
+        Ok((fv, fdb.probe(src, fv.vlan), dst))
+    }
+
+    /// Learns the source, looks up the destination (`None`: a group address, never learned)
+    /// and picks the output.
+    #[inline]
+    fn forward(
+        &self,
+        fdb: &Fdb,
+        ingress: u16,
+        fv: FrameVlan,
+        src: Probe,
+        dst: Option<Probe>,
+        now: u32,
+    ) -> Verdict {
+        fdb.learn_probed(src, ingress, now);
+        let flood = self.members[usize::from(fv.vlan)] & !(1u64 << ingress);
+        if let Some(p) = dst.and_then(|d| fdb.lookup_probed(d)) {
+            return if p == ingress {
+                Verdict::Drop(DropReason::SamePort)
+            } else if flood & (1u64 << p) != 0 {
+                Verdict::Unicast(p)
+            } else {
+                Verdict::Drop(DropReason::VlanFiltered)
+            };
+        }
+        if flood == 0 {
+            return Verdict::Drop(DropReason::NoEgress);
+        }
+        Verdict::Flood(flood)
     }
 
     /// The TCI the frame must carry out of `egress`, or None for untagged.
@@ -342,6 +414,49 @@ mod tests {
             Verdict::Drop(DropReason::Malformed)
         );
         assert!(fdb.is_empty());
+    }
+
+    #[test]
+    fn a_burst_decides_as_its_frames_one_by_one() {
+        // Two switches alike, one fed frame by frame, the other in bursts: the same verdicts,
+        // the same table. The bursts mix what learns, what looks up a source learned earlier
+        // in the same burst, moves, broadcasts, bad sources, filtered VLANs and runts.
+        use VlanMode::*;
+        let l2 = L2::new(vec![Trunk, Trunk, Access(10), Trunk]);
+        let (one, many) = (Fdb::new(256, 300), Fdb::new(256, 300));
+        let mut seed = 0x9e37_79b9u64;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..50u32 {
+            let port = rnd(4) as u16;
+            let frames: Vec<Vec<u8>> = (0..1 + rnd(BURST as u64 + 8))
+                .map(|_| {
+                    let host = |r: u64| 0x0200_0000_0000 | r;
+                    let dst = if rnd(8) == 0 { BC } else { host(rnd(12)) };
+                    let src = if rnd(16) == 0 { BC } else { host(rnd(12)) };
+                    match rnd(10) {
+                        0 => vec![0u8; 13],
+                        1 | 2 => frame(dst, src, Some((3, [10, 20, 0][rnd(3) as usize]))),
+                        _ => frame(dst, src, None),
+                    }
+                })
+                .collect();
+            let now = round / 10;
+            let got = l2.decide_burst(&many, port, frames.iter().map(|f| &f[..]), now);
+            for (i, f) in frames.iter().take(BURST).enumerate() {
+                assert_eq!(
+                    got[i],
+                    l2.decide(&one, port, f, now),
+                    "round {round} frame {i}"
+                );
+            }
+            assert_eq!(many.entries(now), one.entries(now), "round {round}");
+        }
+        assert!(!one.is_empty());
     }
 
     #[test]

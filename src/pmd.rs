@@ -195,18 +195,15 @@ impl PmdCore {
                     continue;
                 }
                 busy = true;
+                // 2. forward: the whole burst at once, so that its FDB misses overlap
+                let frames = rx.frames();
+                let decided = self.ports.l2.decide_burst(&shared.fdb, port, frames, now);
                 let mut dirty = 0u64;
-                for m in rx.drain() {
+                for (m, (verdict, fv)) in rx.drain().zip(decided) {
                     let len = m.len() as u64;
                     let c = &self.stats.ports[usize::from(port)];
                     c.rx_packets.add(1);
                     c.rx_bytes.add(len);
-                    if m.segments() != 1 {
-                        self.stats.count_drop(port, DropReason::Malformed, 1);
-                        continue;
-                    }
-                    // 2. classify + forward
-                    let (verdict, fv) = self.ports.l2.decide(&shared.fdb, port, m.data(), now);
                     match verdict {
                         Verdict::Drop(r) => self.stats.count_drop(port, r, 1),
                         Verdict::Unicast(out) => dirty |= self.enqueue(out, m, fv, from),

@@ -47,12 +47,6 @@ impl Mbuf {
         self.raw().data_len as usize
     }
 
-    /// Number of segments.
-    #[inline]
-    pub fn segments(&self) -> u16 {
-        self.raw().nb_segs
-    }
-
     /// The frame bytes of the first segment.
     #[inline]
     pub fn data(&self) -> &[u8] {
@@ -199,6 +193,26 @@ impl Burst {
                 (m.buf_addr as *const u8).add(m.data_off as usize),
                 m.data_len as usize,
             )
+        })
+    }
+    /// Each entry's frame bytes, in order; a frame of several segments as empty (the switch
+    /// handles single-segment frames only, and an empty one is dropped as malformed).
+    #[inline]
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.ptrs[..self.len].iter().map(|&p| {
+            // SAFETY: entries 0..len are valid mbufs owned by this burst.
+            let m = unsafe { &*p };
+            if m.nb_segs != 1 {
+                return &[][..];
+            }
+            // SAFETY: buf_addr + data_off .. + data_len lies in the data room (DPDK invariant);
+            // the borrow of self keeps the mbuf alive and unchanged.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (m.buf_addr as *const u8).add(m.data_off as usize),
+                    m.data_len as usize,
+                )
+            }
         })
     }
     /// Mutable access to entry `i` as an `Mbuf` (None past the end).
