@@ -8,3 +8,6 @@ bash scripts/setup.sh
 export CARGO_TERM_COLOR=never
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads=1
+# The demo end to end (switch, two TCG guests, GCL, flood, plots): it must complete and write
+# its PNGs; its figures are not checked.
+bash scripts/demo.sh --seconds 20 --out target/demo-ci
