@@ -63,7 +63,7 @@ cleanup() {
   local rc=$?
   guest_kill_qemus "$W"
   if [ -n "$SW_PID" ]; then
-    kill -TERM "$SW_PID" 2>/dev/null && wait "$SW_PID" 2>/dev/null || true
+    if kill -TERM "$SW_PID" 2>/dev/null; then wait "$SW_PID" 2>/dev/null || true; fi
   fi
   ip link del "${P}r3" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
@@ -103,6 +103,7 @@ cat > "$W/demo.py" <<'EOF'
 import json, re, subprocess, sys, time
 
 W, SECS, BIN, KERNEL, NS, IFACE, PYDIR = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
 sys.path.insert(0, PYDIR)
 from guest import ANSI, Guest, boot, flood  # noqa: E402  (scripts/guest/guest.py)
 TTY = sys.stdout.isatty()

@@ -1,6 +1,7 @@
 """TCG guests on vhost-user sockets, driven over their serial console (init.sh's protocol), and
 the best-effort flood from a namespace: shared by scripts/demo.sh and
 benches/compare/latency_vm.sh (which put this directory on sys.path; see lib.sh)."""
+import os
 import re
 import subprocess
 import threading
@@ -21,6 +22,7 @@ class Guest:
         self.name, self.ip, self.seq, self.prefix = name, ip, 0, prefix
         self.text, self.lock = "", threading.Condition()
         self.log = open(f"{workdir}/{name}.console", "wb")
+        self.pidfile = f"{workdir}/{name}.qemu.pid"
         args = [
             "qemu-system-x86_64", "-name", f"tsn-{name}", "-accel", "tcg",
             "-machine", "pc,memory-backend=mem",
@@ -31,7 +33,7 @@ class Guest:
             "-chardev", f"socket,id=c0,path={sock},reconnect=1",
             "-netdev", "vhost-user,id=n0,chardev=c0",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac},vectors=0",
-            "-serial", "stdio", "-pidfile", f"{workdir}/{name}.qemu.pid",
+            "-serial", "stdio", "-pidfile", self.pidfile,
         ]
         self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=open(f"{workdir}/{name}.qemu.log", "wb"))
@@ -87,8 +89,13 @@ class Guest:
         return ANSI.sub("", chunk[chunk.find("\n") + 1:])
 
     def stop(self):
+        """Kills QEMU and removes its pidfile (so no later clean-up kills a reused pid)."""
         self.p.kill()
         self.p.wait()
+        try:
+            os.unlink(self.pidfile)
+        except FileNotFoundError:
+            pass
 
 
 def boot(guests):

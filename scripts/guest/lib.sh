@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/demo.sh and benches/compare/latency_vm.sh (sourced, not run): building the
 # switch, tsn-latency and the TCG guest image with tsn-latency in it, and the namespace host that
 # floods. The guests themselves are driven from Python: guest.py beside this file (GUEST_PY_DIR
@@ -66,10 +67,13 @@ sched-entry S 01 800000
 GCL
 }
 
-# guest_kill_qemus WORKDIR: kills the QEMUs whose pidfiles are in WORKDIR.
+# guest_kill_qemus WORKDIR: kills the QEMUs whose pidfiles are in WORKDIR and removes the
+# pidfiles (a later call must not kill a process that reused the pid).
 guest_kill_qemus() {
   local f
   for f in "$1"/*.qemu.pid; do
-    [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true
+    [ -f "$f" ] || continue
+    kill -KILL "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
   done
 }
