@@ -14,12 +14,23 @@ def say(msg):
     print(f"latency-vm: {msg}", file=sys.stderr, flush=True)
 
 
-def counters(cmd):
-    """vm2's egress (tx packets, drops) from the backend's own counters, or None."""
+def drops(cmd):
+    """The backend's drop counter on vm2's egress (what `cmd` prints), or None."""
+    out = None
     try:
-        out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=15).stdout.split()
-        return int(out[0]), int(out[1])
-    except Exception:
+        out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=15)
+        return int(out.stdout.split()[0])
+    except Exception as e:
+        say(f"vm2's egress drops unread ({e}): {out.stdout.strip()[:300] if out else ''} {out.stderr.strip()[:300] if out else ''}")
+        return None
+
+
+def guest_rx(g):
+    """vm2's eth0 rx_packets (what reached its kernel), or None."""
+    rc, out = g.run("cat /sys/class/net/eth0/statistics/rx_packets", 60)
+    try:
+        return int(out.split()[0]) if rc == 0 else None
+    except (ValueError, IndexError):
         return None
 
 
@@ -49,7 +60,7 @@ def cells(a):
             # Flood off then on, or on then off: alternated with the round.
             for fl in ((0, 1) if a.round % 2 else (1, 0)):
                 tag = f"{a.backend}-{size}-{'flood' if fl else 'idle'}-r{a.round}"
-                c0 = counters(a.counters)
+                d0, r0 = drops(a.drops), guest_rx(g2)
                 fp = flood(a.ns, a.iface, "02:00:00:79:00:02", "02:00:00:79:00:03", a.seconds + 6) if fl else None
                 cmd = (f"tsn-latency pub --dst 10.79.0.2:7788 --reflect --size {size} --cycle-time 1ms "
                        f"--duration {a.seconds}s --interval 0 --echo-wait 2s --csv /tmp/run.csv")
@@ -57,7 +68,8 @@ def cells(a):
                 if fp:
                     fp.terminate()
                     fp.wait()
-                c1 = counters(a.counters)
+                ended = time.monotonic()
+                r1 = guest_rx(g2)
                 if rc != 0:
                     say(f"{tag}: pub exited {rc}: {out.strip()[-300:]}")
                     continue
@@ -73,12 +85,15 @@ def cells(a):
                 if rc != 0 or not os.path.getsize(csv):
                     say(f"{tag}: copying the CSV to h3 failed (exit {rc}): {out.strip()[-300:]}")
                     continue
-                tx = drop = "-"
-                if c0 and c1:
-                    tx, drop = str(c1[0] - c0[0]), str(c1[1] - c0[1])
+                # A backend whose counters lag (OVS's database: every 5 s) has had --settle
+                # seconds since the cell's last frame before they are read.
+                time.sleep(max(0.0, a.settle - (time.monotonic() - ended)))
+                d1 = drops(a.drops)
+                rx = str(r1 - r0) if r0 is not None and r1 is not None else "-"
+                drop = str(d1 - d0) if d0 is not None and d1 is not None else "-"
                 with open(a.cells, "a") as f:
-                    f.write("\t".join([a.backend, str(size), str(fl), str(a.round), csv, tx, drop]) + "\n")
-                say(f"{tag}: done (vm2 egress during the cell: {tx} frames sent, {drop} dropped)")
+                    f.write("\t".join([a.backend, str(size), str(fl), str(a.round), csv, rx, drop]) + "\n")
+                say(f"{tag}: done (vm2's kernel received {rx} frames, the switch dropped {drop} on its way)")
     finally:
         for g in (g1, g2):
             g.stop()
@@ -87,7 +102,7 @@ def cells(a):
 def summary(a):
     rows = []
     for line in open(a.cells):
-        b, size, fl, r, csv, tx, drop = line.rstrip("\n").split("\t")
+        b, size, fl, r, csv, rx, drop = line.rstrip("\n").split("\t")
         out = subprocess.run([a.lat, "report", "--json", csv], capture_output=True, text=True)
         try:
             s = json.loads(out.stdout)
@@ -95,12 +110,12 @@ def summary(a):
             say(f"{csv}: tsn-latency report failed: {out.stderr.strip()}")
             continue
         L, D = s.get("latency_ns") or {}, s.get("datapath_ns") or {}
-        rows.append(dict(backend=b, size=int(size), flood=fl, round=int(r), csv=csv, eg_tx=tx, eg_drop=drop,
+        rows.append(dict(backend=b, size=int(size), flood=fl, round=int(r), csv=csv, eg_rx=rx, eg_drop=drop,
                          rtt2_p50=D.get("p50"), rtt2_p99=D.get("p99"), rtt2_max=D.get("max"),
                          lat_p50=L.get("p50"), lat_p99=L.get("p99"), lat_max=L.get("max"),
                          received=s["received"], lost=s["lost"], misses=s["deadline_misses"]))
     keys = ["backend", "size", "flood", "round", "rtt2_p50", "rtt2_p99", "rtt2_max", "lat_p50", "lat_p99",
-            "lat_max", "received", "lost", "misses", "eg_tx", "eg_drop", "csv"]
+            "lat_max", "received", "lost", "misses", "eg_rx", "eg_drop", "csv"]
     with open(a.tsv, "w") as f:
         f.write("\t".join(keys) + "\n")
         for r in rows:
@@ -117,11 +132,12 @@ def summary(a):
         "RTT/2 = half the round trip vm1 -> vm2 (reflector) -> vm1, both stamps on vm1's clock (TCG guests "
         "share no clock). \"From schedule\" adds vm1's send delay (sent - scheduled) to RTT/2; deadline "
         "misses count those over 400 µs. Medians over rounds; ratio: RTT/2 median over tsn-gcl's in the "
-        "same round and cell (median over rounds). vm2 egress: frames the backend sent to vm2 and dropped "
-        "on that port during the cell (the flood's share included).",
+        "same round and cell (median over rounds). vm2 egress: frames vm2's kernel received (its eth0 "
+        "rx_packets) / frames the switch dropped on vm2's port (tsn-vswitch: the port's drops; OVS-DPDK: "
+        "ovs_tx_failure_drops, vhost ring full), during the cell, the flood's included.",
         "",
         "| size (B) | flood | backend | RTT/2 median (µs) | p99 | max | from schedule median (µs) | p99 | max "
-        "| received | lost | deadline misses | vm2 egress sent / dropped | RTT/2 median / tsn-gcl's |",
+        "| received | lost | deadline misses | vm2 egress: received / dropped | RTT/2 median / tsn-gcl's |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (size, fl), bs in sorted(cells_.items()):
@@ -130,7 +146,7 @@ def summary(a):
             ratios = [x["rtt2_p50"] / ref[(size, fl, x["round"])] for x in rs
                       if x["rtt2_p50"] and ref.get((size, fl, x["round"]))]
             ratio = f"{med(ratios):.2f}" if ratios else "-"
-            eg = " + ".join(f"{x['eg_tx']} / {x['eg_drop']}" for x in rs)
+            eg = " + ".join(f"{x['eg_rx']} / {x['eg_drop']}" for x in rs)
             out.append(f"| {size} | {'on' if fl == '1' else 'off'} | {b} | {us(m('rtt2_p50'))} | {us(m('rtt2_p99'))} | "
                        f"{us(m('rtt2_max'))} | {us(m('lat_p50'))} | {us(m('lat_p99'))} | {us(m('lat_max'))} | "
                        f"{sum(x['received'] for x in rs)} | {sum(x['lost'] for x in rs)} | "
@@ -142,10 +158,11 @@ p = argparse.ArgumentParser()
 sub = p.add_subparsers(dest="cmd", required=True)
 c = sub.add_parser("cells")
 for k in ("workdir", "kernel", "initrd", "ns", "iface", "pydir", "sizes", "backend", "runs", "sock1", "sock2",
-          "counters", "cells"):
+          "drops", "cells"):
     c.add_argument(f"--{k}", required=True)
 c.add_argument("--seconds", type=int, required=True)
 c.add_argument("--round", type=int, required=True)
+c.add_argument("--settle", type=float, default=0)
 s = sub.add_parser("summary")
 for k in ("cells", "lat", "tsv", "md", "backends"):
     s.add_argument(f"--{k}", required=True)
