@@ -133,8 +133,9 @@ def summary(a):
         "share no clock). \"From schedule\" adds vm1's send delay (sent - scheduled) to RTT/2; deadline "
         "misses count those over 400 µs. Medians over rounds; ratio: RTT/2 median over tsn-gcl's in the "
         "same round and cell (median over rounds). vm2 egress: frames vm2's kernel received (its eth0 "
-        "rx_packets) / frames the switch dropped on vm2's port (tsn-vswitch: the port's drops; OVS-DPDK: "
-        "ovs_tx_failure_drops, vhost ring full), during the cell, the flood's included.",
+        "rx_packets) / frames the switch dropped on their way to vm2 (tsn-vswitch: the port's drops and its "
+        "gate stage's; OVS-DPDK: ovs_tx_failure_drops, vhost ring full), during the cell, the flood's "
+        "included.",
         "",
         "| size (B) | flood | backend | RTT/2 median (µs) | p99 | max | from schedule median (µs) | p99 | max "
         "| received | lost | deadline misses | vm2 egress: received / dropped | RTT/2 median / tsn-gcl's |",
