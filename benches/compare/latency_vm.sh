@@ -23,8 +23,8 @@
 # Guests boot once per backend and round (a TCG boot takes 10-60 s here); the backends' order
 # rotates from round to round and the flood's order alternates. The machine is shared, so the
 # table also gives each backend's RTT/2 median over tsn-gcl's in the same round and cell.
-# Defaults: 20 s per cell, 1 round, all three sizes and backends: about 9 min on 2 CPUs (5.5
-# with --seconds 10).
+# Defaults: 20 s per cell, 1 round, all three sizes and backends: about 9 min on 2 CPUs (one
+# round with --seconds 10 took 5.5 min here).
 # Output: DIR/runs/*.csv (every probe), DIR/summary.tsv, DIR/summary.md (the table), PNGs per
 # size and flood state (DIR/plots-SIZE-idle|flood/*.png, round 1), whose paths it prints.
 set -euo pipefail
@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --sizes) SIZES=${2:?--sizes needs a list}; shift 2 ;;
     --backends) BACKENDS=${2:?--backends needs a list}; shift 2 ;;
     --out) OUT=${2:?--out needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "latency-vm: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
