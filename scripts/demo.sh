@@ -48,17 +48,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${OUT:-$ROOT/target/demo}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-GUEST_DIR=${TSN_GUEST_DIR:-$ROOT/target/guest}
-for p in python3 cpio; do
-  command -v "$p" >/dev/null || { echo "demo: $p is missing (apt-get install ${p/python3/python3-minimal})" >&2; exit 1; }
-done
+PFX=demo
+# shellcheck source=guest/lib.sh
+. "$ROOT/scripts/guest/lib.sh"
 
 echo "demo: building (cargo build --release, static tsn-latency, guest image)"
-cargo build --release --quiet -p tsn-vswitch -p tsn-latency
-BIN=$CARGO_TARGET_DIR/release/tsn-vswitch
-LAT=$CARGO_TARGET_DIR/release/tsn-latency
-STATIC=$(bash scripts/build-latency-static.sh 2>/dev/null) || { bash scripts/build-latency-static.sh; exit 1; }
-bash scripts/guest/build.sh "$GUEST_DIR"
+guest_build
 
 W=$(mktemp -d /tmp/tsn-demo.XXXXXX)
 P=demo$$
@@ -66,11 +61,9 @@ NS=$P-h3
 SW_PID=
 cleanup() {
   local rc=$?
-  for f in "$W"/*.qemu.pid; do
-    [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true
-  done
+  guest_kill_qemus "$W"
   if [ -n "$SW_PID" ]; then
-    kill -TERM "$SW_PID" 2>/dev/null && wait "$SW_PID" 2>/dev/null || true
+    if kill -TERM "$SW_PID" 2>/dev/null; then wait "$SW_PID" 2>/dev/null || true; fi
   fi
   ip link del "${P}r3" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
@@ -87,34 +80,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The guests' initramfs: the shared image plus an archive holding the static tsn-latency.
-mkdir -p "$W/extra/usr/bin"
-install -m 755 "$STATIC" "$W/extra/usr/bin/tsn-latency"
-(cd "$W/extra" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) > "$W/extra.cpio"
-cat "$GUEST_DIR/initramfs.cpio" "$W/extra.cpio" > "$W/demo.cpio"
-
+guest_initrd "$W" "$W/demo.cpio"
 # h3: the flooding host (and the sink the publisher's CSV is copied to at the end).
-ip netns add "$NS"
-ip link add "${P}r3" type veth peer name "${P}n3"
-echo 1 > "/proc/sys/net/ipv6/conf/${P}r3/disable_ipv6"
-ip link set "${P}n3" netns "$NS"
-ip netns exec "$NS" sh -c "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"
-ip -n "$NS" link set "${P}n3" address 02:00:00:77:00:03
-ip -n "$NS" addr add 10.77.0.3/24 dev "${P}n3"
-ip -n "$NS" link set lo up
-ip -n "$NS" link set "${P}n3" up
-# No checksum offload on h3's veth: the switch's af_packet port would hand its frames (TCP, UDP)
-# to the guests with the checksums still unfilled, and the guests would drop them.
-ip netns exec "$NS" ethtool -K "${P}n3" tx off >/dev/null
-ip link set "${P}r3" up
-
-cat > "$W/vm2.gcl" <<'EOF'
-num_tc 2
-map 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
-base-time 0
-cycle-time 1000000
-sched-entry S 02 200000
-sched-entry S 01 800000
-EOF
+guest_ns_host "$NS" "${P}r3" "${P}n3" 02:00:00:77:00:03 10.77.0.3/24
+guest_gcl "$W/vm2.gcl"
 
 "$BIN" --main-core 0 --pmd-cores 1 --ctl "$W/ctl.sock" \
   --port "vm1=vhost-user:$W/vm1.sock" \
@@ -131,84 +100,17 @@ done
 
 cat > "$W/demo.py" <<'EOF'
 """Runs the guests, the flood and the live table; leaves rtt.csv in the work directory."""
-import json, os, re, subprocess, sys, threading, time
+import json, re, subprocess, sys, time
 
-W, SECS, BIN, KERNEL, NS, IFACE = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+W, SECS, BIN, KERNEL, NS, IFACE, PYDIR = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+sys.path.insert(0, PYDIR)
+from guest import ANSI, Guest, boot, flood  # noqa: E402  (scripts/guest/guest.py)
 TTY = sys.stdout.isatty()
-BOOT_TIMEOUT = 240
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def say(msg):
     print(f"demo: {msg}", flush=True)
-
-
-class Guest:
-    """A TCG guest on a vhost-user socket, driven over its serial console (scripts/guest/init.sh)."""
-
-    # no_timer_check: on a loaded host a TCG guest's kernel can miss its IO-APIC timer check and
-    # panic ("IO-APIC + timer doesn't work"), seen here; the check is what the option skips.
-    def __init__(self, name, ip, mac):
-        self.name, self.ip, self.seq = name, ip, 0
-        self.text, self.lock = "", threading.Condition()
-        self.log = open(f"{W}/{name}.console", "wb")
-        args = [
-            "qemu-system-x86_64", "-name", f"tsn-{name}", "-accel", "tcg",
-            "-machine", "pc,memory-backend=mem",
-            "-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-m", "256M",
-            "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-kernel", KERNEL, "-initrd", f"{W}/demo.cpio",
-            "-append", f"console=ttyS0 quiet loglevel=1 panic=-1 no_timer_check tsn.name={name} tsn.ip={ip}/24 tsn.mac={mac}",
-            "-chardev", f"socket,id=c0,path={W}/{name}.sock,reconnect=1",
-            "-netdev", "vhost-user,id=n0,chardev=c0",
-            "-device", f"virtio-net-pci,netdev=n0,mac={mac},vectors=0",
-            "-serial", "stdio", "-pidfile", f"{W}/{name}.qemu.pid",
-        ]
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=open(f"{W}/{name}.qemu.log", "wb"))
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        while True:
-            b = self.p.stdout.read1(4096)
-            if not b:
-                break
-            self.log.write(b)
-            self.log.flush()
-            with self.lock:
-                self.text += b.decode("utf-8", "replace")
-                self.lock.notify_all()
-        with self.lock:
-            self.text += "\n<console closed>"
-            self.lock.notify_all()
-
-    def wait_for(self, pattern, timeout, start=0):
-        end = time.monotonic() + timeout
-        with self.lock:
-            while True:
-                m = re.compile(pattern).search(self.text, start)
-                if m:
-                    return m
-                if "<console closed>" in self.text[start:] or time.monotonic() > end:
-                    raise SystemExit(f"demo: {self.name}: no `{pattern}` on the console "
-                                     f"within {timeout} s")
-                self.lock.wait(1)
-
-    def send(self, cmd, timeout):
-        """Starts a command; returns (id, console offset) to follow it with wait_for."""
-        self.seq += 1
-        cid = f"{self.name}-{self.seq}"
-        with self.lock:
-            start = len(self.text)
-        self.p.stdin.write(f"TSNCMD {cid} {int(timeout)} {cmd}\n".encode())
-        self.p.stdin.flush()
-        return cid, start
-
-    def run(self, cmd, timeout):
-        cid, start = self.send(cmd, timeout)
-        m = self.wait_for(rf"TSN-END {cid} (\d+)", timeout + 30, start)
-        b = self.text.find(f"TSN-BEGIN {cid}", start)
-        return int(m.group(1)), self.text[b:m.start()].split("\n", 1)[-1]
 
 
 def ctl_ports():
@@ -222,12 +124,9 @@ def ctl_ports():
 
 
 say("booting two QEMU guests (TCG): vm1 publisher 10.77.0.1, vm2 subscriber 10.77.0.2")
-g1 = Guest("vm1", "10.77.0.1", "02:00:00:77:00:01")
-g2 = Guest("vm2", "10.77.0.2", "02:00:00:77:00:02")
-t0 = time.monotonic()
-for g in (g1, g2):
-    g.wait_for(r"TSN-GUEST-READY", BOOT_TIMEOUT)
-say(f"guests ready after {time.monotonic() - t0:.0f} s")
+g1, g2 = (Guest(n, f"10.77.0.{i}", f"02:00:00:77:00:0{i}", f"{W}/{n}.sock", KERNEL,
+                f"{W}/demo.cpio", W, "demo") for i, n in ((1, "vm1"), (2, "vm2")))
+say(f"guests ready after {boot((g1, g2)):.0f} s")
 
 rc, out = g2.run("(tsn-latency reflect --listen 0.0.0.0:7788 >/tmp/reflect.log 2>&1 &) ; sleep 1; pidof tsn-latency", 30)
 if rc != 0:
@@ -237,19 +136,7 @@ if rc != 0:
     raise SystemExit(f"demo: vm1 cannot reach vm2 and h3 through the switch:\n{out}")
 
 # The flood: h3 -> vm2's MAC, 1400-byte frames of a local-experimental EtherType, 10 per ms.
-flood = subprocess.Popen(["ip", "netns", "exec", NS, "python3", "-c", f"""
-import socket, time
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(("{IFACE}", 0))
-f = bytes.fromhex("020000770002020000770003") + b"\\x88\\xb5" + bytes(1386)
-end = time.monotonic() + {SECS + 2}; n = time.monotonic()
-while time.monotonic() < end:
-    for _ in range(10):
-        try: s.send(f)
-        except OSError: pass
-    n += 0.001
-    d = n - time.monotonic()
-    if d > 0: time.sleep(d)
-"""])
+flood_p = flood(NS, IFACE, "02:00:00:77:00:02", "02:00:00:77:00:03", SECS + 2)
 
 cmd = (f"tsn-latency pub --dst 10.77.0.2:7788 --reflect --size 64 --cycle-time 1ms "
        f"--duration {SECS}s --interval 1s --echo-wait 2s --csv /tmp/rtt.csv")
@@ -293,7 +180,7 @@ while True:
     if el > SECS + 120:
         raise SystemExit("demo: vm1: the publisher did not finish")
     time.sleep(1)
-flood.wait()
+flood_p.wait()
 rc = int(done.group(1))
 out = ANSI.sub("", chunk[chunk.find("\n") + 1:done.start() - start])
 print("\n".join(l for l in re.split(r"[\r\n]", out) if l.strip() and not l.startswith("[")), flush=True)
@@ -311,7 +198,7 @@ if rc != 0:
 sink.wait(timeout=60)
 rc, out = g2.run("cat /tmp/reflect.log", 20)
 EOF
-python3 "$W/demo.py" "$W" "$SECS" "$BIN" "$GUEST_DIR/vmlinuz" "$NS" "${P}n3"
+python3 "$W/demo.py" "$W" "$SECS" "$BIN" "$GUEST_KERNEL" "$NS" "${P}n3" "$GUEST_PY_DIR"
 
 [ -s "$W/rtt.csv" ] || { echo "demo: no CSV came back from vm1" >&2; exit 1; }
 cp "$W/rtt.csv" "$OUT/demo-rtt.csv"

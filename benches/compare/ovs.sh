@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # OVS-DPDK for run.sh (sourced, not run): installed if missing, never as a system service,
 # started per run in a private directory (its own ovsdb, pidfiles, logs, control sockets) and
 # stopped by the pids in its pidfiles. Uses run.sh's log, stop_pid, clean_prefix, wait_for,
@@ -49,10 +50,9 @@ ovs_install() {
   fi
 }
 
-# ovs_start DIR: ovsdb + ovs-vswitchd-dpdk in DIR, a netdev bridge with two
-# dpdkvhostuserclient ports (DIR/s0.sock = ofport 1, DIR/s1.sock = ofport 2), flows 1<->2.
-# The frontend (virtio_user server=1) starts afterwards; OVS reconnects to it by itself.
-ovs_start() {
+# ovs_daemon_start DIR: ovsdb + ovs-vswitchd-dpdk in DIR (its run, log and db directory, so
+# dpdkvhostuser sockets land in DIR too) and an empty netdev bridge br0 (MAC learning: NORMAL).
+ovs_daemon_start() {
   local d=$1
   OVS_DIR=$d
   export OVS_RUNDIR=$d OVS_LOGDIR=$d OVS_DBDIR=$d
@@ -78,6 +78,15 @@ ovs_start() {
     || { log "ovs-vswitchd-dpdk did not start (DPDK init?)"; return 1; }
   "${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev >>"$d/ovs-setup.log" 2>&1 \
     || { log "ovs-vsctl add-br failed"; return 1; }
+}
+
+# ovs_start DIR: ovs_daemon_start, then two dpdkvhostuserclient ports on br0 (DIR/s0.sock =
+# ofport 1, DIR/s1.sock = ofport 2), flows 1<->2. The frontend (virtio_user server=1) starts
+# afterwards; OVS reconnects to it by itself.
+ovs_start() {
+  local d=$1
+  ovs_daemon_start "$d" || return 1
+  local vs=(timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=25)
   local i
   for i in 0 1; do
     "${vs[@]}" add-port br0 "v$i" -- set Interface "v$i" type=dpdkvhostuserclient \
