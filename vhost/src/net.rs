@@ -286,14 +286,20 @@ impl<'f> DeferredCopies<'f> {
     /// one push per frame and at most MAX_BURST frames per burst.
     #[inline]
     fn push(&mut self, dst: *mut u8, frame: &'f [u8], hdr_len: usize) {
-        // Ask for the header's and the frame's lines now: the RFOs run while the rest of the
-        // burst finds its buffers, and the copies in `flush` then hit.
-        // Small frames (the latency-bound case) entirely; a big copy streams by itself.
-        let end = hdr_len + frame.len();
-        for off in (0..end.min(PREFETCH_BYTES)).step_by(64) {
-            prefetch::write(dst.wrapping_add(off));
+        // Ask for the frame's lines now: the RFOs run while the rest of the burst finds its
+        // buffers, and the copies in `flush` then hit. Small frames (the latency-bound case)
+        // entirely; a big copy streams by itself.
+        let f = dst.wrapping_add(hdr_len);
+        // A header line that holds no frame byte is only read here (`flush` rewrites it only
+        // if it differs), and the driver reads num_buffers from it next: fetched for writing,
+        // it would leave the driver's cache, and the driver would miss on it for every frame.
+        if (dst as usize) / 64 != (f as usize) / 64 {
+            prefetch::read(dst);
         }
-        prefetch::write(dst.wrapping_add(end.saturating_sub(1)));
+        for off in (0..frame.len().min(PREFETCH_BYTES)).step_by(64) {
+            prefetch::write(f.wrapping_add(off));
+        }
+        prefetch::write(f.wrapping_add(frame.len().saturating_sub(1)));
         self.dst[self.n] = dst;
         self.frames[self.n] = frame;
         self.n += 1;
@@ -301,21 +307,72 @@ impl<'f> DeferredCopies<'f> {
 
     /// Writes every deferred header (all zero but num_buffers = 1 in the 12-byte layout: each
     /// frame took one buffer) and frame.
+    ///
+    /// A header is stored only where the buffer does not hold it already, as rte_vhost and
+    /// DPDK's virtio driver do with theirs. A driver that recycles its buffers (DPDK's, with
+    /// the header in an mbuf's headroom, on a line of its own) finds the header it last saw
+    /// there, and only reads it (num_buffers on receive; its transmit path compares the same
+    /// bytes before it clears them): left unwritten, the line stays in both cores' caches,
+    /// where a store would move it to ours and make the driver miss on it for every frame.
     #[inline]
     fn flush(&mut self, hdr_len: usize) {
         let mut hdr = [0u8; HDR_LEN_MRG];
         if hdr_len == HDR_LEN_MRG {
             hdr[NUM_BUFFERS_OFF..].copy_from_slice(&1u16.to_le_bytes());
         }
+        let want = HeaderWords::new(&hdr[..hdr_len]);
         for (&p, f) in self.dst[..self.n].iter().zip(&self.frames[..self.n]) {
             // SAFETY: [p, p + hdr_len + f.len()) was bounds-checked against one region mapped
             // for the whole burst (`push`); the sources are our own buffers, so no overlap.
+            // The buffer is the device's until the used idx is published (a guest writing
+            // into it meanwhile races only itself), and the header is read as plain bytes.
             unsafe {
-                std::ptr::copy_nonoverlapping(hdr.as_ptr(), p, hdr_len);
+                if !want.at(p) {
+                    std::ptr::copy_nonoverlapping(hdr.as_ptr(), p, hdr_len);
+                }
                 std::ptr::copy_nonoverlapping(f.as_ptr(), p.add(hdr_len), f.len());
             }
         }
         self.n = 0;
+    }
+}
+
+/// A virtio-net header (10 or 12 bytes) as its first and last 8 bytes, to compare it with a
+/// buffer's in two overlapping loads rather than a byte loop.
+struct HeaderWords {
+    len: usize,
+    first: u64,
+    last: u64,
+}
+
+impl HeaderWords {
+    #[inline(always)]
+    fn new(hdr: &[u8]) -> Self {
+        let len = hdr.len();
+        debug_assert!((8..=16).contains(&len));
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&hdr[at..at + 8]);
+            u64::from_ne_bytes(w)
+        };
+        HeaderWords {
+            len,
+            first: word(0),
+            last: word(len - 8),
+        }
+    }
+
+    /// Whether the header's bytes are at `p`.
+    ///
+    /// # Safety
+    /// `p..p + len` must be readable.
+    #[inline(always)]
+    unsafe fn at(&self, p: *const u8) -> bool {
+        // SAFETY: 8 <= len and the caller guarantees len readable bytes at p.
+        unsafe {
+            std::ptr::read_unaligned(p.cast::<u64>()) == self.first
+                && std::ptr::read_unaligned(p.add(self.len - 8).cast::<u64>()) == self.last
+        }
     }
 }
 

@@ -804,3 +804,176 @@ fn faulted_memory_stops_the_queue_without_blaming_the_guest() {
     assert!(!h.shared.is_broken());
     assert_eq!(rx.take_error(), None, "nothing for the ring's error log");
 }
+
+/// Catches stores to pages of the backend's view of guest memory that a test made read-only
+/// (the mock guest's own mapping stays writable): the SIGSEGV handler counts the store, makes
+/// its page writable again and returns, so the store completes. It shows which lines the
+/// datapath writes, which no timing can. A fault anywhere else gets the default action back and
+/// kills the process as it would have. One trap at a time: the handler is process-wide.
+struct WriteTrap {
+    _one: std::sync::MutexGuard<'static, ()>,
+    old: libc::sigaction,
+}
+
+mod trap {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    pub(super) static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    pub(super) static PAGES: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    pub(super) static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
+    pub(super) static HITS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Async-signal-safe: atomics, mprotect and sigaction only.
+    pub(super) extern "C" fn on_segv(
+        _sig: libc::c_int,
+        info: *mut libc::siginfo_t,
+        _ctx: *mut libc::c_void,
+    ) {
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let ps = PAGE_SIZE.load(SeqCst);
+        for p in &PAGES {
+            let page = p.load(SeqCst);
+            if page != 0 && addr & !(ps - 1) == page {
+                HITS.fetch_add(1, SeqCst);
+                // SAFETY: the page belongs to a live mapping the test protected itself.
+                unsafe {
+                    libc::mprotect(
+                        page as *mut libc::c_void,
+                        ps,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                    )
+                };
+                return;
+            }
+        }
+        // Not ours: the default action, taken when the access is retried on return.
+        // SAFETY: a zeroed sigaction is SIG_DFL with no flags.
+        unsafe {
+            let dfl: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGSEGV, &dfl, std::ptr::null_mut());
+        }
+    }
+}
+
+impl WriteTrap {
+    fn new() -> WriteTrap {
+        let one = trap::ONE.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: sysconf has no preconditions; the sigaction structs are plain data.
+        unsafe {
+            let ps = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+            trap::PAGE_SIZE.store(ps, std::sync::atomic::Ordering::SeqCst);
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = trap::on_segv as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(libc::SIGSEGV, &sa, &mut old), 0);
+            WriteTrap { _one: one, old }
+        }
+    }
+
+    fn page_size() -> u64 {
+        trap::PAGE_SIZE.load(std::sync::atomic::Ordering::SeqCst) as u64
+    }
+
+    /// Makes the page holding `p` (in trap slot `slot`) read-only again.
+    fn arm(&self, slot: usize, p: *mut u8) {
+        let ps = Self::page_size() as usize;
+        let page = p as usize & !(ps - 1);
+        trap::PAGES[slot].store(page, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: `p` points into a live guest mapping of the test's own.
+        let rc = unsafe { libc::mprotect(page as *mut libc::c_void, ps, libc::PROT_READ) };
+        assert_eq!(rc, 0);
+    }
+
+    /// Stores caught since the last call.
+    fn take_hits(&self) -> usize {
+        trap::HITS.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for WriteTrap {
+    fn drop(&mut self) {
+        let ps = Self::page_size() as usize;
+        for p in &trap::PAGES {
+            let page = p.swap(0, std::sync::atomic::Ordering::SeqCst);
+            if page != 0 {
+                // SAFETY: as in `arm`; the mapping outlives the trap in the test.
+                unsafe {
+                    libc::mprotect(
+                        page as *mut libc::c_void,
+                        ps,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                    )
+                };
+            }
+        }
+        trap::HITS.store(0, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: restores the action saved in `new`.
+        unsafe { libc::sigaction(libc::SIGSEGV, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// A driver that recycles its buffers in order (DPDK's virtio PMD: the header in an mbuf's
+/// headroom, on a line of its own) reads the header and the used elements it left there: the
+/// backend must not store into them when nothing changes, or the driver misses on those lines
+/// for every frame; and it must when something did.
+#[test]
+fn rx_leaves_unchanged_headers_and_used_elements_unwritten() {
+    let mut h = H::new(true, false);
+    let trap = WriteTrap::new();
+    let ps = WriteTrap::page_size();
+    // The used ring straddles a page boundary: flags and idx on one page, the elements on the
+    // next; and one guest buffer whose 12-byte header ends a page, its frame on the next.
+    let base = h.data.next_multiple_of(ps);
+    h.vr.used = base + ps - 4;
+    h.g.write(h.vr.used, &vec![0; 6 + 8 * usize::from(QSZ)]);
+    let buf = base + 3 * ps - HDR as u64;
+    h.g.write(buf, &[0xee; 2048]);
+    h.data = base + 4 * ps;
+    h.publish(2, true, false);
+    let elems = h.mem.gpa_to_host(base + ps, 8, &mut 0).unwrap();
+    let hdr = h.mem.gpa_to_host(buf, HDR as u64, &mut 0).unwrap();
+    let mut tx = h.tx();
+    let mut lap = |h: &mut H, seed: u8| {
+        for _ in 0..QSZ {
+            h.vr.add_chain(&h.g, &[(buf, 2048, true)]);
+        }
+        let f = frame(64, seed);
+        let frames: Vec<&[u8]> = (0..QSZ).map(|_| &f[..]).collect();
+        assert_eq!(tx.enqueue_burst(&frames), usize::from(QSZ));
+        assert_eq!(h.g.read(buf + HDR as u64, 64), f);
+    };
+    let mut want_hdr = vec![0u8; HDR];
+    want_hdr[10] = 1;
+    // The first lap finds junk and writes everything.
+    lap(&mut h, 1);
+    assert_eq!(h.g.read(buf, HDR), want_hdr);
+    assert_eq!(h.vr.used_elem(&h.g, 3), (3, 76));
+    // The second finds what it would write: no store reaches those pages.
+    trap.arm(0, elems);
+    trap.arm(1, hdr);
+    lap(&mut h, 2);
+    assert_eq!(
+        trap.take_hits(),
+        0,
+        "unchanged header or used element rewritten"
+    );
+    assert_eq!(h.vr.used_idx(&h.g), 2 * QSZ);
+    // Changed behind our back (through the guest's mapping), each is written again: the last
+    // bytes of the header and the length of one element.
+    trap.arm(0, elems);
+    trap.arm(1, hdr);
+    h.g.write(buf + 11, &[0x55]);
+    h.g.write(h.vr.used + 4 + 8 * 5 + 4, &[0x99]);
+    lap(&mut h, 3);
+    assert_eq!(
+        trap.take_hits(),
+        2,
+        "changed header or used element not rewritten"
+    );
+    assert_eq!(h.g.read(buf, HDR), want_hdr);
+    assert_eq!(h.vr.used_elem(&h.g, 5), (5, 76));
+    assert_eq!(h.vr.used_idx(&h.g), 3 * QSZ);
+    drop(trap);
+}
