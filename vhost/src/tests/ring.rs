@@ -167,6 +167,45 @@ fn tx_drops_short_and_oversize_but_consumes_them() {
     assert_eq!(rx.metrics().drop_oversize.get(), 1);
 }
 
+/// One-buffer frames are copied out only after the whole burst is walked: frames dropped,
+/// frames copied at once (several buffers) and a violation between them must not shift or
+/// lose any of them.
+#[test]
+fn tx_burst_mixing_held_and_copied_frames_keeps_each_intact() {
+    let mut h = H::new(true, false);
+    let with_hdr = |f: &[u8]| {
+        let mut v = vec![0x11; HDR];
+        v.extend_from_slice(f);
+        v
+    };
+    let (f1, f2, f3, f4) = (frame(60, 1), frame(1500, 2), frame(64, 3), frame(200, 4));
+    let a = h.buf(&with_hdr(&f1));
+    h.vr.add_chain(&h.g, &[(a, (HDR + 60) as u32, false)]);
+    let big = h.space(HDR as u32 + 4000);
+    h.vr.add_chain(&h.g, &[(big, HDR as u32 + 4000, false)]); // oversize: dropped
+    let all = with_hdr(&f2);
+    let (a, b) = (h.buf(&all[..700]), h.buf(&all[700..]));
+    h.vr.add_chain(
+        &h.g,
+        &[(a, 700, false), (b, (all.len() - 700) as u32, false)],
+    );
+    let a = h.buf(&with_hdr(&f3));
+    h.vr.add_chain(&h.g, &[(a, (HDR + 64) as u32, false)]);
+    let a = h.buf(&with_hdr(&f4));
+    h.vr.add_chain(&h.g, &[(a, (HDR + 200) as u32, false)]);
+    let w = h.space(100);
+    h.vr.add_chain(&h.g, &[(w, 100, true)]); // writable in a TX chain: a violation
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 8), vec![f1, f2, f3, f4]);
+    assert_eq!(rx.error(), Some(VirtqError::WritableInTxChain));
+    assert_eq!(
+        h.vr.used_idx(&h.g),
+        5,
+        "the chains before the violation are consumed"
+    );
+    assert_eq!(rx.metrics().drop_oversize.get(), 1);
+}
+
 #[test]
 fn tx_burst_is_bounded_by_buffers_and_32() {
     let mut h = H::new(true, false);
