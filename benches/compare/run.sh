@@ -198,10 +198,12 @@ stop_all() {
 # its deadlines (and its share taken is a few ms per second).
 [ ${#NICE[@]} -eq 0 ] || renice -n "${NICE[2]}" -p $$ >/dev/null
 AUTOGROUP_OLD=""
+AUTOGROUP_NICE=""   # set when applied: daemons that start their own session (OVS) get it too
 if [ ${#NICE[@]} -gt 0 ] && [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ] \
    && [ -w /proc/$$/autogroup ]; then
   AUTOGROUP_OLD=$(sed -n 's/.* nice \(-\?[0-9]*\).*/\1/p' /proc/$$/autogroup)
   if echo "${NICE[2]}" >/proc/$$/autogroup 2>/dev/null; then
+    AUTOGROUP_NICE=${NICE[2]}
     log "autogroup scheduling: this session's group runs at nice ${NICE[2]} (was ${AUTOGROUP_OLD:-?})"
   else
     AUTOGROUP_OLD=""
@@ -441,18 +443,38 @@ fe_load() {
   [ -z "$c" ] || printf ' (backend: %.0f busy cycles/frame)' "$c"
 }
 
-# pmd_load DIR: for C, the PMD core's processing cost from ctl-stats.json (busy TSC cycles per
-# forwarded frame, share of cycles busy): the backend's own cost, whatever the frontend's pace.
+# pmd_load DIR: for C, the PMD core's processing cost: busy TSC cycles per forwarded frame and
+# the share of cycles busy, the medians over the measured seconds of its per-second counters
+# (stats.jsonl; else the totals of ctl-stats.json): the backend's own cost, whatever the
+# frontend's pace. Per second, so that a stall outside the measured seconds (a host pausing
+# the VM shows as one enormous "busy" iteration) does not skew it.
 pmd_load() {
-  [ -s "$1/ctl-stats.json" ] && command -v python3 >/dev/null || return 0
-  python3 - "$1/ctl-stats.json" <<'PY' 2>/dev/null || true
-import json, sys
-d = json.load(open(sys.argv[1]))
-busy = sum(c["busy_cycles"] for c in d["pmd"])
-idle = sum(c["idle_cycles"] for c in d["pmd"])
-pk = sum(p["rx_packets"] for p in d["ports"])
-if pk and busy + idle:
-    print(f" (PMD: {busy / pk:.0f} busy cycles/frame, {100 * busy / (busy + idle):.0f}% busy)", end="")
+  command -v python3 >/dev/null || return 0
+  python3 - "$1" "$WARMUP" <<'PY' 2>/dev/null || true
+import json, os, statistics, sys
+d, warm = sys.argv[1], int(sys.argv[2])
+def load(s):
+    busy = sum(c["busy_cycles"] for c in s["pmd"])
+    idle = sum(c["idle_cycles"] for c in s["pmd"])
+    return busy, idle, sum(p["rx_packets"] for p in s["ports"])
+snaps = []
+if os.path.exists(f"{d}/stats.jsonl"):
+    for l in open(f"{d}/stats.jsonl"):
+        try:
+            snaps.append(load(json.loads(l)))
+        except (ValueError, KeyError):
+            pass
+per = [((z[0] - a[0]) / (z[2] - a[2]), (z[0] - a[0]) / max(1, z[0] - a[0] + z[1] - a[1]))
+       for a, z in zip(snaps, snaps[1:]) if z[2] - a[2] > 100000]
+per = per[warm:] if len(per) >= warm + 2 else per[1:]
+if len(per) >= 2:
+    cyc, share = statistics.median(p[0] for p in per), statistics.median(p[1] for p in per)
+else:
+    busy, idle, pk = load(json.load(open(f"{d}/ctl-stats.json")))
+    if not pk or not busy + idle:
+        sys.exit()
+    cyc, share = busy / pk, busy / (busy + idle)
+print(f" (PMD: {cyc:.0f} busy cycles/frame, {100 * share:.0f}% busy)", end="")
 PY
 }
 

@@ -9,7 +9,10 @@ use crate::error::VirtqError;
 use crate::memory::{read_guest, write_guest, GuestMemory};
 use crate::metrics::QueueMetrics;
 use crate::prefetch;
-use crate::virtqueue::{ChainWalker, Ring, BURST_DESC_BUDGET, VIRTQ_DESC_F_WRITE};
+use crate::virtqueue::{
+    ChainWalker, Ring, BURST_DESC_BUDGET, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
+    VIRTQ_DESC_F_WRITE,
+};
 
 /// Frames per burst, as in DPDK's PMDs: bounds the work between two publication checks.
 pub const MAX_BURST: usize = 32;
@@ -75,6 +78,31 @@ fn head_at(ring: &Ring, idx: u16) -> Result<u16, VirtqError> {
         });
     }
     Ok(head)
+}
+
+/// The usual guest TX chain, checked without walking it: one readable descriptor holding the
+/// header and a frame of at most `room` bytes, in one memory region. Returns the frame's host
+/// address and length; `None` for anything else (several or indirect descriptors, a frame too
+/// short or too long, a writable or unmapped buffer), which `read_tx_chain` then walks, checks
+/// and reports as before.
+#[inline(always)]
+fn one_tx_buffer(
+    b: &Burst<'_>,
+    st: &mut VqState,
+    head: u16,
+    room: usize,
+) -> Option<(*const u8, usize)> {
+    let d = b.ring.desc(head)?;
+    let len = (d.len as usize).checked_sub(b.hdr_len)?;
+    if d.flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT) != 0
+        || len == 0
+        || len > room
+    {
+        return None;
+    }
+    let addr = d.addr.checked_add(b.hdr_len as u64)?;
+    let p = b.mem.gpa_to_host(addr, len as u64, &mut st.hint)?;
+    Some((p, len))
 }
 
 enum TxOutcome {
@@ -258,6 +286,18 @@ pub(crate) fn dequeue(
                 break;
             }
         };
+        if let Some((p, len)) = one_tx_buffer(b, st, head, bufs[out].len()) {
+            DeferredReads::prefetch(p, len);
+            reads.push(p, &mut bufs[out][..len]);
+            lens[out] = len;
+            out += 1;
+            bytes += len as u64;
+            budget -= 1;
+            used.push(b.ring, head, 0);
+            st.used_idx = st.used_idx.wrapping_add(1);
+            st.last_avail = st.last_avail.wrapping_add(1);
+            continue;
+        }
         match read_tx_chain(b, st, head, bufs[out], &mut budget) {
             Ok(TxOutcome::Held(p, len)) => {
                 reads.push(p, &mut bufs[out][..len]);
@@ -463,6 +503,21 @@ impl HeaderWords {
     }
 }
 
+/// The usual guest RX chain, checked without walking it: a first descriptor, writable and not
+/// indirect, with room for `whole` bytes (header and frame) in one memory region: the frame
+/// takes only that buffer (num_buffers 1), wherever the chain goes on. Returns its host address;
+/// `None` for anything else, which `write_rx_chain` then walks, checks and reports as before.
+#[inline(always)]
+fn one_rx_buffer(b: &Burst<'_>, st: &mut VqState, head: u16, whole: usize) -> Option<*mut u8> {
+    let d = b.ring.desc(head)?;
+    if d.flags & (VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT) != VIRTQ_DESC_F_WRITE
+        || (d.len as usize) < whole
+    {
+        return None;
+    }
+    b.mem.gpa_to_host(d.addr, whole as u64, &mut st.hint)
+}
+
 /// The byte stream "header then frame" written into RX chains.
 struct RxSource<'a> {
     hdr: [u8; HDR_LEN_MRG],
@@ -575,6 +630,25 @@ pub(crate) fn enqueue(
     // Signed: a chain's descriptors are taken off with one subtraction, and it may overdraw.
     let mut budget = BURST_DESC_BUDGET as i32;
     'frames: for frame in &frames[..attempted] {
+        // The usual case first, without walking a chain: one writable buffer takes the header
+        // and the frame. Anything else (and any error) is for the general path below.
+        if left > 0 && budget > 0 {
+            let whole = b.hdr_len + frame.len();
+            if let Some((head, p)) = head_at(b.ring, st.last_avail)
+                .ok()
+                .and_then(|h| Some((h, one_rx_buffer(b, st, h, whole)?)))
+            {
+                defer.push(p, frame, b.hdr_len);
+                used.push(b.ring, head, whole as u32);
+                st.used_idx = st.used_idx.wrapping_add(1);
+                st.last_avail = st.last_avail.wrapping_add(1);
+                left -= 1;
+                budget -= 1;
+                bytes += frame.len() as u64;
+                done += 1;
+                continue;
+            }
+        }
         // Only the ring positions need restoring if the frame does not fit (the translation
         // hint is a cache); saving two u16s, not the whole state, keeps this in registers.
         let saved = (st.last_avail, st.used_idx);

@@ -1016,3 +1016,83 @@ fn rx_leaves_unchanged_headers_and_used_elements_unwritten() {
     assert_eq!(h.vr.used_idx(&h.g), 3 * QSZ);
     drop(trap);
 }
+
+/// The one-buffer fast paths (`one_tx_buffer`, `one_rx_buffer`) take only the chains the
+/// general walk would accept as one whole buffer; every edge next to them still gets the
+/// general path's verdict.
+#[test]
+fn one_buffer_chains_at_the_edges_get_the_general_verdicts() {
+    let end = 0x4000_0000 + (1u64 << 20);
+    // Guest TX: a header and no frame is short, 2048 bytes fit, one more is oversize.
+    let mut h = H::new(true, false);
+    let a = h.buf(&[0; HDR]);
+    h.vr.add_chain(&h.g, &[(a, HDR as u32, false)]);
+    let f = frame(2048, 1);
+    let mut one = vec![0; HDR];
+    one.extend_from_slice(&f);
+    let a = h.buf(&one);
+    h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    let big = h.space(HDR as u32 + 2049);
+    h.vr.add_chain(&h.g, &[(big, HDR as u32 + 2049, false)]);
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 8), vec![f]);
+    assert_eq!(h.vr.used_idx(&h.g), 3, "all three consumed");
+    assert_eq!(rx.metrics().drop_short.get(), 1);
+    assert_eq!(rx.metrics().drop_oversize.get(), 1);
+    assert_eq!(rx.error(), None);
+    // A lone zero-length buffer, and one running past the end of guest memory, break it.
+    let (e, ..) = broken_by(|h| {
+        let a = h.space(64);
+        h.vr.add_chain(&h.g, &[(a, 0, false)]);
+    });
+    assert_eq!(e, VirtqError::ZeroLengthBuffer);
+    let (e, ..) = broken_by(|h| {
+        h.vr.add_chain(&h.g, &[(end - 32, 64, false)]);
+    });
+    assert!(matches!(e, VirtqError::BufferOutOfMemory { .. }));
+
+    // Guest RX: a buffer of exactly header + frame takes it whole; one byte less spills into
+    // the next chain (num_buffers 2).
+    let mut h = H::new(true, false);
+    let f = frame(100, 2);
+    let exact = h.space((HDR + 100) as u32);
+    h.vr.add_chain(&h.g, &[(exact, (HDR + 100) as u32, true)]);
+    let short = h.space((HDR + 99) as u32);
+    h.vr.add_chain(&h.g, &[(short, (HDR + 99) as u32, true)]);
+    let spill = h.space(64);
+    h.vr.add_chain(&h.g, &[(spill, 64, true)]);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f, &f]), 2);
+    assert_eq!(h.vr.used_idx(&h.g), 3);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, (HDR + 100) as u32));
+    assert_eq!(h.vr.used_elem(&h.g, 1), (1, (HDR + 99) as u32));
+    assert_eq!(h.vr.used_elem(&h.g, 2), (2, 1));
+    let nb = |b: u64| u16::from_le_bytes(h.g.read(b + 10, 2).try_into().unwrap());
+    assert_eq!((nb(exact), nb(short)), (1, 2));
+    assert_eq!(h.g.read(exact + HDR as u64, 100), f);
+    let mut got = h.g.read(short + HDR as u64, 99);
+    got.extend(h.g.read(spill, 1));
+    assert_eq!(got, f);
+    // Without MRG_RXBUF a buffer one byte short is not used at all.
+    let mut h = H::new(false, false);
+    let short = h.space((HDR + 99) as u32);
+    h.vr.add_chain(&h.g, &[(short, (HDR + 99) as u32, true)]);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f]), 0);
+    assert_eq!(h.vr.used_idx(&h.g), 0);
+    // A read-only buffer, or a writable one past the end of memory, break guest RX.
+    for past_end in [false, true] {
+        let mut h = H::new(true, false);
+        let addr = if past_end { end - 32 } else { h.space(200) };
+        h.vr.add_chain(&h.g, &[(addr, 200, past_end)]);
+        let mut tx = h.tx();
+        assert_eq!(tx.enqueue_burst(&[&f]), 0);
+        let e = tx.take_error().expect("queue broken");
+        if past_end {
+            assert!(matches!(e, VirtqError::BufferOutOfMemory { .. }), "{e:?}");
+        } else {
+            assert_eq!(e, VirtqError::ReadOnlyInRxChain);
+        }
+        assert_eq!(h.vr.used_idx(&h.g), 0);
+    }
+}
