@@ -5,6 +5,8 @@
 set -euo pipefail
 
 PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config iproute2 procps iputils-ping)
+# tsn-latency's plots draw their labels with DejaVu Sans (read at run time, no fontconfig).
+PKGS+=(fonts-dejavu-core)
 # Extra peers for the test suite / comparisons (later issues add qemu, openvswitch).
 PKGS+=(${TSN_EXTRA_PKGS:-})
 

@@ -31,7 +31,10 @@ Options:
   queue-map=Q:C/Q:C
                  rx queue Q's frames go to traffic class C (vhost-user: the guest's tx queue,
                  the paper's multiqueue scheme); '/' separates entries
-  speed=MBPS     link speed for the gate's wire model when the device reports none (vhost-user)
+  speed=MBPS     link speed of the gate's wire model (with --gcl). Required on ports whose
+                 driver reports a speed no wire paces: vdevs (af_packet, af_xdp, tap, ring,
+                 null, vhost, virtio-user, pcap, memif), paravirtual NICs and vhost-user; a
+                 NIC's negotiated speed is used otherwise
 
 Examples:
   --port h1=dpdk:net_af_packet0,iface=veth0
@@ -181,12 +184,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub main_core: u32,
 
-    /// Dedicated busy-polling cores: N, N-M or N,M,... (must not include the main core).
+    /// Busy-polling PMD threads: N, N-M or N,M,... (lcore N on CPU N), or DPDK's LCORE@CPU
+    /// (`1@1,2@1`: two PMD threads sharing CPU 1). No CPU of the main core, no lcore id of it.
     #[arg(long, value_name = "LIST", default_value = "1")]
     pub pmd_cores: CoreList,
 
-    /// Pin rx queue Q of port NAME to PMD core CORE (repeatable); others go round-robin.
-    #[arg(long, value_name = "NAME:Q=CORE")]
+    /// Pin rx queue Q of port NAME to PMD lcore LCORE (repeatable); others go round-robin. The
+    /// core polling a gated port's queue 0 runs its gate; other cores hand it their frames.
+    #[arg(long, value_name = "NAME:Q=LCORE")]
     pub rxq_affinity: Vec<RxqAffinity>,
 
     /// Forwarding database capacity (MAC+VLAN entries; rounded up to a power of two).

@@ -37,7 +37,8 @@ pub struct PortSpec {
     pub rxq: u16,
     /// Ingress classification (`prio=N`, `queue-map=Q:C/...`, and the `--tc-rule`s naming it).
     pub classifier: crate::classify::Classifier,
-    /// Link speed for the gate's wire model when the device does not report one (`speed=MBPS`).
+    /// Link speed of the gate's wire model (`speed=MBPS`): required for a GCL on a port whose
+    /// driver reports a speed no wire paces (see [`crate::tas::gate_link_mbps`]).
     pub speed_mbps: Option<u32>,
 }
 
@@ -225,9 +226,20 @@ fn split_kind(s: &str) -> Option<(&str, &str, &str)> {
     first
 }
 
-/// A core list as `--pmd-cores` takes it: `1`, `1-3`, `1,3,5-6`.
+/// One PMD thread: a DPDK lcore id and the CPU it runs on (DPDK's `--lcores LCORE@CPU`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lcore {
+    pub id: u32,
+    pub cpu: u32,
+}
+
+/// Lcore ids DPDK accepts (its build's `RTE_MAX_LCORE`).
+pub const MAX_LCORE: u32 = 128;
+
+/// A core list as `--pmd-cores` takes it: `1`, `1-3`, `1,3,5-6` (lcore N on CPU N), and DPDK's
+/// `LCORE@CPU` (`1@1,2@1`: two PMD threads sharing CPU 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CoreList(pub Vec<u32>);
+pub struct CoreList(pub Vec<Lcore>);
 
 impl std::str::FromStr for CoreList {
     type Err = anyhow::Error;
@@ -236,25 +248,31 @@ impl std::str::FromStr for CoreList {
     }
 }
 
-/// Parses a core list: `1`, `1-3`, `1,3,5-6`.
-pub fn parse_core_list(s: &str) -> Result<Vec<u32>> {
-    let bad = || anyhow!("core list '{s}' is not of the form N, N-M or N,M,...");
-    let mut out = Vec::new();
+/// Parses a core list: `1`, `1-3`, `1,3,5-6`, `1@1,2@1`.
+pub fn parse_core_list(s: &str) -> Result<Vec<Lcore>> {
+    let bad = || anyhow!("core list '{s}' is not of the form N, N-M, LCORE@CPU or a list of them");
+    let num = |v: &str| v.trim().parse::<u32>().map_err(|_| bad());
+    let mut out: Vec<Lcore> = Vec::new();
     for part in s.split(',') {
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a, b),
-            None => (part, part),
+        let (lo, hi, cpu) = match (part.split_once('@'), part.split_once('-')) {
+            (Some((l, c)), _) => (num(l)?, num(l)?, Some(num(c)?)),
+            (None, Some((a, b))) => (num(a)?, num(b)?, None),
+            (None, None) => (num(part)?, num(part)?, None),
         };
-        let a: u32 = a.trim().parse().map_err(|_| bad())?;
-        let b: u32 = b.trim().parse().map_err(|_| bad())?;
-        if a > b {
+        if lo > hi {
             return Err(bad());
         }
-        for c in a..=b {
-            if out.contains(&c) {
-                bail!("core list '{s}' names core {c} twice");
+        for id in lo..=hi {
+            if id >= MAX_LCORE {
+                bail!("core list '{s}': lcore {id} is beyond DPDK's {MAX_LCORE} lcores");
             }
-            out.push(c);
+            if out.iter().any(|l| l.id == id) {
+                bail!("core list '{s}' names lcore {id} twice");
+            }
+            out.push(Lcore {
+                id,
+                cpu: cpu.unwrap_or(id),
+            });
         }
     }
     Ok(out)
@@ -275,18 +293,20 @@ pub fn allowed_cores() -> Vec<u32> {
     }
 }
 
-/// `--rxq-affinity NAME:Q=CORE`.
+/// `--rxq-affinity NAME:Q=LCORE`: rx queue Q of the port named NAME is polled by PMD lcore
+/// LCORE (an lcore id of `--pmd-cores`; the CPU number when the list has no `@`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RxqAffinity {
     pub port: String,
     pub queue: u16,
+    /// The lcore id.
     pub core: u32,
 }
 
 impl std::str::FromStr for RxqAffinity {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<RxqAffinity> {
-        let bad = || anyhow!("'{s}': expected NAME:QUEUE=CORE, e.g. h1:0=1");
+        let bad = || anyhow!("'{s}': expected NAME:QUEUE=LCORE, e.g. h1:0=1");
         let (pq, core) = s.split_once('=').ok_or_else(bad)?;
         let (port, q) = pq.rsplit_once(':').ok_or_else(bad)?;
         Ok(RxqAffinity {
@@ -302,7 +322,7 @@ impl std::str::FromStr for RxqAffinity {
 pub struct Config {
     pub ports: Vec<PortSpec>,
     pub main_core: u32,
-    pub pmd_cores: Vec<u32>,
+    pub pmd_cores: Vec<Lcore>,
     pub rxq_affinity: Vec<RxqAffinity>,
     pub fdb_size: usize,
     pub fdb_aging_s: u32,
@@ -440,12 +460,30 @@ impl Config {
         if self.pmd_cores.is_empty() {
             bail!("--pmd-cores: at least one PMD core is needed");
         }
-        for c in &self.pmd_cores {
-            if !allowed.contains(c) {
-                bail!("--pmd-cores: core {c} is not available (available: {allowed:?})");
+        for l in &self.pmd_cores {
+            if !allowed.contains(&l.cpu) {
+                bail!(
+                    "--pmd-cores: CPU {} (lcore {}) is not available (available: {allowed:?})",
+                    l.cpu,
+                    l.id
+                );
             }
-            if *c == self.main_core {
-                bail!("--pmd-cores: core {c} is the main core; PMD cores must be dedicated");
+            if l.cpu == self.main_core {
+                bail!(
+                    "--pmd-cores: lcore {} runs on CPU {}, the main core; PMD cores must be dedicated",
+                    l.id,
+                    l.cpu
+                );
+            }
+            if l.id == self.main_core {
+                bail!(
+                    "--pmd-cores: lcore {} is the main core's lcore id (--main-core {}); give the \
+                     PMD thread another id, e.g. {}@{}",
+                    l.id,
+                    self.main_core,
+                    MAX_LCORE - 1,
+                    l.cpu
+                );
             }
         }
         for a in &self.rxq_affinity {
@@ -462,11 +500,11 @@ impl Config {
                     a.queue
                 );
             }
-            if !self.pmd_cores.contains(&a.core) {
+            if !self.pmd_cores.iter().any(|l| l.id == a.core) {
                 bail!(
-                    "--rxq-affinity: core {} is not a PMD core (--pmd-cores {:?})",
+                    "--rxq-affinity: core {} is not a PMD lcore (--pmd-cores {})",
                     a.core,
-                    self.pmd_cores
+                    self.pmd_lcore_list()
                 );
             }
         }
@@ -486,20 +524,24 @@ impl Config {
                 .check_clockid(g.list.clockid())
                 .map_err(|e| anyhow!("--gcl {}={}: {e}", g.port, g.path.display()))?;
         }
-        if !self.gcls.is_empty() && self.pmd_cores.len() > 1 {
-            bail!(
-                "--gcl needs a single PMD core for now (the gate's wire model belongs to the one \
-                 core that transmits on the port); got --pmd-cores {:?}",
-                self.pmd_cores
-            );
-        }
         if self.fdb_size == 0 || self.fdb_size > 1 << 24 {
             bail!("--fdb-size must be between 1 and {}", 1 << 24);
         }
         Ok(())
     }
 
+    /// `--pmd-cores` as DPDK's `--lcores` writes it: `1@1,2@1`.
+    pub fn pmd_lcore_list(&self) -> String {
+        let l: Vec<String> = self
+            .pmd_cores
+            .iter()
+            .map(|l| format!("{}@{}", l.id, l.cpu))
+            .collect();
+        l.join(",")
+    }
+
     /// Rx queues per PMD core: round-robin over (port, queue), then the pinned ones moved.
+    /// Returns (lcore id, port index, queue).
     pub fn rxq_assignment(&self) -> Vec<(u32, usize, u16)> {
         let mut out = Vec::new();
         let mut next = 0usize;
@@ -512,7 +554,7 @@ impl Config {
                 {
                     Some(a) => a.core,
                     None => {
-                        let c = self.pmd_cores[next % self.pmd_cores.len()];
+                        let c = self.pmd_cores[next % self.pmd_cores.len()].id;
                         next += 1;
                         c
                     }
@@ -596,11 +638,25 @@ mod tests {
 
     #[test]
     fn core_lists() {
-        assert_eq!(parse_core_list("1").unwrap(), vec![1]);
-        assert_eq!(parse_core_list("1-3,5").unwrap(), vec![1, 2, 3, 5]);
-        for bad in ["", "1-", "3-1", "a", "1,1"] {
+        let ids = |s: &str| -> Vec<(u32, u32)> {
+            parse_core_list(s)
+                .unwrap()
+                .iter()
+                .map(|l| (l.id, l.cpu))
+                .collect()
+        };
+        assert_eq!(ids("1"), [(1, 1)]);
+        assert_eq!(ids("1-3,5"), [(1, 1), (2, 2), (3, 3), (5, 5)]);
+        // DPDK's LCORE@CPU: two PMD threads on CPU 1, mixed with the plain form.
+        assert_eq!(ids("1@1,2@1"), [(1, 1), (2, 1)]);
+        assert_eq!(ids("3,7@1"), [(3, 3), (7, 1)]);
+        for bad in [
+            "", "1-", "3-1", "a", "1,1", "1@", "@1", "1@x", "1-2@1", "2@1,2@0", "128",
+        ] {
             assert!(parse_core_list(bad).is_err(), "{bad}");
         }
+        let e = parse_core_list("2@1,2@0").unwrap_err().to_string();
+        assert!(e.contains("lcore 2 twice"), "{e}");
     }
 
     #[test]
@@ -609,5 +665,48 @@ mod tests {
         assert_eq!((a.port.as_str(), a.queue, a.core), ("h1", 1, 3));
         assert!("h1=3".parse::<RxqAffinity>().is_err());
         assert!("h1:x=3".parse::<RxqAffinity>().is_err());
+    }
+
+    /// A configuration of two ports on `pmd` lcores, main core 0.
+    fn two_ports(pmd: &str, affinity: &[&str]) -> Config {
+        Config {
+            ports: vec![
+                PortSpec::parse("h1=dpdk:net_null0").unwrap(),
+                PortSpec::parse("h2=dpdk:net_null1").unwrap(),
+            ],
+            main_core: 0,
+            pmd_cores: parse_core_list(pmd).unwrap(),
+            rxq_affinity: affinity.iter().map(|a| a.parse().unwrap()).collect(),
+            fdb_size: 1024,
+            fdb_aging_s: 300,
+            ctl_path: "/nonexistent/ctl.sock".into(),
+            ctl_group: None,
+            mbufs: 1024,
+            mem_mb: 64,
+            dpdk_log_level: 5,
+            gcls: Vec::new(),
+            clock: Default::default(),
+            tc_rules: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn lcores_sharing_a_cpu_take_rx_queues_by_lcore_id() {
+        if !allowed_cores().contains(&1) {
+            eprintln!("skipped: CPU 1 is not available here");
+            return;
+        }
+        let c = two_ports("1@1,2@1", &["h1:0=2", "h2:0=1"]);
+        c.validate().unwrap();
+        assert_eq!(c.rxq_assignment(), [(2, 0, 0), (1, 1, 0)]);
+        assert_eq!(c.pmd_lcore_list(), "1@1,2@1");
+        for (pmd, aff, want) in [
+            ("1@1,2@1", "h1:0=3", "core 3 is not a PMD lcore"),
+            ("0@1", "h1:0=0", "lcore 0 is the main core's lcore id"),
+            ("1@0", "h1:0=1", "lcore 1 runs on CPU 0, the main core"),
+        ] {
+            let e = two_ports(pmd, &[aff]).validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{pmd} {aff}: {e}");
+        }
     }
 }

@@ -1,15 +1,17 @@
 //! The per-core poll-mode loop, top to bottom as in DPDK's l2fwd:
 //! take a new port set if one was posted, poll an rx queue, forward each frame (and classify it
-//! when its egress port is gated), buffer it per egress port or in that port's gate stage,
-//! release what the gates allow, transmit.
+//! when its egress port is gated), buffer it per egress port, in that port's gate stage, or on
+//! the ring to the core that owns the port's gate; take what other cores handed over for the
+//! gates this core owns; release what the gates allow, transmit.
 //! A PMD core never blocks, allocates, logs or makes a syscall on this path.
-use crate::classify::Classifier;
+use crate::classify::{Classifier, Tc};
 use crate::clock::{Clock, TscClock};
 use crate::dpdk::{Burst, Mbuf, Mempool};
 use crate::fdb::Fdb;
 use crate::forward::{retag, FrameVlan, Verdict, L2, MAX_PORTS};
 use crate::port::{RxPort, TxPort};
 use crate::stats::{CoreStats, DropReason};
+use crate::tas::handoff::{Consumer, Producer};
 use crate::tas::mailbox::Slot;
 use crate::tas::{GateStage, DEFAULT_TXQ};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -92,19 +94,24 @@ pub struct PmdCore {
     pending_txq: Vec<u16>,
     pub stats: Arc<CoreStats>,
     pub shared: Arc<Shared>,
-    /// Per egress port: the 802.1Qbv gate stage, if the port has a GCL (this core is then the
-    /// only one transmitting to it).
+    /// Per egress port: the 802.1Qbv gate stage, if the port has a GCL and this core owns it
+    /// (this core is then the only one transmitting to the port).
     pub gates: Vec<Option<GateStage<Mbuf>>>,
-    /// The ports that have a gate stage (released every iteration).
+    /// The ports whose gate stage this core runs (released every iteration).
     pub gated: Vec<u16>,
+    /// Per egress port: the ring to the core that owns the port's gate, if another core does.
+    pub handoff: Vec<Option<Producer<(Mbuf, Tc)>>>,
+    /// The rings from other cores into the gates this core owns: (gated port, ring).
+    pub inbound: Vec<(u16, Consumer<(Mbuf, Tc)>)>,
     /// The gates' time base (TSC interpolating the reference clock).
     pub clock: Option<TscClock>,
     /// `clock` read once per iteration.
     now_ns: u64,
-    /// Bit p: port p's gate stage queues frames (it is not bypassed). A stage's bypass can only
-    /// change in its `release` (a new list, queues drained), so this is exact from one release
-    /// to the next, and a frame to a port tests one bit instead of the stage.
-    queuing: u64,
+    /// Bit p: a frame to port p goes through its gate: the stage here queues frames (it is not
+    /// bypassed), or another core owns the port's gate. A stage's bypass can only change in its
+    /// `release` (a new list, queues drained), so this is exact from one release to the next,
+    /// and a frame to a port tests one bit instead of the stage.
+    gating: u64,
 }
 
 /// Where a frame came from: its class depends on the ingress port and queue.
@@ -133,9 +140,11 @@ impl PmdCore {
             shared,
             gates: (0..MAX_PORTS).map(|_| None).collect(),
             gated: Vec::new(),
+            handoff: (0..MAX_PORTS).map(|_| None).collect(),
+            inbound: Vec::new(),
             clock: None,
             now_ns: 0,
-            queuing: 0,
+            gating: 0,
         }
     }
 
@@ -145,18 +154,24 @@ impl PmdCore {
         let shared = self.shared.clone();
         for &p in &self.gated {
             if let Some(stage) = &self.gates[usize::from(p)] {
-                self.queuing |= u64::from(!stage.bypass()) << p;
+                self.gating |= u64::from(!stage.bypass()) << p;
             }
         }
+        for (p, h) in self.handoff.iter().enumerate() {
+            self.gating |= u64::from(h.is_some()) << p;
+        }
+        let stall = crate::dpdk::tsc_hz().saturating_mul(crate::stats::STALL_NS) / 1_000_000_000;
         let mut t0 = crate::dpdk::rdtsc();
         let mut was_busy = false;
         while !shared.stop.load(Ordering::Relaxed) {
-            // One TSC read per iteration: it ends the last one (busy or idle cycles) and, with
-            // gates, is this one's time.
+            // One TSC read per iteration: it ends the last one (busy, idle, or off its CPU) and,
+            // with gates, is this one's time.
             let t = crate::dpdk::rdtsc();
             let spent = t.wrapping_sub(t0);
             t0 = t;
-            if was_busy {
+            if spent > stall {
+                self.stats.stalled_cycles.add(spent);
+            } else if was_busy {
                 self.stats.busy_cycles.add(spent);
             } else {
                 self.stats.idle_cycles.add(spent);
@@ -201,7 +216,11 @@ impl PmdCore {
                 // 3. transmit what this burst produced
                 self.flush(dirty, true);
             }
-            // 4. schedule: release what the gates allow now, and transmit it
+            // 4. take what other cores forwarded to the gated ports this core owns
+            for k in 0..self.inbound.len() {
+                busy |= self.take_handoff(k);
+            }
+            // 5. schedule: release what the gates allow now, and transmit it
             let mut fresh = false;
             for k in 0..self.gated.len() {
                 let p = usize::from(self.gated[k]);
@@ -229,8 +248,8 @@ impl PmdCore {
                     }
                     drop(pending.push(m));
                 });
-                self.queuing &= !(1 << p);
-                self.queuing |= u64::from(!stage.bypass()) << p;
+                self.gating &= !(1 << p);
+                self.gating |= u64::from(!stage.bypass()) << p;
                 if released > 0 {
                     busy = true;
                     self.flush(1 << p, false);
@@ -259,8 +278,9 @@ impl PmdCore {
         debug_assert!(unread.is_none(), "the previous port set was not taken back");
     }
 
-    /// Puts `m` on `out`'s pending burst with the tag that port needs, or into its gate stage
-    /// when the port is gated; returns the dirty bit.
+    /// Puts `m` on `out`'s pending burst with the tag that port needs, or, when the port is
+    /// gated, classifies it (here, where its ingress port's classifier is) and puts it into the
+    /// port's gate stage or on the ring to the core that owns that; returns the dirty bit.
     #[inline]
     fn enqueue(&mut self, out: u16, mut m: Mbuf, fv: FrameVlan, from: Origin) -> u64 {
         let want = self.ports.l2.egress_tci(out, fv);
@@ -269,18 +289,32 @@ impl PmdCore {
             return 0;
         }
         let o = usize::from(out);
-        if self.queuing & (1 << o) != 0 {
+        if self.gating & (1 << o) != 0 {
+            let tc = self.ports.classifiers[usize::from(from.port)].classify(
+                m.data(),
+                fv.tagged.then_some(fv.pcp),
+                from.queue,
+            );
+            // (The bit is set only for ports with a stage here or a ring to their owner.)
             if let Some(stage) = self.gates[o].as_mut() {
-                let tc = self.ports.classifiers[usize::from(from.port)].classify(
-                    m.data(),
-                    fv.tagged.then_some(fv.pcp),
-                    from.queue,
-                );
                 // A refusal (queue full, frame too long for any window) is counted by the stage.
                 let _ = stage.enqueue(m, tc, self.now_ns);
-                return 0;
+            } else if let Some(ring) = self.handoff[o].as_mut() {
+                if let Err((m, _)) = ring.push((m, tc)) {
+                    drop(m);
+                    self.stats.count_drop(out, DropReason::HandoffFull, 1);
+                }
             }
+            return 0;
         }
+        self.transmit(out, m)
+    }
+
+    /// Puts `m` on `out`'s pending burst (transmitting the burst first if it is full); returns
+    /// the dirty bit.
+    #[inline]
+    fn transmit(&mut self, out: u16, m: Mbuf) -> u64 {
+        let o = usize::from(out);
         if self.pending[o].is_full() {
             self.flush(1 << out, true);
         }
@@ -289,6 +323,30 @@ impl PmdCore {
             self.stats.count_drop(out, DropReason::TxFull, 1);
         }
         1 << out
+    }
+
+    /// Takes the frames inbound ring `k` holds (at most its capacity: a producer that keeps
+    /// pushing cannot hold this core here) into the port's gate stage, or, while the stage is
+    /// bypassed, straight to the port's tx burst; classified by the core that received them,
+    /// in the order it forwarded them. Returns whether there were any.
+    fn take_handoff(&mut self, k: usize) -> bool {
+        let port = self.inbound[k].0;
+        let p = usize::from(port);
+        let (mut dirty, mut got) = (0, 0usize);
+        for _ in 0..self.inbound[k].1.capacity() {
+            let Some((m, tc)) = self.inbound[k].1.pop() else {
+                break;
+            };
+            got += 1;
+            match self.gates[p].as_mut() {
+                Some(stage) if self.gating & (1 << p) != 0 => {
+                    let _ = stage.enqueue(m, tc, self.now_ns);
+                }
+                _ => dirty |= self.transmit(port, m),
+            }
+        }
+        self.flush(dirty, true);
+        got > 0
     }
 
     /// Sends a copy to every port in `mask` but the last, which gets the original.

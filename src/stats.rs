@@ -45,6 +45,7 @@ drop_reasons! {
     NoEgress => "no_egress", "No other port carries its VLAN.";
     TxFull => "tx_full", "The egress queue did not take it.";
     NoMbuf => "no_mbuf", "No buffer left to copy it for flooding or tagging.";
+    HandoffFull => "handoff_full", "The ring to the core that owns the egress port's gate was full.";
 }
 
 const NREASONS: usize = DropReason::ALL.len();
@@ -70,7 +71,16 @@ pub struct CoreStats {
     /// pmd-stats-show): busy cycles per packet is the core's processing cost, whatever the load.
     pub busy_cycles: Counter,
     pub idle_cycles: Counter,
+    /// TSC cycles of iterations so long (over [`STALL_NS`]) that the thread cannot have been
+    /// running them: another thread had its CPU (two lcores on one CPU, the host's steal).
+    /// Counted apart so that busy share and cycles per packet stay those of the loop itself.
+    pub stalled_cycles: Counter,
 }
+
+/// An iteration longer than this was not spent in the loop: no iteration's work takes a
+/// millisecond (a full burst from every rx queue takes tens of microseconds), while the
+/// scheduler's slices for threads sharing a CPU last milliseconds.
+pub const STALL_NS: u64 = 1_000_000;
 
 impl CoreStats {
     pub fn new() -> CoreStats {
@@ -80,6 +90,7 @@ impl CoreStats {
             busy_iterations: Counter::default(),
             busy_cycles: Counter::default(),
             idle_cycles: Counter::default(),
+            stalled_cycles: Counter::default(),
         }
     }
     #[inline]

@@ -126,6 +126,25 @@ fn bad_core_lists() {
         &[&["main"], &["pmd"]],
         BOUND,
     );
+    // DPDK's LCORE@CPU form: a bad CPU, an lcore named twice, the main core's lcore id.
+    expect_error(
+        "lcore-bad-cpu",
+        &["--port", NULL_PORT, "--pmd-cores", "1@1,2@x"],
+        &[&["1@1,2@x"], &["lcore@cpu"]],
+        BOUND,
+    );
+    expect_error(
+        "lcore-twice",
+        &["--port", NULL_PORT, "--pmd-cores", "1@1,1@1"],
+        &[&["lcore 1 twice"]],
+        BOUND,
+    );
+    expect_error(
+        "lcore-main-id",
+        &["--port", NULL_PORT, "--pmd-cores", "0@1"],
+        &[&["lcore 0"], &["main core's lcore id"]],
+        BOUND,
+    );
 }
 
 #[test]

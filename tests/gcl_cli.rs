@@ -548,18 +548,6 @@ fn expect_switch_error(name: &str, args: &[&str], needles: &[&[&str]], bound: Du
     );
 }
 
-/// CPUs this process may run on.
-fn available_cpus() -> usize {
-    // SAFETY: a zeroed cpu_set_t is valid; the kernel fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return 0;
-        }
-        libc::CPU_COUNT(&set) as usize
-    }
-}
-
 #[test]
 fn switch_gcl_errors() {
     let s = Scratch::new("swgcl");
@@ -640,41 +628,6 @@ fn switch_gcl_errors() {
         &[&["p0", bad]],
         BOUND,
     );
-    // Two PMD cores with a GCL. On a 2-CPU machine there is no third core for --main-core, so
-    // the core list itself is what gets rejected (still before any core spins).
-    if available_cpus() >= 3 {
-        expect_switch_error(
-            "gcl-two-pmd-cores",
-            &[
-                "--port",
-                NULL_PORT,
-                "--gcl",
-                &arg,
-                "--main-core",
-                "0",
-                "--pmd-cores",
-                "1-2",
-            ],
-            &[&["--gcl"], &["single PMD core"]],
-            BOUND,
-        );
-    } else {
-        expect_switch_error(
-            "gcl-two-pmd-cores",
-            &[
-                "--port",
-                NULL_PORT,
-                "--gcl",
-                &arg,
-                "--main-core",
-                "0",
-                "--pmd-cores",
-                "0-1",
-            ],
-            &[&["--pmd-cores"]],
-            BOUND,
-        );
-    }
 }
 
 #[test]

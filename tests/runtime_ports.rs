@@ -350,7 +350,7 @@ fn a_gated_port_is_not_deleted() {
     )
     .unwrap();
     let arg = format!("h2={}", gcl.display());
-    lab.start_switch(&[("h1", ""), ("h2", "")], &["--gcl", &arg]);
+    lab.start_switch(&[("h1", ""), ("h2", "speed=1000")], &["--gcl", &arg]);
     let sw = lab.switch();
     refused(sw, &["port", "del", "h2"], "gate control list");
     assert_eq!(port_names(sw), ["h1", "h2"], "the refusal changed nothing");

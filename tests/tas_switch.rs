@@ -15,6 +15,7 @@
 
 mod common;
 
+use common::tas::*;
 use common::*;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -42,161 +43,10 @@ const EARLY_NS: i64 = 20_000;
 
 const TAG: &[u8; 4] = b"TSNQ";
 
-// ---------------------------------------------------------------------------------------------
-// Clocks, CPUs
-// ---------------------------------------------------------------------------------------------
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn realtime_ns() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
-
-/// CLOCK_TAI − CLOCK_REALTIME (ns): the kernel's TAI offset, whole seconds (0 unless set).
-fn tai_offset_ns() -> i64 {
-    let mut best = i64::MAX;
-    let mut off = 0;
-    for _ in 0..5 {
-        let a = clock_ns(libc::CLOCK_REALTIME);
-        let t = clock_ns(libc::CLOCK_TAI);
-        let b = clock_ns(libc::CLOCK_REALTIME);
-        let width = (b - a) as i64;
-        if width < best {
-            best = width;
-            off = t as i64 - (a as i64 + width / 2);
-        }
-    }
-    // The offset is an integral number of seconds: round away the read-out noise.
-    (off as f64 / 1e9).round() as i64 * 1_000_000_000
-}
-
-/// Pins the calling thread to CPU 0 (the PMD core is CPU 1).
-fn pin_cpu0() {
-    // SAFETY: plain syscall on a zeroed-then-filled cpu_set_t for the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn sleep_until_mono(t_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (t_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (t_ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: valid timespec; absolute sleep on CLOCK_MONOTONIC (EINTR: retried by callers' loop).
-    unsafe {
-        libc::clock_nanosleep(
-            libc::CLOCK_MONOTONIC,
-            libc::TIMER_ABSTIME,
-            &ts,
-            std::ptr::null_mut(),
-        );
-    }
-}
-
 /// `t` (TAI ns) relative to the opening of a window at cycle offset `open` (ns): in
 /// [−EARLY_NS, CYCLE − EARLY_NS).
 fn since_open(t_tai: u64, open: u64) -> i64 {
-    let ph = (t_tai + CYCLE_NS - open % CYCLE_NS) % CYCLE_NS;
-    let x = (ph as i64 + EARLY_NS).rem_euclid(CYCLE_NS as i64);
-    x - EARLY_NS
-}
-
-/// Nanoseconds the switch's PMD thread (DPDK's `rte-worker-N`) has waited on a run queue for
-/// its CPU (schedstat `run_delay`): how much the shared machine took from it.
-fn pmd_run_delay_ns(sw: &Switch) -> u64 {
-    let pid = sw.pid().expect("switch running");
-    let mut total = 0;
-    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let p = e.path();
-        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        if comm.starts_with("rte-worker") || comm.starts_with("lcore-worker") {
-            let st = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
-            total += st
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total
-}
-
-/// Nanoseconds the hypervisor has stolen from `cpu` (`/proc/stat` steal, in USER_HZ ticks of
-/// 10 ms): time the vCPU was runnable but the host ran something else. The guest's scheduler does
-/// not see it, so the PMD's run-queue wait misses it; here it is measured at 1-2 % of CPU 1 under
-/// load, in slices long enough to hold a frame a whole cycle.
-fn cpu_steal_ns(cpu: usize) -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let name = format!("cpu{cpu}");
-    stat.lines()
-        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
-        .and_then(|l| l.split_whitespace().nth(8))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |ticks| ticks * 10_000_000)
-}
-
-/// What the shared machine took from the PMD core (CPU 1) over a stretch of a test: its
-/// thread's run-queue wait, and the hypervisor's steal of its vCPU.
-#[derive(Clone, Copy)]
-struct PmdLoss {
-    run_delay_ns: u64,
-    steal_ns: u64,
-}
-
-impl PmdLoss {
-    fn now(sw: &Switch) -> PmdLoss {
-        PmdLoss {
-            run_delay_ns: pmd_run_delay_ns(sw),
-            steal_ns: cpu_steal_ns(1),
-        }
-    }
-
-    fn since(self, before: PmdLoss) -> PmdLoss {
-        PmdLoss {
-            run_delay_ns: self.run_delay_ns.saturating_sub(before.run_delay_ns),
-            steal_ns: self.steal_ns.saturating_sub(before.steal_ns),
-        }
-    }
-
-    /// The PMD had its CPU to itself for all but 1 % of `elapsed`: strict bounds apply.
-    fn quiet(self, elapsed: Duration) -> bool {
-        (self.run_delay_ns + self.steal_ns) * 100 < elapsed.as_nanos() as u64
-    }
-
-    fn describe(self) -> String {
-        format!(
-            "PMD thread waited {:.1} ms for its CPU; hypervisor stole {:.0} ms of CPU 1",
-            self.run_delay_ns as f64 / 1e6,
-            self.steal_ns as f64 / 1e6
-        )
-    }
-}
-
-fn percentile(sorted: &[i64], q: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn us(ns: i64) -> f64 {
-    ns as f64 / 1000.0
+    phase_since_open(t_tai, open, CYCLE_NS, EARLY_NS)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,32 +269,6 @@ fn start(lab: &mut Lab, gcl: &str, h2_opts: &str) {
             panic!("fdb never learned {name}: {fdb:?}");
         }
     }
-}
-
-/// The gate stats of port `port`, per class, from `ctl stats`.
-fn gate(sw: &Switch, port: &str) -> (serde_json::Value, serde_json::Value) {
-    let v = sw.ctl_json("stats").unwrap_or_else(|e| panic!("{e}"));
-    let p = v["ports"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == port))
-        .unwrap_or_else(|| panic!("no port {port} in stats: {v}"))
-        .clone();
-    assert!(
-        p["gate"].is_object(),
-        "port {port} has no gate in stats: {p}"
-    );
-    (p["gate"].clone(), v["clock"].clone())
-}
-
-fn class_counter(g: &serde_json::Value, class: usize, key: &str) -> u64 {
-    g["classes"][class][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("gate stats: class {class} has no counter {key}: {g}"))
-}
-
-/// Counter deltas of one class between two snapshots.
-fn delta(a: &serde_json::Value, b: &serde_json::Value, class: usize, key: &str) -> u64 {
-    class_counter(b, class, key) - class_counter(a, class, key)
 }
 
 /// Sends a frame carrying `seq` on UDP `port` from h1 until h2's socket `rx` gets it: the path
@@ -1130,7 +954,7 @@ sched-entry S 03 1000000
 #[test]
 fn queue_max_sdu_drops_longer_frames_of_its_class_only() {
     let mut lab = Lab::new("tas_sdu");
-    start(&mut lab, GCL_MAX_SDU, "");
+    start(&mut lab, GCL_MAX_SDU, "speed=1000");
     pin_cpu0();
     let (h1, h2, h3) = (lab.host("h1"), lab.host("h2"), lab.host("h3"));
     let tx1 = h1.raw();

@@ -397,8 +397,14 @@ start_C() {
   local dir=$1 kind="vhost-user" args=()
   [ "$C_CLIENT" = 1 ] && kind="vhost-user-client"
   args=(--main-core "$BE_MAIN" --pmd-cores "$BE_PMD" --ctl "$dir/ctl.sock"
-        --port "v0,queues=$CUR_Q=$kind:$dir/s0.sock" --port "v1,queues=$CUR_Q=$kind:$dir/s1.sock")
-  [ -n "$USE_GCL" ] && args+=(--gcl "v1=$USE_GCL")
+        --port "v0,queues=$CUR_Q=$kind:$dir/s0.sock")
+  # A gated vhost-user port needs speed= (a guest's ring has no link speed): 1000, the speed
+  # its wire model ran at before the option was required.
+  if [ -n "$USE_GCL" ]; then
+    args+=(--port "v1,queues=$CUR_Q,speed=1000=$kind:$dir/s1.sock" --gcl "v1=$USE_GCL")
+  else
+    args+=(--port "v1,queues=$CUR_Q=$kind:$dir/s1.sock")
+  fi
   echo "+ $CUR_TSN ${args[*]}" >"$dir/backend.log"
   "${NICE[@]}" "$CUR_TSN" "${args[@]}" </dev/null >>"$dir/backend.log" 2>&1 &
   local be=$!

@@ -2,9 +2,12 @@
 # Precision of the software 802.1Qbv gate, end to end, between network namespaces.
 #
 #   sudo benches/compare/tas_precision.sh [SECONDS]        (default 10)
+#   sudo PMD_CORES=1@1,2@1 benches/compare/tas_precision.sh [SECONDS]
 #
 # Runs target/release/tsn-vswitch (built here) with three af_packet ports h1, h2, h3 on one PMD
-# core (CPU 1), a GCL on h2 (1 ms cycle, base-time 0: class 1 open [0, 200 us), class 0
+# core (CPU 1; or the PMD lcores of PMD_CORES: with two, the first polls h2 and h3 and runs h2's
+# gate, the second polls h1, whose critical frames reach the gate through the hand-off ring),
+# a GCL on h2 (1 ms cycle, base-time 0: class 1 open [0, 200 us), class 0
 # [200 us, 1 ms)), `--tc-rule h1:udp-dst=7000:class=1`, and for SECONDS seconds:
 #   - h1 -> h2 UDP/7000: one 64-byte critical frame every 1.013 ms (the send phase sweeps the
 #     cycle), received in h2 with kernel timestamps (SO_TIMESTAMPNS);
@@ -23,6 +26,13 @@
 set -euo pipefail
 
 SECS=${1:-10}
+PMD_CORES=${PMD_CORES:-1}
+AFF=()
+IFS=, read -ra LC <<< "$PMD_CORES"
+if [ "${#LC[@]}" -ge 2 ]; then
+    A=${LC[0]%%@*} B=${LC[1]%%@*}
+    AFF=(--rxq-affinity "h2:0=$A" --rxq-affinity "h3:0=$A" --rxq-affinity "h1:0=$B")
+fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$CARGO_TARGET_DIR/release/tsn-vswitch
@@ -65,7 +75,7 @@ sched-entry S 02 200000
 sched-entry S 01 800000
 EOF
 
-"$BIN" --main-core 0 --pmd-cores 1 --ctl "$W/ctl.sock" \
+"$BIN" --main-core 0 --pmd-cores "$PMD_CORES" "${AFF[@]}" --ctl "$W/ctl.sock" \
     --port "h1=dpdk:net_af_packet0,iface=${P}r1" \
     --port "h2,speed=100=dpdk:net_af_packet1,iface=${P}r2" \
     --port "h3=dpdk:net_af_packet2,iface=${P}r3" \
@@ -155,7 +165,7 @@ STEAL1=$(steal)
 wait "$FL" "$RX"
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$W" "$SECS" "$LOAD0" "$LOAD1" "$STEAL0" "$STEAL1" "$(getconf CLK_TCK)" <<'EOF'
+python3 - "$W" "$SECS" "$LOAD0" "$LOAD1" "$STEAL0" "$STEAL1" "$(getconf CLK_TCK)" "$PMD_CORES" <<'EOF'
 import json, sys, time
 w, secs, load0, load1 = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 steal = [(int(b) - int(a)) * 1000 // int(sys.argv[7])
@@ -181,7 +191,7 @@ def q(v, x): return v[min(len(v) - 1, round((len(v) - 1) * x))] / 1000
 inwin = sum(1 for x in ph if x < 200_000)
 c0 = [g1["classes"][0][k] - g0["classes"][0][k] for k in ("sent", "held", "dropped_full")]
 print(f"tsn-vswitch software gate, {secs} s, 1 ms cycle, critical window [0, 200 us), "
-      f"best-effort flood at 100 Mb/s model")
+      f"best-effort flood at 100 Mb/s model, --pmd-cores {sys.argv[8]}")
 print(f"load average before {load0}, after {load1} (2 CPUs, shared machine); hypervisor steal "
       f"during the critical flow: CPU 0 {steal[0]} ms, CPU 1 (PMD) {steal[1]} ms")
 print(f"gate release error, class 1 ({sum(b1)} frames): median <= {pct(b1, .5) / 1000:.3f} us, "

@@ -10,7 +10,8 @@
 # script and init.sh, it only checks that the host packages are installed. Installs with apt-get
 # what is missing: qemu-system-x86 (QEMU 7.2), busybox-static, cpio, and two tools copied into the
 # guest with their shared libraries: ethtool (multiqueue: `ethtool -L eth0 combined N`,
-# `ethtool -S eth0`) and netcat-openbsd as nc.openbsd (busybox-static's nc has no UDP).
+# `ethtool -S eth0`), netcat-openbsd as nc.openbsd (busybox-static's nc has no UDP) and tcpdump
+# (kernel receive timestamps in the guest).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +25,7 @@ exec 9>"$OUT/.lock"
 flock 9
 
 # --- host packages ------------------------------------------------------------------------------
-PKGS=(qemu-system-x86 busybox-static cpio ethtool netcat-openbsd xz-utils zstd)
+PKGS=(qemu-system-x86 busybox-static cpio ethtool netcat-openbsd tcpdump xz-utils zstd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -125,6 +126,9 @@ copy_with_libs() {
 }
 copy_with_libs "$(command -v ethtool || echo /usr/sbin/ethtool)" /usr/sbin/ethtool
 copy_with_libs /bin/nc.openbsd /usr/bin/nc.openbsd
+# Kernel receive timestamps of frames as the guest sees them (`tcpdump -tt
+# --time-stamp-precision=nano`: the packet socket's software rx timestamp).
+copy_with_libs "$(command -v tcpdump || echo /usr/bin/tcpdump)" /usr/bin/tcpdump
 # ld.so is found through /lib64 and /lib/x86_64-linux-gnu; make both paths resolve.
 if [ -f "$R/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" ] && [ ! -e "$R/lib64/ld-linux-x86-64.so.2" ]; then
   cp "$R/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$R/lib64/"

@@ -6,6 +6,7 @@ use super::publish::{CoreLink, Retiring};
 use super::vhost::serve_vhost;
 use crate::classify::TcRule;
 use crate::clock::{Calibrator, ClockSpec};
+use crate::config::Lcore;
 use crate::ctl::CtlServer;
 use crate::dpdk::Mempool;
 use crate::pmd::Shared;
@@ -23,8 +24,8 @@ pub(super) struct ControlLoop {
     pub(super) shared: Arc<Shared>,
     pub(super) pool: Arc<Mempool>,
     pub(super) calibrator: Calibrator,
-    /// The lcore of each PMD core, in the order of `core_stats`.
-    pub(super) pmd_lcores: Vec<u32>,
+    /// The lcore (id and CPU) of each PMD core, in the order of `core_stats`.
+    pub(super) pmd_lcores: Vec<Lcore>,
     /// Which PMD core polls which rx queue: (lcore, port id, queue). Kept up to date when ports
     /// come and go; `ctl show pmd` reads it.
     pub(super) rxq_map: Vec<(u32, u16, u16)>,
@@ -51,7 +52,7 @@ pub(super) struct ControlLoop {
 pub(super) struct Start {
     pub(super) ports: Vec<Port>,
     pub(super) rxq_map: Vec<(u32, u16, u16)>,
-    pub(super) lcores: Vec<u32>,
+    pub(super) lcores: Vec<Lcore>,
     pub(super) core_stats: Vec<Arc<CoreStats>>,
     pub(super) shared: Arc<Shared>,
     pub(super) pool: Arc<Mempool>,
@@ -72,7 +73,7 @@ impl ControlLoop {
             pmd_lcores: s.lcores.clone(),
             rxq_map: s.rxq_map,
             baseline: Default::default(),
-            cores: s.lcores.into_iter().map(CoreLink::new).collect(),
+            cores: s.lcores.iter().map(|l| CoreLink::new(l.id)).collect(),
             gen: 0,
             retiring: Vec::new(),
             clock_port: match &s.clock {
@@ -155,7 +156,8 @@ impl ControlLoop {
             if let Some(g) = &mut p.gate {
                 g.collect();
                 g.advance(now_ns);
-                if p.spec.speed_mbps.is_none() && p.link.1 > 0 {
+                // (Only NICs get here without speed=: their negotiated speed, once known.)
+                if p.spec.speed_mbps.is_none() && p.link.1 > 0 && p.link.1 != u32::MAX {
                     g.set_link_speed(u64::from(p.link.1) * 1_000_000);
                 }
             }

@@ -29,6 +29,12 @@ use ports::{open_port, Backend, Port};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// Frames one PMD core may have in flight to the owner of one gated port. The owner drains its
+/// rings every iteration, so they fill only while it is off its CPU (another lcore on the same
+/// CPU runs for a scheduler slice of a few ms: 512 frames is ~6 ms at 80 kpps of 1500-byte
+/// frames, a gigabit wire's worth); the gate's own queues (256 per class) do the queuing.
+const HANDOFF_RING: usize = 512;
+
 /// Turns the command line into a validated configuration (no side effects).
 pub fn build_config(a: &RunArgs) -> Result<Config> {
     let mut ports = if a.ports.is_empty() {
@@ -90,7 +96,7 @@ pub fn run(cfg: Config) -> Result<()> {
         .collect();
     let eal = Eal::init(&EalConfig {
         main_core: cfg.main_core,
-        pmd_cores: cfg.pmd_cores.clone(),
+        pmd_lcores: cfg.pmd_cores.iter().map(|l| (l.id, l.cpu)).collect(),
         pci,
         log_level: cfg.dpdk_log_level,
         mem_mb: cfg.mem_mb,
@@ -137,7 +143,18 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
     let calibrator = Calibrator::new(reference, Tsc, dpdk::tsc_hz())
         .with_context(|| format!("--clock {}", cfg.clock))?;
 
-    // Gate stages: one per gated egress port, owned by the (single) PMD core.
+    // Which PMD core polls which rx queue (--rxq-affinity, else round-robin).
+    let rxq_map: Vec<(u32, u16, u16)> = cfg
+        .rxq_assignment()
+        .into_iter()
+        .map(|(lcore, p, q)| {
+            tracing::info!(port = %cfg.ports[p].name, queue = q, core = lcore, "rx queue assigned");
+            (lcore, p as u16, q)
+        })
+        .collect();
+
+    // Gate stages: one per gated egress port, run by the core that polls the port's rx queue 0
+    // (its owner; `--rxq-affinity NAME:0=LCORE` chooses it). Other cores hand it their frames.
     let mut stages: Vec<Option<GateStage<dpdk::Mbuf>>> = (0..ports.len()).map(|_| None).collect();
     for g in &cfg.gcls {
         let i = ports
@@ -148,10 +165,9 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
             tracing::warn!(port = %g.port, "GCL {w}");
         }
         let p = &mut ports[i];
-        let mbps = match p.spec.speed_mbps {
-            Some(s) => s,
-            None if p.link.1 > 0 => p.link.1,
-            None => 1000,
+        let driver = match &p.backend {
+            Backend::Eth(e) => Some(e.info()?.driver),
+            Backend::Vhost(_) => None,
         };
         if crate::tas::tx_queues_needed(&g.list) > p.tx_queues {
             anyhow::bail!(
@@ -161,6 +177,8 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
                 requests::queues_refusal(&g.port, p.tx_queues)
             );
         }
+        let mbps = crate::tas::gate_link_mbps(driver.as_deref(), p.link.1, p.spec.speed_mbps)
+            .map_err(|e| anyhow::anyhow!("port '{}': {e}", g.port))?;
         let (stage, mut ctl) = GateStage::new(StageConfig::new(u64::from(mbps) * 1_000_000));
         let inst = ctl
             .install(g.list.clone(), calibrator.now_ns())
@@ -173,11 +191,17 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
                 tracing::info!(port = %g.port, "driver offers SEND_ON_TIMESTAMP; this version still gates in software");
             }
         }
+        let owner = rxq_map
+            .iter()
+            .find(|&&(_, port, q)| usize::from(port) == i && q == 0)
+            .map(|e| e.0)
+            .expect("every port has rx queue 0");
         tracing::info!(
-            port = %g.port, file = %g.path.display(), link_mbps = mbps,
+            port = %g.port, file = %g.path.display(), link_mbps = mbps, core = owner,
             start_ns = inst.config_change_time, "gate control list installed"
         );
         p.gate = Some(ctl);
+        p.gate_core = Some(owner);
         stages[i] = Some(stage);
     }
 
@@ -203,14 +227,6 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         .iter()
         .map(|_| Arc::new(CoreStats::new()))
         .collect();
-    let rxq_map: Vec<(u32, u16, u16)> = cfg
-        .rxq_assignment()
-        .into_iter()
-        .map(|(lcore, p, q)| {
-            tracing::info!(port = %cfg.ports[p].name, queue = q, core = lcore, "rx queue assigned");
-            (lcore, p as u16, q)
-        })
-        .collect();
     let mut control = ControlLoop::new(Start {
         ports,
         rxq_map,
@@ -223,23 +239,34 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
         tc_rules: cfg.tc_rules.clone(),
     });
 
-    // PMD cores: each starts on its share of the port set.
+    // PMD cores: each starts on its share of the port set, with the gate stages it owns, and a
+    // ring to the owner of every other gated port.
+    let owners: Vec<Option<u32>> = control
+        .ports
+        .iter()
+        .map(|p| p.as_ref().and_then(|p| p.gate_core))
+        .collect();
     let mut cores: Vec<PmdCore> = Vec::new();
-    for (k, &lcore) in cfg.pmd_cores.iter().enumerate() {
+    for (k, l) in cfg.pmd_cores.iter().enumerate() {
         let ports = control.core_ports_at_start(k);
         let mailbox = control.cores[k].mailbox.clone();
-        let mut c = PmdCore::new(lcore, shared.clone(), core_stats[k].clone(), ports, mailbox);
-        if k == 0 {
-            // Validation allows GCLs with one PMD core only: it owns every stage.
-            for (p, s) in stages.iter_mut().enumerate() {
-                if let Some(stage) = s.take() {
-                    c.gates[p] = Some(stage);
-                    c.gated.push(p as u16);
-                }
-            }
-            c.clock = Some(control.calibrator.clock());
-        }
+        let c = PmdCore::new(l.id, shared.clone(), core_stats[k].clone(), ports, mailbox);
         cores.push(c);
+    }
+    for (p, owner) in owners.iter().enumerate() {
+        let Some(owner) = *owner else { continue };
+        let k = cores
+            .iter()
+            .position(|c| c.lcore == owner)
+            .expect("gate owners are PMD cores");
+        cores[k].gates[p] = stages[p].take();
+        cores[k].gated.push(p as u16);
+        cores[k].clock = Some(control.calibrator.clock());
+        for j in (0..cores.len()).filter(|&j| j != k) {
+            let (tx, rx) = crate::tas::handoff::ring(HANDOFF_RING);
+            cores[j].handoff[p] = Some(tx);
+            cores[k].inbound.push((p as u16, rx));
+        }
     }
 
     let mut ctl = CtlServer::bind(&cfg.ctl_path, cfg.ctl_group.as_ref())?;
@@ -251,7 +278,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop_signal: &AtomicBool) -> Result<()>
     }
     tracing::info!(
         ports = cfg.ports.len(),
-        pmd_cores = ?cfg.pmd_cores,
+        pmd_cores = %cfg.pmd_lcore_list(),
         ctl = %cfg.ctl_path.display(),
         "forwarding"
     );

@@ -40,6 +40,8 @@ pub(super) struct Port {
     pub(super) tx_queues: u16,
     /// The control side of the port's gate stage, if it has a GCL.
     pub(super) gate: Option<GateControl>,
+    /// The lcore that runs the port's gate stage (it polls the port's rx queue 0).
+    pub(super) gate_core: Option<u32>,
     /// Its rx queues not yet handed to a core, and how to make each core's tx path.
     pub(super) queues: PortQueues,
 }
@@ -107,6 +109,7 @@ pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Resu
                 link,
                 tx_queues: ntxq,
                 gate: None,
+                gate_core: None,
                 queues,
             })
         }
@@ -166,6 +169,7 @@ pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Resu
                 link: (false, 0),
                 tx_queues: spec.rxq,
                 gate: None,
+                gate_core: None,
                 queues,
             })
         }

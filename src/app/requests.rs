@@ -29,6 +29,7 @@ struct CoreSnapshot {
     busy_iterations: u64,
     busy_cycles: u64,
     idle_cycles: u64,
+    stalled_cycles: u64,
     packets: u64,
 }
 
@@ -39,6 +40,7 @@ impl CoreSnapshot {
             busy_iterations: c.busy_iterations.get(),
             busy_cycles: c.busy_cycles.get(),
             idle_cycles: c.idle_cycles.get(),
+            stalled_cycles: c.stalled_cycles.get(),
             packets: (0..MAX_PORTS).map(|p| c.ports[p].rx_packets.get()).sum(),
         }
     }
@@ -49,6 +51,7 @@ impl CoreSnapshot {
             busy_iterations: self.busy_iterations.saturating_sub(base.busy_iterations),
             busy_cycles: self.busy_cycles.saturating_sub(base.busy_cycles),
             idle_cycles: self.idle_cycles.saturating_sub(base.idle_cycles),
+            stalled_cycles: self.stalled_cycles.saturating_sub(base.stalled_cycles),
             packets: self.packets.saturating_sub(base.packets),
         }
     }
@@ -281,6 +284,7 @@ impl ControlLoop {
                     "name": p.spec.name,
                     "backend": backend_json(p),
                     "gate": p.gate.as_ref().map(|g| g.stats()),
+                    "gate_core": p.gate_core,
                     "vlan": p.spec.vlan,
                     "link_up": p.link.0,
                     "speed_mbps": p.link.1,
@@ -295,12 +299,15 @@ impl ControlLoop {
         let pmd: Vec<_> = (0..self.core_stats.len())
             .map(|k| {
                 let c = self.core_load(k);
+                let l = self.pmd_lcores.get(k);
                 json!({
-                    "core": self.pmd_lcores.get(k),
+                    "core": l.map(|l| l.id),
+                    "cpu": l.map(|l| l.cpu),
                     "iterations": c.iterations,
                     "busy_iterations": c.busy_iterations,
                     "busy_cycles": c.busy_cycles,
                     "idle_cycles": c.idle_cycles,
+                    "stalled_cycles": c.stalled_cycles,
                 })
             })
             .collect();
@@ -468,11 +475,23 @@ impl ControlLoop {
     fn pmd_rows(&self) -> Vec<PmdRow> {
         (0..self.core_stats.len())
             .map(|k| {
-                let core = self.pmd_lcores.get(k).copied().unwrap_or(k as u32);
+                let (core, cpu) = self
+                    .pmd_lcores
+                    .get(k)
+                    .map_or((k as u32, k as u32), |l| (l.id, l.cpu));
                 let c = self.core_load(k);
-                let all = c.busy_cycles.saturating_add(c.idle_cycles);
+                let ran = c.busy_cycles.saturating_add(c.idle_cycles);
+                let all = ran.saturating_add(c.stalled_cycles);
+                let pct = |part: u64, whole: u64| {
+                    if whole == 0 {
+                        0.0
+                    } else {
+                        part as f64 * 100.0 / whole as f64
+                    }
+                };
                 PmdRow {
                     core,
+                    cpu,
                     rxqs: self
                         .rxq_map
                         .iter()
@@ -482,15 +501,18 @@ impl ControlLoop {
                             queue,
                         })
                         .collect(),
-                    busy_pct: if all == 0 {
-                        0.0
-                    } else {
-                        c.busy_cycles as f64 * 100.0 / all as f64
-                    },
+                    gates: self
+                        .ports()
+                        .filter(|(_, p)| p.gate_core == Some(core))
+                        .map(|(_, p)| p.spec.name.clone())
+                        .collect(),
+                    busy_pct: pct(c.busy_cycles, ran),
+                    on_cpu_pct: pct(ran, all),
                     packets: c.packets,
                     cycles_per_packet: c.busy_cycles.checked_div(c.packets).unwrap_or(0),
                     busy_cycles: c.busy_cycles,
                     idle_cycles: c.idle_cycles,
+                    stalled_cycles: c.stalled_cycles,
                     iterations: c.iterations,
                 }
             })

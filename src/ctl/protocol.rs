@@ -109,16 +109,26 @@ pub struct RxqRow {
 /// One PMD core in `show pmd`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PmdRow {
+    /// The lcore id.
     pub core: u32,
+    /// The CPU it runs on (several lcores may share one: `--pmd-cores 1@1,2@1`).
+    pub cpu: u32,
     pub rxqs: Vec<RxqRow>,
-    /// Busy cycles / all cycles, in percent (0 when the core has not run yet).
+    /// The gated ports whose gate stage this core runs.
+    pub gates: Vec<String>,
+    /// Busy cycles / cycles spent in the loop, in percent (0 when the core has not run yet).
     pub busy_pct: f64,
+    /// Cycles spent in the loop / wall-clock cycles, in percent: below 100 when the thread was
+    /// off its CPU (another lcore on the same CPU, the host's steal).
+    pub on_cpu_pct: f64,
     /// Frames received by the core.
     pub packets: u64,
     /// Busy cycles per received frame (0 without frames).
     pub cycles_per_packet: u64,
     pub busy_cycles: u64,
     pub idle_cycles: u64,
+    /// Cycles of iterations too long to have been spent in the loop (the thread was off its CPU).
+    pub stalled_cycles: u64,
     pub iterations: u64,
 }
 

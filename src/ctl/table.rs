@@ -114,11 +114,21 @@ pub(crate) fn ports(rows: &[PortRow]) -> String {
 pub(crate) fn pmd(rows: &[PmdRow]) -> String {
     let mut t = Table::new(&[
         ("CORE", Right),
+        ("CPU", Right),
         ("RX QUEUES", Left),
+        ("GATES", Left),
         ("BUSY %", Right),
+        ("ON CPU %", Right),
         ("PACKETS", Right),
         ("CYCLES/PKT", Right),
     ]);
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".into()
+        } else {
+            v.join(" ")
+        }
+    };
     for c in rows {
         let q: Vec<String> = c
             .rxqs
@@ -127,12 +137,11 @@ pub(crate) fn pmd(rows: &[PmdRow]) -> String {
             .collect();
         t.row(vec![
             c.core.to_string(),
-            if q.is_empty() {
-                "-".into()
-            } else {
-                q.join(" ")
-            },
+            c.cpu.to_string(),
+            list(q),
+            list(c.gates.clone()),
             format!("{:.1}", c.busy_pct),
+            format!("{:.1}", c.on_cpu_pct),
             c.packets.to_string(),
             c.cycles_per_packet.to_string(),
         ]);
@@ -282,6 +291,7 @@ mod tests {
     fn pmd_table_lists_queues_and_load() {
         let s = pmd(&[PmdRow {
             core: 1,
+            cpu: 1,
             rxqs: vec![
                 RxqRow {
                     port: "h1".into(),
@@ -292,18 +302,24 @@ mod tests {
                     queue: 1,
                 },
             ],
+            gates: vec!["h2".into()],
             busy_pct: 12.345,
+            on_cpu_pct: 49.96,
             packets: 1000,
             cycles_per_packet: 250,
             busy_cycles: 250_000,
             idle_cycles: 1_775_000,
+            stalled_cycles: 2_000_000,
             iterations: 10,
         }]);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines.len(), 2, "{s}");
-        assert!(lines[0].starts_with("CORE  RX QUEUES"), "{s}");
-        assert!(lines[1].contains("h1:0 h2:1"), "{s}");
-        assert!(lines[1].contains("12.3"), "{s}");
+        assert!(lines[0].starts_with("CORE  CPU  RX QUEUES  GATES"), "{s}");
+        assert!(lines[1].contains("h1:0 h2:1  h2"), "{s}");
+        assert!(
+            lines[1].contains("12.3") && lines[1].contains("50.0"),
+            "{s}"
+        );
         assert!(lines[1].ends_with("1000         250"), "{s}");
     }
 

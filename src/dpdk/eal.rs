@@ -11,8 +11,9 @@ static EAL_UP: AtomicBool = AtomicBool::new(false);
 pub struct EalConfig {
     /// The control/housekeeping core (EAL's main lcore).
     pub main_core: u32,
-    /// Busy-polling cores (EAL worker lcores).
-    pub pmd_cores: Vec<u32>,
+    /// Busy-polling threads (EAL worker lcores): (lcore id, CPU). Several lcores may share a
+    /// CPU (DPDK's `--lcores 1@1,2@1`).
+    pub pmd_lcores: Vec<(u32, u32)>,
     /// PCI addresses to allow-list; with none, the PCI bus is not scanned at all.
     pub pci: Vec<String>,
     /// DPDK log level (1 = emergency .. 8 = debug).
@@ -60,17 +61,18 @@ impl Eal {
             ));
         }
         let no_huge = !hugepages_available(cfg.mem_mb);
-        let mut lcores = vec![cfg.main_core];
+        // `--lcores ID@CPU,...` names each lcore and pins its thread; the main lcore's id is
+        // its CPU. (`-l` would tie every lcore id to a CPU of its own.)
+        let mut lcores = vec![format!("{0}@{0}", cfg.main_core)];
         lcores.extend(
-            cfg.pmd_cores
+            cfg.pmd_lcores
                 .iter()
-                .copied()
-                .filter(|&c| c != cfg.main_core),
+                .filter(|&&(id, _)| id != cfg.main_core)
+                .map(|(id, cpu)| format!("{id}@{cpu}")),
         );
-        let lcores: Vec<String> = lcores.iter().map(u32::to_string).collect();
         let mut args: Vec<String> = vec![
             "tsn-vswitch".into(),
-            "-l".into(),
+            "--lcores".into(),
             lcores.join(","),
             "--main-lcore".into(),
             cfg.main_core.to_string(),

@@ -7,7 +7,9 @@
 //! "leave" mean the frame's real start: `start = max(now, wire_free_at)`, `end = start + wire
 //! time ≤ close`. Frames are handed over at most about one maximum frame ahead of the wire
 //! ([`StageConfig::ahead_ns`]), so the NIC's own ring stays shallow and a frame sitting there
-//! cannot miss its window because of frames queued in front of it.
+//! cannot miss its window because of frames queued in front of it; and never across a gate
+//! operation not reached yet, so never while their gate is closed, even when the model says
+//! the wire is busy until it opens (an af_packet port would send the frame at once: early).
 //!
 //! Wire time: `Frame::len()` is the frame as DPDK's `data_len` has it — without FCS (the NIC adds
 //! it). On the wire it takes `max(len, 60) + 4 FCS + 8 preamble/SFD + 12 inter-frame gap` bytes:
@@ -25,9 +27,15 @@
 //! calls `Schedule::install`/`advance`, so it never allocates or frees: gcl's queries answer for
 //! any `t` with the oper and admin lists in place.
 //!
-//! One stage per egress port, run on the one core that transmits to that port: the wire model
-//! is the port's, so several cores transmitting to a gated port would each need the whole wire.
+//! One stage per egress port, run on the one core that transmits to that port (its owner): the
+//! wire model is the port's, so several cores transmitting to a gated port would each need the
+//! whole wire. Other cores hand the frames they forward to a gated port to its owner through a
+//! lock-free ring per (core, port) ([`handoff`]), classified already.
+//!
+//! The wire model is only as good as the speed it runs at: [`gate_link_mbps`] refuses a gated
+//! port whose driver reports a speed that no wire paces, unless `speed=` says what to model.
 
+pub(crate) mod handoff;
 pub(crate) mod mailbox;
 mod ring;
 pub mod stats;
@@ -156,6 +164,78 @@ impl Wire {
         } else {
             len
         }
+    }
+}
+
+/// Drivers that report a link speed no wire enforces: DPDK's virtual devices (a kernel socket,
+/// a TAP, a ring, nothing, a vhost-user peer, a pcap file, shared memory) and paravirtual NICs
+/// (a hypervisor's copy loop). af_packet, tap, ring, null and vhost all report a fixed 10 Gb/s;
+/// frames handed over at that rate reach a kernel, a peer or a guest as fast as they take them,
+/// so the model's windows and guard bands are fiction and a receiver overrun drops frames.
+pub const UNPACED_DRIVERS: &[&str] = &[
+    "net_af_packet",
+    "net_af_xdp",
+    "net_tap",
+    "net_tun",
+    "net_ring",
+    "net_null",
+    "net_vhost",
+    "net_virtio_user",
+    "net_virtio",
+    "net_pcap",
+    "net_memif",
+    "net_vmxnet3",
+    "net_netvsc",
+    "net_vdev_netvsc",
+    "net_kni",
+];
+
+/// DPDK's `RTE_ETH_SPEED_NUM_UNKNOWN`.
+const SPEED_UNKNOWN: u32 = u32::MAX;
+
+/// Why a gated port needs `speed=`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnpacedLink {
+    #[error(
+        "a GCL needs speed=MBPS on {driver} ports: the driver reports {} but nothing paces the \
+         wire at that rate",
+        reported(*.reported_mbps)
+    )]
+    VirtualDevice { driver: String, reported_mbps: u32 },
+    #[error(
+        "a GCL needs speed=MBPS on vhost-user ports: a guest's virtqueue has no link speed, \
+         frames are copied as fast as the guest takes them"
+    )]
+    VhostUser,
+}
+
+fn reported(mbps: u32) -> String {
+    match mbps {
+        0 | SPEED_UNKNOWN => "no speed".into(),
+        n => format!("{n} Mb/s"),
+    }
+}
+
+/// The link speed (Mb/s) a gated port's wire model runs at: `speed=` when given; else what the
+/// driver reports, unless the driver is one of [`UNPACED_DRIVERS`] or the port is a vhost-user
+/// port (`driver` None). A NIC that reports no speed yet (link down) starts at 1000 Mb/s and
+/// follows its link once it comes up.
+pub fn gate_link_mbps(
+    driver: Option<&str>,
+    reported_mbps: u32,
+    configured: Option<u32>,
+) -> Result<u32, UnpacedLink> {
+    if let Some(s) = configured {
+        return Ok(s);
+    }
+    match driver {
+        None => Err(UnpacedLink::VhostUser),
+        Some(d) if UNPACED_DRIVERS.contains(&d) => Err(UnpacedLink::VirtualDevice {
+            driver: d.to_string(),
+            reported_mbps,
+        }),
+        Some(_) if reported_mbps == 0 || reported_mbps == SPEED_UNKNOWN => Ok(1000),
+        Some(_) => Ok(reported_mbps),
     }
 }
 
@@ -683,8 +763,9 @@ impl<F: Frame> GateStage<F> {
     }
 
     /// Hands over up to `room` frames to `out` (the port's tx burst), at `now`: strict priority
-    /// among classes whose gate is open, each frame only if it leaves the wire before its gate
-    /// closes, and no more than [`StageConfig::ahead_ns`] ahead of the wire. Call it once per PMD
+    /// among classes whose gate is open now, each frame only if it leaves the wire before its
+    /// gate closes, and no more than [`StageConfig::ahead_ns`] ahead of the wire nor past the
+    /// next gate operation. Call it once per PMD
     /// iteration for every port with a stage (it also picks up new lists). Returns frames handed.
     #[inline]
     pub fn release(&mut self, now: u64, room: usize, mut out: impl FnMut(F)) -> usize {
@@ -711,7 +792,13 @@ impl<F: Frame> GateStage<F> {
         let mut n = 0;
         'frames: while n < room {
             let start = earliest.max(self.wire_free_at);
-            if start > limit {
+            // Within the look-ahead, and before the next gate operation: the gates that apply
+            // at `start` are those of `now`. Past it the model may find the wire busy until a
+            // gate opens, but a frame handed over then leaves at once wherever the model is only
+            // approximate (a vdev paced by `speed=`, a NIC that drains faster than modelled): it
+            // would be early. And lower classes booked past an opening would pass the class
+            // that opens there.
+            if start > limit || start >= self.gates_next {
                 break;
             }
             let mut cand = self.nonempty;
@@ -746,10 +833,10 @@ impl<F: Frame> GateStage<F> {
     /// as they end before the gate closes; 0 when the head does not (the caller defers it).
     /// Until the next gate operation no gate changes, so no higher class can become eligible
     /// (closed stays closed, a head that did not fit fits even less later): a run needs no
-    /// rescan. The window the run leaves in opened at `open_since`, or (handed ahead of an
-    /// opening) at the next gate operation, the same for every frame of the run; frames enqueued
-    /// in one PMD iteration share their enqueue time too, so their release error and held state
-    /// are counted once per such group, not per frame.
+    /// rescan. The window the run leaves in opened at `open_since` (the gate is open now), the
+    /// same for every frame of the run; frames enqueued in one PMD iteration share their enqueue
+    /// time too, so their release error and held state are counted once per such group, not
+    /// per frame.
     #[inline]
     fn send_run(&mut self, c: usize, run: Run, out: &mut impl FnMut(F)) -> usize {
         let wire = self.wire;
@@ -761,11 +848,8 @@ impl<F: Frame> GateStage<F> {
         if end > run.close {
             return 0;
         }
-        let opened = if self.gates & (1 << c) != 0 {
-            self.open_since[c]
-        } else {
-            self.gates_next
-        };
+        // The caller hands over only classes open now.
+        let opened = self.open_since[c];
         // A frame behind the head starts within the look-ahead and before the next gate
         // operation (the caller's scan handles what comes after it).
         let last_start = run.limit.min(self.gates_next.saturating_sub(1));

@@ -587,9 +587,10 @@ fn wire_time_math() {
 
 #[test]
 fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
-    // Class 0 alone for 10 µs, then classes 0 and 1 for 10 µs. With 20 µs of look-ahead one
-    // release hands over a run of class 0 that reaches past the opening of class 1's gate:
-    // from that instant class 1 must go first (strict priority), then class 0 resumes.
+    // Class 0 alone for 10 µs, then classes 0 and 1 for 10 µs. With 20 µs of look-ahead a
+    // release before class 1's gate opens hands over class 0 only up to the opening (the gate
+    // operation not reached yet); from that instant class 1 goes first (strict priority), then
+    // class 0 resumes.
     let text = "num_tc 2\nmap 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\nbase-time 0\n\
                 sched-entry S 01 10000\nsched-entry S 03 10000\n";
     let mut cfg = StageConfig::new(GBPS);
@@ -607,15 +608,16 @@ fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
     for id in 100..105 {
         enq(&mut s, 1, id);
     }
-    let now = t0 + 5_000;
     let mut order = Vec::new();
-    let mut wire = now;
-    s.release(now, 64, |f| {
-        // Each frame starts when the previous one left the wire (nothing else is sending).
-        let start = wire;
-        wire += wire_time_ns(f.len, GBPS);
-        order.push((f.class, f.id, start));
-    });
+    let mut wire = t0 + 5_000;
+    for now in [t0 + 5_000, open1 - 1, open1] {
+        s.release(now, 64, |f| {
+            // Each frame starts when the previous one left the wire (nothing else is sending).
+            let start = wire.max(now);
+            wire = start + wire_time_ns(f.len, GBPS);
+            order.push((f.class, f.id, start, now));
+        });
+    }
     let first1 = order
         .iter()
         .position(|&(c, ..)| c == 1)
@@ -627,12 +629,12 @@ fn a_gate_opening_inside_the_look_ahead_preempts_a_lower_class_run() {
     assert!(
         order[..first1]
             .iter()
-            .all(|&(c, _, start)| c == 0 && start < open1),
+            .all(|&(c, _, start, _)| c == 0 && start < open1),
         "only class 0, and only before class 1 opens: {order:?}"
     );
     assert!(
-        order[first1].2 >= open1 - wire_time_ns(100, GBPS),
-        "{order:?}"
+        order[first1].2 >= open1 - wire_time_ns(100, GBPS) && order[first1].3 >= open1,
+        "class 1 handed over once its gate is open: {order:?}"
     );
     assert!(
         order[first1..first1 + 5].iter().all(|&(c, ..)| c == 1),
@@ -672,4 +674,71 @@ fn a_queue_map_sends_each_class_to_its_first_queue_and_keeps_the_stage_from_bypa
     let mut got = Vec::new();
     s.release_to_queues(10, 32, |f, q| got.push((f.id, q)));
     assert_eq!(got, [(1, DEFAULT_TXQ)]);
+}
+
+#[test]
+fn a_gated_port_needs_speed_where_no_wire_paces_the_reported_one() {
+    // Given: always that.
+    assert_eq!(
+        gate_link_mbps(Some("net_af_packet"), 10_000, Some(1000)),
+        Ok(1000)
+    );
+    assert_eq!(gate_link_mbps(None, 0, Some(100)), Ok(100));
+    // A NIC's own report; none yet (link down): 1000 until the link comes up.
+    assert_eq!(gate_link_mbps(Some("net_e1000_igb"), 1000, None), Ok(1000));
+    assert_eq!(gate_link_mbps(Some("net_ixgbe"), 0, None), Ok(1000));
+    assert_eq!(gate_link_mbps(Some("net_ixgbe"), u32::MAX, None), Ok(1000));
+    // Virtual devices and vhost-user: refused, naming the option, the driver and its claim.
+    let e = gate_link_mbps(Some("net_af_packet"), 10_000, None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "a GCL needs speed=MBPS on net_af_packet ports: the driver reports 10000 Mb/s but \
+         nothing paces the wire at that rate"
+    );
+    for d in [
+        "net_tap",
+        "net_ring",
+        "net_null",
+        "net_vhost",
+        "net_virtio_user",
+    ] {
+        let e = gate_link_mbps(Some(d), 10_000, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("speed=MBPS") && e.contains(d), "{e}");
+    }
+    let e = gate_link_mbps(Some("net_virtio"), u32::MAX, None).unwrap_err();
+    assert!(e.to_string().contains("reports no speed"), "{e}");
+    let e = gate_link_mbps(None, 0, None).unwrap_err().to_string();
+    assert!(e.contains("speed=MBPS on vhost-user ports"), "{e}");
+}
+
+/// The wire modelled busy up to the very instant a gate opens: the frame waiting for that gate
+/// is still not handed over before it opens (an af_packet port would send it at once, early).
+#[test]
+fn a_frame_is_never_handed_over_while_its_gate_is_closed() {
+    // Class 1 open [0, 200 µs), class 0 [200 µs, 1 ms); the list starts at 1 ms.
+    let text = "num_tc 2\nmap 0 0 0 0 0 1 0 0 0 0 0 0 0 0 0 0\nbase-time 0\n\
+                cycle-time 1000000\nsched-entry S 02 200000\nsched-entry S 01 800000\n";
+    let (mut s, ctl) = stage_with(text, StageConfig::new(GBPS), 0);
+    let open = 3_000_000;
+    // A 1400-byte best-effort frame takes 11 392 ns at 1 Gb/s: handed over at `now` it ends on
+    // the wire exactly when class 1 opens, within the look-ahead (one 1522-byte frame) of now.
+    let now = open - wire_time_ns(1400, GBPS);
+    s.enqueue_class(TestFrame::new(1400, 0, 1), 0, now).unwrap();
+    s.enqueue_class(TestFrame::new(64, 1, 2), 1, now).unwrap();
+    let mut got = Vec::new();
+    assert_eq!(s.release(now, 32, |f| got.push(f.id)), 1);
+    assert_eq!((got.as_slice(), s.wire_free_at()), ([1].as_slice(), open));
+    // The critical frame's modelled start is the opening, but its gate is closed now.
+    for t in [now + 1, open - 1_000, open - 1] {
+        assert_eq!(
+            s.release(t, 32, |f| got.push(f.id)),
+            0,
+            "handed over at {t}"
+        );
+    }
+    assert_eq!(s.release(open, 32, |f| got.push(f.id)), 1);
+    assert_eq!(got, [1, 2]);
+    assert_eq!(ctl.stats().classes[1].sent, 1);
 }

@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod evil;
+pub mod tas;
 pub mod testpmd;
 
 use std::ffi::CString;
