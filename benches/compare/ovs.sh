@@ -2,7 +2,7 @@
 # OVS-DPDK for run.sh (sourced, not run): installed if missing, never as a system service,
 # started per run in a private directory (its own ovsdb, pidfiles, logs, control sockets) and
 # stopped by the pids in its pidfiles. Uses run.sh's log, stop_pid, clean_prefix, wait_for,
-# TAG, MEM, NICE, BE_MAIN, BE_PMD, OVS_VSWITCHD, OVS_SCHEMA, UP_TIMEOUT.
+# TAG, MEM, NICE, AUTOGROUP_NICE, BE_MAIN, BE_PMD, OVS_VSWITCHD, OVS_SCHEMA, UP_TIMEOUT.
 
 OVS_DIR=""
 
@@ -76,6 +76,12 @@ ovs_daemon_start() {
   timeout "$((UP_TIMEOUT + 30))" "${NICE[@]}" "$OVS_VSWITCHD" "$db" --pidfile="$d/vswitchd.pid" --detach \
     --log-file="$d/ovs-vswitchd.log" --unixctl="$d/vswitchd.ctl" >>"$d/ovs-setup.log" 2>&1 \
     || { log "ovs-vswitchd-dpdk did not start (DPDK init?)"; return 1; }
+  # --detach makes it a session leader, so an autogroup of its own: it gets the comparison's
+  # autogroup nice too (run.sh), or it would share its CPU on other terms than A and C.
+  if [ -n "${AUTOGROUP_NICE:-}" ]; then
+    echo "$AUTOGROUP_NICE" >"/proc/$(cat "$d/vswitchd.pid")/autogroup" 2>/dev/null \
+      || log "warning: could not set ovs-vswitchd's autogroup nice"
+  fi
   "${vs[@]}" add-br br0 -- set bridge br0 datapath_type=netdev >>"$d/ovs-setup.log" 2>&1 \
     || { log "ovs-vsctl add-br failed"; return 1; }
 }

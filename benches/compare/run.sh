@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side vhost-user throughput: testpmd's rte_vhost (A), OVS-DPDK (B), tsn-vswitch (C).
 #
-# One dpdk-testpmd frontend with two net_virtio_user ports (io forwarding, tx_first) ping-pongs
-# 64-byte frames through the backend under test, which forwards between its two vhost-user ports
-# on one PMD core. Rounds alternate A B C A B C ...; medians per backend and the ratios C/B, C/A
-# are printed at the end. Run as root. See README.md next to this file.
+# One dpdk-testpmd frontend with two net_virtio_user ports (io forwarding) bounces frames
+# through the backend under test, which forwards between its two vhost-user ports on one PMD
+# core. By default the rings are kept full (`start tx_first N`: N bursts of 32 frames in flight
+# per queue), at 64, 256 and 1518 bytes, with one and two queue pairs per port, plus the
+# 64-frame round trip (one burst in flight, the old default) as a separate row. Rounds
+# alternate backends (A B C A B C ...) and rows; medians per row and backend and the ratios
+# C/A, C/B are printed at the end. Run as root. See README.md next to this file.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,18 +29,31 @@ BE_PMD=1            # backend forwarding / PMD core
 NICE=()             # --nice N: prefix for every process we start
 MEM=256             # MiB of hugepages per DPDK process
 MBUFS=32768         # testpmd's mbuf pool (its default, ~155k mbufs, would not fit in MEM)
+SIZES="64,256,1518" # frame sizes (testpmd --txpkts: bytes without the FCS)
+QUEUES="1,2"        # queue pairs per port
+IN_FLIGHT=8         # saturated rows: bursts of 32 frames in flight per queue (start tx_first N)
+RTT=1               # 1: also the 64-frame round trip row (64 B, 1 queue pair, 1 burst); 2: only it
+D_BIN=""            # D runs this binary instead of C's (A/B of two builds in one run)
 
 usage() {
   cat <<EOF
 usage: $0 [options]        (as root)
-  --rounds N        rounds of A B C (default $ROUNDS)
+  --rounds N        rounds of A B C over every row (default $ROUNDS)
+  --sizes LIST      frame sizes in bytes, FCS excluded (default $SIZES)
+  --queues LIST     queue pairs per port (default $QUEUES)
+  --in-flight N     bursts of 32 frames in flight per queue in the saturated rows (default
+                    $IN_FLIGHT; the rings hold 256): every size x queue pairs is one row
+  --no-rtt          skip the round-trip row (64 B, 1 queue pair, 1 burst = 64 frames in flight)
+  --rtt-only        only the round-trip row (the measurement before issue 12)
   --seconds S       measured seconds per run (default $SECONDS_MEAS)
   --warmup S        seconds skipped after traffic starts (default $WARMUP)
   --only LIST       backends to run, from A,B,C,D (default $ONLY)
                       A = dpdk-testpmd net_vhost (rte_vhost)   B = OVS-DPDK
                       C = tsn-vswitch (target/release/tsn-vswitch)
-                      D = tsn-vswitch with --gcl v1=FILE (needs --gcl)
+                      D = tsn-vswitch with --gcl v1=FILE, or the --d-bin build
   --gcl FILE        the gate control list for D (without D: pass it to C)
+  --d-bin PATH      D runs this tsn-vswitch binary (without --gcl: an A/B of two builds
+                    alternating in one run, --only C,D --tsn-bin OLD --d-bin NEW)
   --c-client        tsn-vswitch ports as vhost-user-client (frontend server=1)
   --keep-logs DIR   copy every log (frontend, backend, OVS) into DIR
   --no-build        do not run cargo build --release (C uses the existing binary)
@@ -51,6 +67,12 @@ EOF
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
+    --sizes) SIZES=$2; shift 2 ;;
+    --queues) QUEUES=$2; shift 2 ;;
+    --in-flight) IN_FLIGHT=$2; shift 2 ;;
+    --no-rtt) RTT=0; shift ;;
+    --rtt-only) RTT=2; shift ;;
+    --d-bin) D_BIN=$(readlink -f "$2"); shift 2 ;;
     --seconds) SECONDS_MEAS=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
@@ -65,10 +87,28 @@ while [ $# -gt 0 ]; do
     *) echo "compare: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in ROUNDS SECONDS_MEAS WARMUP; do
+for v in ROUNDS SECONDS_MEAS WARMUP IN_FLIGHT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "compare: $v must be a number" >&2; exit 2; }
 done
-[ "$SECONDS_MEAS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] || { echo "compare: --rounds/--seconds >= 1" >&2; exit 2; }
+[ "$SECONDS_MEAS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$IN_FLIGHT" -ge 1 ] \
+  || { echo "compare: --rounds/--seconds/--in-flight >= 1" >&2; exit 2; }
+# Rows: SIZE:QUEUE_PAIRS:BURSTS_IN_FLIGHT; saturated ones first, the round trip last.
+ROWS=()
+if [ "$RTT" != 2 ]; then
+  for q in ${QUEUES//,/ }; do
+    [[ $q =~ ^[1-8]$ ]] || { echo "compare: --queues takes 1..8" >&2; exit 2; }
+    for sz in ${SIZES//,/ }; do
+      [[ $sz =~ ^[0-9]+$ ]] && [ "$sz" -ge 64 ] && [ "$sz" -le 1518 ] \
+        || { echo "compare: --sizes takes 64..1518" >&2; exit 2; }
+      ROWS+=("$sz:$q:$IN_FLIGHT")
+    done
+  done
+fi
+[ "$RTT" = 0 ] || ROWS+=("64:1:1")
+[ ${#ROWS[@]} -gt 0 ] || { echo "compare: no rows (--sizes/--queues empty)" >&2; exit 2; }
+row_label() { local sz q n; IFS=: read -r sz q n <<<"$1"
+  if [ "$n" = 1 ] && [ "$q" = 1 ]; then echo "$sz B, 1 queue pair, round trip (64 frames in flight)"
+  else echo "$sz B, $q queue pair$([ "$q" = 1 ] || echo s), $n bursts in flight per queue"; fi; }
 BACKENDS=()
 for b in ${ONLY//,/ }; do
   case "$b" in A|B|C|D) BACKENDS+=("$b") ;; *) echo "compare: --only takes A,B,C,D" >&2; exit 2 ;; esac
@@ -76,7 +116,8 @@ done
 [ ${#BACKENDS[@]} -gt 0 ] || { echo "compare: --only is empty" >&2; exit 2; }
 has() { [[ " ${BACKENDS[*]} " == *" $1 "* ]]; }
 if [ -n "$GCL" ] && [ ! -f "$GCL" ]; then echo "compare: --gcl: no such file" >&2; exit 2; fi
-if has D && [ -z "$GCL" ]; then echo "compare: D needs --gcl FILE" >&2; exit 2; fi
+if [ -n "$D_BIN" ] && [ ! -x "$D_BIN" ]; then echo "compare: --d-bin: not an executable" >&2; exit 2; fi
+if has D && [ -z "$GCL" ] && [ -z "$D_BIN" ]; then echo "compare: D needs --gcl FILE or --d-bin PATH" >&2; exit 2; fi
 # C gets the list only when D is not there to carry it (C alone with --gcl, as before).
 C_GCL=""; has D || C_GCL=$GCL
 USE_GCL=$C_GCL
@@ -95,7 +136,7 @@ if has B; then
   ovs_install
 fi
 
-TSN="${TSN_BIN:-$REPO/target/release/tsn-vswitch}"
+TSN="${TSN_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/tsn-vswitch}"
 if has C || has D; then
   if [ "$BUILD" = 1 ]; then
     log "building tsn-vswitch (cargo build --release)"
@@ -131,6 +172,7 @@ clean_prefix() {      # hugepage files and runtime dir a crashed DPDK process le
 
 stop_all() {
   local p
+  BE_PID=""
   if [ ${#PIDS[@]} -gt 0 ]; then
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
   fi
@@ -147,10 +189,32 @@ stop_all() {
   rm -f "$W"/*.sock 2>/dev/null || true
 }
 
+# With the kernel's autogroup scheduling (sched_autogroup_enabled, on in many distributions),
+# CFS first shares a CPU equally between sessions and only then by nice within one: a build in
+# another terminal gets as much of a CPU as this whole comparison, whatever --nice says. So
+# --nice also sets this session's autogroup nice (/proc/PID/autogroup), restored on exit.
+# The script itself (stats parsing, ctl samples) runs at the same nice as what it measures:
+# at a lower priority it would crawl behind the busy-polling cores of its own session and miss
+# its deadlines (and its share taken is a few ms per second).
+[ ${#NICE[@]} -eq 0 ] || renice -n "${NICE[2]}" -p $$ >/dev/null
+AUTOGROUP_OLD=""
+AUTOGROUP_NICE=""   # set when applied: daemons that start their own session (OVS) get it too
+if [ ${#NICE[@]} -gt 0 ] && [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ] \
+   && [ -w /proc/$$/autogroup ]; then
+  AUTOGROUP_OLD=$(sed -n 's/.* nice \(-\?[0-9]*\).*/\1/p' /proc/$$/autogroup)
+  if echo "${NICE[2]}" >/proc/$$/autogroup 2>/dev/null; then
+    AUTOGROUP_NICE=${NICE[2]}
+    log "autogroup scheduling: this session's group runs at nice ${NICE[2]} (was ${AUTOGROUP_OLD:-?})"
+  else
+    AUTOGROUP_OLD=""
+  fi
+fi
+
 on_exit() {
   local rc=$?
   trap - EXIT INT TERM
   stop_all
+  [ -z "$AUTOGROUP_OLD" ] || echo "$AUTOGROUP_OLD" >/proc/$$/autogroup 2>/dev/null || true
   if [ -n "$KEEP_LOGS" ]; then
     mkdir -p "$KEEP_LOGS" && cp -r "$W"/. "$KEEP_LOGS"/ 2>/dev/null && log "logs kept in $KEEP_LOGS"
   fi
@@ -178,7 +242,8 @@ wait_for() {          # wait_for SECONDS PID_OR_EMPTY CMD...: poll CMD every 0.2
 
 # ---------------------------------------------------------------- the frontend
 # run_frontend RUN_DIR SERVER(0|1) START_HOOK: starts testpmd with two virtio_user ports on
-# RUN_DIR/s0.sock and s1.sock, calls START_HOOK (for backends that must connect after the
+# RUN_DIR/s0.sock and s1.sock (CUR_Q queue pairs each), injects CUR_BURSTS bursts of 32
+# CUR_SIZE-byte frames per queue, calls START_HOOK (for backends that must connect after the
 # frontend listens), waits for WARMUP+SECONDS stats seconds of traffic, stops it, and writes
 # the median forwarded rate (sum of both ports' Rx-pps) in packets/s to RUN_DIR/pps.
 # Everything runs in the main shell (no $(...)), so PIDS always knows what to stop.
@@ -188,12 +253,17 @@ run_frontend() {
   local fe_log="$dir/frontend.log"
   clean_prefix "$pfx"
   : >"$fe_log"
+  # Non-interactive testpmd runs its --cmdline-file once its ports are up, before it would
+  # start forwarding itself: `start tx_first N` starts io forwarding after N txonly bursts on
+  # every stream (one per port and queue), so N bursts per queue circulate from then on.
+  # (`--tx-first` can send only one.) Its own start afterwards just says it already runs.
+  echo "start tx_first $CUR_BURSTS" >"$dir/frontend.cmds"
   "${NICE[@]}" stdbuf -oL -eL dpdk-testpmd --lcores "0@$FE_CORE,1@$FE_CORE" --no-pci --file-prefix="$pfx" \
     -m "$MEM" --single-file-segments \
-    --vdev "net_virtio_user0,path=$dir/s0.sock$srv" \
-    --vdev "net_virtio_user1,path=$dir/s1.sock$srv" \
-    -- --forward-mode=io --nb-cores=1 --total-num-mbufs="$MBUFS" --auto-start --tx-first \
-    --stats-period 1 \
+    --vdev "net_virtio_user0,path=$dir/s0.sock,queues=$CUR_Q$srv" \
+    --vdev "net_virtio_user1,path=$dir/s1.sock,queues=$CUR_Q$srv" \
+    -- --forward-mode=io --nb-cores=1 --rxq="$CUR_Q" --txq="$CUR_Q" --txpkts="$CUR_SIZE" \
+    --total-num-mbufs="$MBUFS" --cmdline-file="$dir/frontend.cmds" --stats-period 1 --record-core-cycles \
     </dev/null >"$fe_log" 2>&1 &
   local fe=$!
   PIDS+=("$fe")
@@ -211,11 +281,19 @@ run_frontend() {
       # Bounded, with room for a loaded machine (stats printed late, a slow last period).
       started=1; deadline=$((SECONDS + 2 * need + 30))
     fi
-    [ "$n" -ge "$need" ] && break
+    # Run-queue delay of every thread of the frontend and the backend over the measured
+    # seconds (see wait_report): how much of the run other load took from them.
+    if [ "$n" -ge "$WARMUP" ] && [ ! -s "$dir/sched.0" ]; then sched_snap "$fe" >"$dir/sched.0"; fi
+    if [ "$n" -ge "$need" ]; then sched_snap "$fe" >"$dir/sched.1"; break; fi
+    # OVS: which rx queues its PMD polls once the frontend's queues are up (2 queue pairs).
+    if [ "$started" = 1 ] && [ -n "${OVS_DIR:-}" ] && [ ! -s "$dir/pmd-rxq-running.txt" ]; then
+      timeout 10 ovs-appctl -t "$OVS_DIR/vswitchd.ctl" dpif-netdev/pmd-rxq-show \
+        >"$dir/pmd-rxq-running.txt" 2>&1 || true
+    fi
     # tsn-vswitch: its PMD counters once a second, for the per-second cost report (C/D).
     if [ "$started" = 1 ] && [ -S "$dir/ctl.sock" ] && [ "$SECONDS" != "${last_sample:-}" ]; then
       last_sample=$SECONDS
-      timeout 3 "$TSN" ctl --ctl "$dir/ctl.sock" stats 2>/dev/null | tr -d '\n' >>"$dir/stats.jsonl" \
+      timeout 3 "$CUR_TSN" ctl --ctl "$dir/ctl.sock" stats 2>/dev/null | tr -d '\n' >>"$dir/stats.jsonl" \
         && echo >>"$dir/stats.jsonl"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
@@ -235,8 +313,36 @@ run_frontend() {
     "$dir/samples" >"$dir/measured"
   local zeros
   zeros=$(awk '$1==0' "$dir/measured" | wc -l)
-  [ "$zeros" -eq 0 ] || log "warning: $zeros measured second(s) forwarded nothing (frames lost?)"
+  [ "$zeros" -eq 0 ] || log "warning: $zeros measured second(s) forwarded nothing (frames lost: a loop that drops frames runs dry)"
   median <"$dir/measured" >"$dir/pps"
+}
+
+# sched_snap FE_PID: "NOW_NS" then "WHO TID DELAY_NS NAME" for every thread of the frontend and of
+# the backend (BE_PID; OVS: its vswitchd pidfile), DELAY_NS being the time the thread spent
+# runnable but waiting for its CPU (/proc/PID/task/TID/schedstat, field 2).
+sched_snap() {
+  local fe=$1 be=${BE_PID:-} t
+  [ -z "${OVS_DIR:-}" ] || be=$(cat "$OVS_DIR/vswitchd.pid" 2>/dev/null || true)
+  date +%s%N
+  for t in /proc/"$fe"/task/*; do
+    echo "fe ${t##*/} $(cut -d' ' -f2 "$t/schedstat" 2>/dev/null) $(cat "$t/comm" 2>/dev/null)"
+  done
+  [ -z "$be" ] && return 0
+  for t in /proc/"$be"/task/*; do
+    echo "be ${t##*/} $(cut -d' ' -f2 "$t/schedstat" 2>/dev/null) $(cat "$t/comm" 2>/dev/null)"
+  done
+}
+
+# wait_report DIR: the largest share of the measured seconds one thread of the frontend, and
+# one of the backend, waited for its CPU. A busy-polling thread that waited more than a few %
+# shared its CPU with other load during the run: that round's figures are suspect.
+wait_report() {
+  [ -s "$1/sched.0" ] && [ -s "$1/sched.1" ] || return 0
+  awk 'FNR == 1 { if (NR == 1) t0 = $1; else t1 = $1; next }
+       NR == FNR { d0[$1 " " $2] = $3; next }
+       ($1 " " $2) in d0 { w = $3 - d0[$1 " " $2]; if (w > m[$1]) m[$1] = w }
+       END { if (t1 > t0) printf " (waited for the CPU: frontend %.1f%%, backend %.1f%%)",
+               100 * m["fe"] / (t1 - t0), 100 * m["be"] / (t1 - t0) }' "$1/sched.0" "$1/sched.1"
 }
 
 # parse_samples LOG: one line per second of the run, the frontend's forwarded rate (sum of
@@ -268,12 +374,13 @@ start_A() {
   local dir=$1 pfx="${TAG}be"
   clean_prefix "$pfx"
   "${NICE[@]}" dpdk-testpmd --lcores "0@$BE_MAIN,1@$BE_PMD" --no-pci --file-prefix="$pfx" -m "$MEM" \
-    --vdev "net_vhost0,iface=$dir/s0.sock,queues=1" \
-    --vdev "net_vhost1,iface=$dir/s1.sock,queues=1" \
-    -- --forward-mode=io --nb-cores=1 --total-num-mbufs="$MBUFS" --auto-start --stats-period 60 \
+    --vdev "net_vhost0,iface=$dir/s0.sock,queues=$CUR_Q" \
+    --vdev "net_vhost1,iface=$dir/s1.sock,queues=$CUR_Q" \
+    -- --forward-mode=io --nb-cores=1 --rxq="$CUR_Q" --txq="$CUR_Q" --total-num-mbufs="$MBUFS" \
+    --auto-start --stats-period 60 --record-core-cycles \
     </dev/null >"$dir/backend.log" 2>&1 &
   local be=$!
-  PIDS+=("$be")
+  PIDS+=("$be"); BE_PID=$be
   wait_for "$UP_TIMEOUT" "$be" test -S "$dir/s1.sock" \
     || { log "testpmd backend did not create $dir/s1.sock"; return 1; }
   wait_for 10 "$be" grep -q "packet forwarding - ports=" "$dir/backend.log" \
@@ -284,24 +391,24 @@ run_A() { start_A "$1" && run_frontend "$1" 0; }
 start_B() { ovs_start "$1"; }
 run_B() { start_B "$1" && run_frontend "$1" 1; }
 
-ctl_ok() { timeout 3 "$TSN" ctl --ctl "$1/ctl.sock" stats; }
+ctl_ok() { timeout 3 "$CUR_TSN" ctl --ctl "$1/ctl.sock" stats; }
 
 start_C() {
   local dir=$1 kind="vhost-user" args=()
   [ "$C_CLIENT" = 1 ] && kind="vhost-user-client"
   args=(--main-core "$BE_MAIN" --pmd-cores "$BE_PMD" --ctl "$dir/ctl.sock"
-        --port "v0=$kind:$dir/s0.sock")
+        --port "v0,queues=$CUR_Q=$kind:$dir/s0.sock")
   # A gated vhost-user port needs speed= (a guest's ring has no link speed): 1000, the speed
   # its wire model ran at before the option was required.
   if [ -n "$USE_GCL" ]; then
-    args+=(--port "v1,speed=1000=$kind:$dir/s1.sock" --gcl "v1=$USE_GCL")
+    args+=(--port "v1,queues=$CUR_Q,speed=1000=$kind:$dir/s1.sock" --gcl "v1=$USE_GCL")
   else
-    args+=(--port "v1=$kind:$dir/s1.sock")
+    args+=(--port "v1,queues=$CUR_Q=$kind:$dir/s1.sock")
   fi
-  echo "+ $TSN ${args[*]}" >"$dir/backend.log"
-  "${NICE[@]}" "$TSN" "${args[@]}" </dev/null >>"$dir/backend.log" 2>&1 &
+  echo "+ $CUR_TSN ${args[*]}" >"$dir/backend.log"
+  "${NICE[@]}" "$CUR_TSN" "${args[@]}" </dev/null >>"$dir/backend.log" 2>&1 &
   local be=$!
-  PIDS+=("$be")
+  PIDS+=("$be"); BE_PID=$be
   local rc=0
   wait_for "$UP_TIMEOUT" "$be" ctl_ok "$dir" || rc=$?
   if [ "$rc" = 2 ]; then log "tsn-vswitch exited during start-up"; return 1; fi
@@ -329,80 +436,140 @@ run_C() {
   return "$rc"
 }
 
-# pmd_load DIR: for C, the PMD core's processing cost from ctl-stats.json (busy TSC cycles per
-# forwarded frame, share of cycles busy): the backend's own cost, whatever the frontend's pace.
+# fe_load DIR: the frontend's own cost per frame: testpmd's --record-core-cycles, printed when
+# it stops (TSC cycles of forwarding iterations that received something, per frame received).
+# A backend that makes the driver miss on lines it shares shows here, whatever the pace. For
+# A, the same from the backend testpmd (rte_vhost's forwarding core), once it has stopped: the
+# counterpart of tsn-vswitch's PMD busy cycles per frame.
+fe_load() {
+  local c
+  c=$(sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$1/frontend.log" 2>/dev/null | tail -1)
+  [ -z "$c" ] || printf ' (frontend: %.0f cycles/frame)' "$c"
+  c=$(sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$1/backend.log" 2>/dev/null | tail -1)
+  [ -z "$c" ] || printf ' (backend: %.0f busy cycles/frame)' "$c"
+}
+
+# pmd_load DIR: for C, the PMD core's processing cost: busy TSC cycles per forwarded frame and
+# the share of cycles busy, the medians over the measured seconds of its per-second counters
+# (stats.jsonl; else the totals of ctl-stats.json): the backend's own cost, whatever the
+# frontend's pace. Per second, so that a stall outside the measured seconds (a host pausing
+# the VM shows as one enormous "busy" iteration) does not skew it.
 pmd_load() {
-  [ -s "$1/ctl-stats.json" ] && command -v python3 >/dev/null || return 0
-  python3 - "$1/ctl-stats.json" <<'PY' 2>/dev/null || true
-import json, sys
-d = json.load(open(sys.argv[1]))
-busy = sum(c["busy_cycles"] for c in d["pmd"])
-idle = sum(c["idle_cycles"] for c in d["pmd"])
-pk = sum(p["rx_packets"] for p in d["ports"])
-if pk and busy + idle:
-    print(f" (PMD: {busy / pk:.0f} busy cycles/frame, {100 * busy / (busy + idle):.0f}% busy)", end="")
+  command -v python3 >/dev/null || return 0
+  python3 - "$1" "$WARMUP" <<'PY' 2>/dev/null || true
+import json, os, statistics, sys
+d, warm = sys.argv[1], int(sys.argv[2])
+def load(s):
+    busy = sum(c["busy_cycles"] for c in s["pmd"])
+    idle = sum(c["idle_cycles"] for c in s["pmd"])
+    return busy, idle, sum(p["rx_packets"] for p in s["ports"])
+snaps = []
+if os.path.exists(f"{d}/stats.jsonl"):
+    for l in open(f"{d}/stats.jsonl"):
+        try:
+            snaps.append(load(json.loads(l)))
+        except (ValueError, KeyError):
+            pass
+per = [((z[0] - a[0]) / (z[2] - a[2]), (z[0] - a[0]) / max(1, z[0] - a[0] + z[1] - a[1]))
+       for a, z in zip(snaps, snaps[1:]) if z[2] - a[2] > 100000]
+per = per[warm:] if len(per) >= warm + 2 else per[1:]
+if len(per) >= 2:
+    cyc, share = statistics.median(p[0] for p in per), statistics.median(p[1] for p in per)
+else:
+    busy, idle, pk = load(json.load(open(f"{d}/ctl-stats.json")))
+    if not pk or not busy + idle:
+        sys.exit()
+    cyc, share = busy / pk, busy / (busy + idle)
+print(f" (PMD: {cyc:.0f} busy cycles/frame, {100 * share:.0f}% busy)", end="")
 PY
 }
 
 # D: the same switch with a gate control list on v1 (an all-open list measures the stage's
-# bypass cost against C in the same run).
-run_D() { USE_GCL=$GCL; local rc=0; run_C "$1" || rc=$?; USE_GCL=$C_GCL; return "$rc"; }
+# bypass cost against C in the same run), and/or another build (--d-bin).
+run_D() {
+  USE_GCL=$GCL; CUR_TSN=${D_BIN:-$TSN}
+  local rc=0; run_C "$1" || rc=$?
+  USE_GCL=$C_GCL; CUR_TSN=$TSN
+  return "$rc"
+}
+CUR_TSN=$TSN
 
 NAME_A=testpmd-vhost; NAME_B=ovs-dpdk; NAME_C=tsn-vswitch; NAME_D=tsn-vswitch+gcl
+if [ -n "$D_BIN" ]; then NAME_D=tsn-vswitch-D; [ -z "$GCL" ] || NAME_D+=+gcl; fi
 
 # ---------------------------------------------------------------- rounds
-declare -A RES     # RES[X] = space-separated pps per round
+# Every round runs every row, and every row every backend, in the same order: slow drifts and
+# other load on the machine hit all backends and rows alike.
+declare -A RES     # RES[ROW|X] = space-separated pps per round
+rowdir() { echo "$W/${1//:/-}"; }   # a row's directory: SIZE-QUEUES-BURSTS
 for r in $(seq 1 "$ROUNDS"); do
-  for b in "${BACKENDS[@]}"; do
-    name_var="NAME_$b"; name=${!name_var}
-    dir="$W/r$r$b"; mkdir -p "$dir"
-    log "round $r/$ROUNDS: $name ($((WARMUP + SECONDS_MEAS)) s of traffic)"
-    if "run_$b" "$dir" && [ -s "$dir/pps" ]; then
-      pps=$(cat "$dir/pps")
-      RES[$b]="${RES[$b]:-} $pps"
-      log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps$(pmd_load "$dir")"
-    else
-      log "FAILED: $name (round $r)$([ -n "$KEEP_LOGS" ] && echo "; logs kept in $KEEP_LOGS/r$r$b")"
-      tail_log "$dir/backend.log"
-      [ -f "$dir/ovs-vswitchd.log" ] && tail_log "$dir/ovs-vswitchd.log"
-      FAILED="$FAILED $name"
-      RES[$b]="${RES[$b]:-} FAIL"
-    fi
-    stop_all
+  for row in "${ROWS[@]}"; do
+    IFS=: read -r CUR_SIZE CUR_Q CUR_BURSTS <<<"$row"
+    for b in "${BACKENDS[@]}"; do
+      name_var="NAME_$b"; name=${!name_var}
+      dir="$(rowdir "$row")/r$r$b"; mkdir -p "$dir"
+      log "round $r/$ROUNDS, $(row_label "$row"): $name ($((WARMUP + SECONDS_MEAS)) s of traffic)"
+      if "run_$b" "$dir" && [ -s "$dir/pps" ]; then
+        stop_all   # first: the backend testpmd prints its cycles per frame as it stops
+        pps=$(cat "$dir/pps")
+        RES[$row|$b]="${RES[$row|$b]:-} $pps"
+        log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps$(fe_load "$dir")$(pmd_load "$dir")$(wait_report "$dir")"
+      else
+        log "FAILED: $name (round $r, $(row_label "$row"))$([ -n "$KEEP_LOGS" ] && echo "; logs kept in $KEEP_LOGS")"
+        tail_log "$dir/backend.log"
+        [ -f "$dir/ovs-vswitchd.log" ] && tail_log "$dir/ovs-vswitchd.log"
+        FAILED="$FAILED $name"
+        RES[$row|$b]="${RES[$row|$b]:-} FAIL"
+      fi
+      stop_all
+    done
   done
 done
 
 # ---------------------------------------------------------------- report
-declare -A MED
-for b in "${BACKENDS[@]}"; do
-  name_var="NAME_$b"; name=${!name_var}
-  ok=$(tr ' ' '\n' <<<"${RES[$b]}" | grep -E '^[0-9]+$' || true)
-  rounds=$(for v in ${RES[$b]}; do
-             if [ "$v" = FAIL ]; then printf 'FAIL '; else awk -v p="$v" 'BEGIN {printf "%.2f ", p / 1e6}'; fi
-           done)
-  if [ -n "$ok" ]; then
-    MED[$b]=$(median <<<"$ok")
-    awk -v n="$name" -v m="${MED[$b]}" -v r="${rounds% }" \
-      'BEGIN {printf "%-14s median %6.2f Mpps  (rounds: %s)\n", n, m / 1e6, r}'
-  else
-    printf '%-14s median   FAIL       (rounds: %s)\n' "$name" "${rounds% }"
-  fi
-done
-ratio() { if [ -n "${MED[$1]:-}" ] && [ -n "${MED[$2]:-}" ] && [ "${MED[$2]}" != 0 ]; then
-            awk -v a="${MED[$1]}" -v b="${MED[$2]}" 'BEGIN {printf "%.2f", a / b}'
+declare -A MED     # MED[ROW|X] = median pps over rounds
+ratio() { local a=${MED[$1|$2]:-} b=${MED[$1|$3]:-}
+          if [ -n "$a" ] && [ -n "$b" ] && [ "$b" != 0 ]; then
+            awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}'
           else printf 'n/a'; fi; }
-if has C && has D; then
-  echo "tsn-vswitch+gcl / tsn-vswitch = $(ratio D C) (goal >= 0.95)"
-  # The per-second PMD cost in each of the two regimes the loop runs in (see README.md):
-  # comparing within a regime takes out how long each backend happened to spend in which.
-  if command -v python3 >/dev/null; then
-    python3 - "$W" "$WARMUP" <<'PY' || true
+for row in "${ROWS[@]}"; do
+  IFS=: read -r _ _ bursts <<<"$row"
+  echo "== $(row_label "$row")"
+  for b in "${BACKENDS[@]}"; do
+    name_var="NAME_$b"; name=${!name_var}
+    ok=$(tr ' ' '\n' <<<"${RES[$row|$b]:-}" | grep -E '^[0-9]+$' || true)
+    rounds=$(for v in ${RES[$row|$b]:-}; do
+               if [ "$v" = FAIL ]; then printf 'FAIL '; else awk -v p="$v" 'BEGIN {printf "%.2f ", p / 1e6}'; fi
+             done)
+    if [ -n "$ok" ]; then
+      MED[$row|$b]=$(median <<<"$ok")
+      awk -v n="$name" -v m="${MED[$row|$b]}" -v r="${rounds% }" \
+        'BEGIN {printf "%-16s median %6.2f Mpps  (rounds: %s)\n", n, m / 1e6, r}'
+    else
+      printf '%-16s median   FAIL       (rounds: %s)\n' "$name" "${rounds% }"
+    fi
+  done
+  if has C && has D; then
+    if [ -n "$D_BIN" ]; then
+      echo "$NAME_D / tsn-vswitch = $(ratio "$row" D C)"
+    else
+      echo "tsn-vswitch+gcl / tsn-vswitch = $(ratio "$row" D C) (goal >= 0.95)"
+    fi
+    # The per-second PMD cost in each of the two regimes the loop runs in (see README.md):
+    # comparing within a regime takes out how long each backend happened to spend in which.
+    if command -v python3 >/dev/null; then
+      python3 - "$(rowdir "$row")" "$WARMUP" "$NAME_D" <<'PY' || true
 import glob, json, statistics, sys
-w, warm = sys.argv[1], int(sys.argv[2])
+w, warm, dname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def costs(b):
     out = []
     for f in sorted(glob.glob(f"{w}/r*{b}/stats.jsonl")):
-        snaps = [json.loads(l) for l in open(f) if l.strip()]
+        snaps = []
+        for l in open(f):
+            try:
+                snaps.append(json.loads(l))
+            except ValueError:
+                pass
         for a, z in list(zip(snaps, snaps[1:]))[warm:]:
             busy = sum(c["busy_cycles"] for c in z["pmd"]) - sum(c["busy_cycles"] for c in a["pmd"])
             pk = sum(p["rx_packets"] for p in z["ports"]) - sum(p["rx_packets"] for p in a["ports"])
@@ -419,14 +586,39 @@ if len(c) >= 4 and len(d) >= 4:
         if cc and dd:
             mc, md = statistics.median(cc), statistics.median(dd)
             print(f"PMD cycles/frame, {name} regime (split at {cut:.0f}): tsn-vswitch {mc:.0f} "
-                  f"({len(cc)} s), tsn-vswitch+gcl {md:.0f} ({len(dd)} s): gcl costs {100 * (md / mc - 1):+.1f} %")
+                  f"({len(cc)} s), {dname} {md:.0f} ({len(dd)} s): {100 * (md / mc - 1):+.1f} %")
 PY
+    fi
   fi
-fi
-if has C; then
-  echo "tsn-vswitch / ovs-dpdk = $(ratio C B) (goal >= 1.0) ; tsn-vswitch / testpmd-vhost = $(ratio C A) (goal >= 0.9)"
-elif has A && has B; then
-  echo "ovs-dpdk / testpmd-vhost = $(ratio B A)"
+  if has C; then
+    if [ "$bursts" = 1 ]; then
+      echo "tsn-vswitch / testpmd-vhost = $(ratio "$row" C A) ; tsn-vswitch / ovs-dpdk = $(ratio "$row" C B) (round trip)"
+    else
+      echo "tsn-vswitch / testpmd-vhost = $(ratio "$row" C A) (goal >= 1.0) ; tsn-vswitch / ovs-dpdk = $(ratio "$row" C B) (goal >= 1.3)"
+    fi
+  elif has A && has B; then
+    echo "ovs-dpdk / testpmd-vhost = $(ratio "$row" B A)"
+  fi
+done
+# One line per row, medians in Mpps, for the README.
+if [ ${#ROWS[@]} -gt 1 ]; then
+  echo "== summary (medians, Mpps)"
+  hdr=$(printf '%-10s %3s %6s' size qp bursts)
+  for b in "${BACKENDS[@]}"; do name_var="NAME_$b"; hdr+=$(printf ' %15s' "${!name_var}"); done
+  has C && has A && hdr+=$(printf ' %6s' C/A)
+  has C && has B && hdr+=$(printf ' %6s' C/B)
+  echo "$hdr"
+  for row in "${ROWS[@]}"; do
+    IFS=: read -r sz q n <<<"$row"
+    line=$(printf '%-10s %3s %6s' "$sz B" "$q" "$([ "$n" = 1 ] && [ "$q" = 1 ] && echo "1 (rtt)" || echo "$n")")
+    for b in "${BACKENDS[@]}"; do
+      m=${MED[$row|$b]:-}
+      if [ -n "$m" ]; then line+=$(awk -v m="$m" 'BEGIN {printf " %15.2f", m / 1e6}'); else line+=$(printf ' %15s' FAIL); fi
+    done
+    has C && has A && line+=$(printf ' %6s' "$(ratio "$row" C A)")
+    has C && has B && line+=$(printf ' %6s' "$(ratio "$row" C B)")
+    echo "$line"
+  done
 fi
 if [ -n "$FAILED" ]; then
   log "failed runs:$FAILED"

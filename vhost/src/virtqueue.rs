@@ -162,14 +162,22 @@ impl Ring {
     }
 
     /// Writes used->ring[idx % size] (not yet visible: see `publish_used_idx`).
+    ///
+    /// Only where the element does not hold these values already: an in-order ring gives back
+    /// the same heads lap after lap, with the same lengths when the frames are alike, and a
+    /// store of an unchanged element would take its line out of the driver's cache, which then
+    /// misses on it. Left alone, the line stays shared (only the device writes it).
     #[inline]
     pub fn write_used(&self, idx: u16, id: u16, len: u32) {
         let slot = (idx & (self.size - 1)) as usize;
         // SAFETY: the element is inside the used ring checked in `new`, 4-aligned.
         unsafe {
             let p = self.used.add(4 + 8 * slot).cast::<u32>();
-            std::ptr::write_volatile(p, u32::from(id).to_le());
-            std::ptr::write_volatile(p.add(1), len.to_le());
+            let (id, len) = (u32::from(id).to_le(), len.to_le());
+            if std::ptr::read_volatile(p) != id || std::ptr::read_volatile(p.add(1)) != len {
+                std::ptr::write_volatile(p, id);
+                std::ptr::write_volatile(p.add(1), len);
+            }
         }
     }
 

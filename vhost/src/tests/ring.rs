@@ -167,6 +167,45 @@ fn tx_drops_short_and_oversize_but_consumes_them() {
     assert_eq!(rx.metrics().drop_oversize.get(), 1);
 }
 
+/// One-buffer frames are copied out only after the whole burst is walked: frames dropped,
+/// frames copied at once (several buffers) and a violation between them must not shift or
+/// lose any of them.
+#[test]
+fn tx_burst_mixing_held_and_copied_frames_keeps_each_intact() {
+    let mut h = H::new(true, false);
+    let with_hdr = |f: &[u8]| {
+        let mut v = vec![0x11; HDR];
+        v.extend_from_slice(f);
+        v
+    };
+    let (f1, f2, f3, f4) = (frame(60, 1), frame(1500, 2), frame(64, 3), frame(200, 4));
+    let a = h.buf(&with_hdr(&f1));
+    h.vr.add_chain(&h.g, &[(a, (HDR + 60) as u32, false)]);
+    let big = h.space(HDR as u32 + 4000);
+    h.vr.add_chain(&h.g, &[(big, HDR as u32 + 4000, false)]); // oversize: dropped
+    let all = with_hdr(&f2);
+    let (a, b) = (h.buf(&all[..700]), h.buf(&all[700..]));
+    h.vr.add_chain(
+        &h.g,
+        &[(a, 700, false), (b, (all.len() - 700) as u32, false)],
+    );
+    let a = h.buf(&with_hdr(&f3));
+    h.vr.add_chain(&h.g, &[(a, (HDR + 64) as u32, false)]);
+    let a = h.buf(&with_hdr(&f4));
+    h.vr.add_chain(&h.g, &[(a, (HDR + 200) as u32, false)]);
+    let w = h.space(100);
+    h.vr.add_chain(&h.g, &[(w, 100, true)]); // writable in a TX chain: a violation
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 8), vec![f1, f2, f3, f4]);
+    assert_eq!(rx.error(), Some(VirtqError::WritableInTxChain));
+    assert_eq!(
+        h.vr.used_idx(&h.g),
+        5,
+        "the chains before the violation are consumed"
+    );
+    assert_eq!(rx.metrics().drop_oversize.get(), 1);
+}
+
 #[test]
 fn tx_burst_is_bounded_by_buffers_and_32() {
     let mut h = H::new(true, false);
@@ -803,4 +842,257 @@ fn faulted_memory_stops_the_queue_without_blaming_the_guest() {
     );
     assert!(!h.shared.is_broken());
     assert_eq!(rx.take_error(), None, "nothing for the ring's error log");
+}
+
+/// Catches stores to pages of the backend's view of guest memory that a test made read-only
+/// (the mock guest's own mapping stays writable): the SIGSEGV handler counts the store, makes
+/// its page writable again and returns, so the store completes. It shows which lines the
+/// datapath writes, which no timing can. A fault anywhere else gets the default action back and
+/// kills the process as it would have. One trap at a time: the handler is process-wide.
+struct WriteTrap {
+    _one: std::sync::MutexGuard<'static, ()>,
+    old: libc::sigaction,
+}
+
+mod trap {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    pub(super) static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    pub(super) static PAGES: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    pub(super) static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
+    pub(super) static HITS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Async-signal-safe: atomics, mprotect and sigaction only.
+    pub(super) extern "C" fn on_segv(
+        _sig: libc::c_int,
+        info: *mut libc::siginfo_t,
+        _ctx: *mut libc::c_void,
+    ) {
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let ps = PAGE_SIZE.load(SeqCst);
+        for p in &PAGES {
+            let page = p.load(SeqCst);
+            if page != 0 && addr & !(ps - 1) == page {
+                HITS.fetch_add(1, SeqCst);
+                // SAFETY: the page belongs to a live mapping the test protected itself.
+                unsafe {
+                    libc::mprotect(
+                        page as *mut libc::c_void,
+                        ps,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                    )
+                };
+                return;
+            }
+        }
+        // Not ours: the default action, taken when the access is retried on return.
+        // SAFETY: a zeroed sigaction is SIG_DFL with no flags.
+        unsafe {
+            let dfl: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGSEGV, &dfl, std::ptr::null_mut());
+        }
+    }
+}
+
+impl WriteTrap {
+    fn new() -> WriteTrap {
+        let one = trap::ONE.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: sysconf has no preconditions; the sigaction structs are plain data.
+        unsafe {
+            let ps = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+            trap::PAGE_SIZE.store(ps, std::sync::atomic::Ordering::SeqCst);
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = trap::on_segv as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(libc::SIGSEGV, &sa, &mut old), 0);
+            WriteTrap { _one: one, old }
+        }
+    }
+
+    fn page_size() -> u64 {
+        trap::PAGE_SIZE.load(std::sync::atomic::Ordering::SeqCst) as u64
+    }
+
+    /// Makes the page holding `p` (in trap slot `slot`) read-only again.
+    fn arm(&self, slot: usize, p: *mut u8) {
+        let ps = Self::page_size() as usize;
+        let page = p as usize & !(ps - 1);
+        trap::PAGES[slot].store(page, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: `p` points into a live guest mapping of the test's own.
+        let rc = unsafe { libc::mprotect(page as *mut libc::c_void, ps, libc::PROT_READ) };
+        assert_eq!(rc, 0);
+    }
+
+    /// Stores caught since the last call.
+    fn take_hits(&self) -> usize {
+        trap::HITS.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for WriteTrap {
+    fn drop(&mut self) {
+        let ps = Self::page_size() as usize;
+        for p in &trap::PAGES {
+            let page = p.swap(0, std::sync::atomic::Ordering::SeqCst);
+            if page != 0 {
+                // SAFETY: as in `arm`; the mapping outlives the trap in the test.
+                unsafe {
+                    libc::mprotect(
+                        page as *mut libc::c_void,
+                        ps,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                    )
+                };
+            }
+        }
+        trap::HITS.store(0, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: restores the action saved in `new`.
+        unsafe { libc::sigaction(libc::SIGSEGV, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// A driver that recycles its buffers in order (DPDK's virtio PMD: the header in an mbuf's
+/// headroom, on a line of its own) reads the header and the used elements it left there: the
+/// backend must not store into them when nothing changes, or the driver misses on those lines
+/// for every frame; and it must when something did.
+#[test]
+fn rx_leaves_unchanged_headers_and_used_elements_unwritten() {
+    let mut h = H::new(true, false);
+    let trap = WriteTrap::new();
+    let ps = WriteTrap::page_size();
+    // The used ring straddles a page boundary: flags and idx on one page, the elements on the
+    // next; and one guest buffer whose 12-byte header ends a page, its frame on the next.
+    let base = h.data.next_multiple_of(ps);
+    h.vr.used = base + ps - 4;
+    h.g.write(h.vr.used, &vec![0; 6 + 8 * usize::from(QSZ)]);
+    let buf = base + 3 * ps - HDR as u64;
+    h.g.write(buf, &[0xee; 2048]);
+    h.data = base + 4 * ps;
+    h.publish(2, true, false);
+    let elems = h.mem.gpa_to_host(base + ps, 8, &mut 0).unwrap();
+    let hdr = h.mem.gpa_to_host(buf, HDR as u64, &mut 0).unwrap();
+    let mut tx = h.tx();
+    let mut lap = |h: &mut H, seed: u8| {
+        for _ in 0..QSZ {
+            h.vr.add_chain(&h.g, &[(buf, 2048, true)]);
+        }
+        let f = frame(64, seed);
+        let frames: Vec<&[u8]> = (0..QSZ).map(|_| &f[..]).collect();
+        assert_eq!(tx.enqueue_burst(&frames), usize::from(QSZ));
+        assert_eq!(h.g.read(buf + HDR as u64, 64), f);
+    };
+    let mut want_hdr = vec![0u8; HDR];
+    want_hdr[10] = 1;
+    // The first lap finds junk and writes everything.
+    lap(&mut h, 1);
+    assert_eq!(h.g.read(buf, HDR), want_hdr);
+    assert_eq!(h.vr.used_elem(&h.g, 3), (3, 76));
+    // The second finds what it would write: no store reaches those pages.
+    trap.arm(0, elems);
+    trap.arm(1, hdr);
+    lap(&mut h, 2);
+    assert_eq!(
+        trap.take_hits(),
+        0,
+        "unchanged header or used element rewritten"
+    );
+    assert_eq!(h.vr.used_idx(&h.g), 2 * QSZ);
+    // Changed behind our back (through the guest's mapping), each is written again: the last
+    // bytes of the header and the length of one element.
+    trap.arm(0, elems);
+    trap.arm(1, hdr);
+    h.g.write(buf + 11, &[0x55]);
+    h.g.write(h.vr.used + 4 + 8 * 5 + 4, &[0x99]);
+    lap(&mut h, 3);
+    assert_eq!(
+        trap.take_hits(),
+        2,
+        "changed header or used element not rewritten"
+    );
+    assert_eq!(h.g.read(buf, HDR), want_hdr);
+    assert_eq!(h.vr.used_elem(&h.g, 5), (5, 76));
+    assert_eq!(h.vr.used_idx(&h.g), 3 * QSZ);
+    drop(trap);
+}
+
+/// The one-buffer fast paths (`one_tx_buffer`, `one_rx_buffer`) take only the chains the
+/// general walk would accept as one whole buffer; every edge next to them still gets the
+/// general path's verdict.
+#[test]
+fn one_buffer_chains_at_the_edges_get_the_general_verdicts() {
+    let end = 0x4000_0000 + (1u64 << 20);
+    // Guest TX: a header and no frame is short, 2048 bytes fit, one more is oversize.
+    let mut h = H::new(true, false);
+    let a = h.buf(&[0; HDR]);
+    h.vr.add_chain(&h.g, &[(a, HDR as u32, false)]);
+    let f = frame(2048, 1);
+    let mut one = vec![0; HDR];
+    one.extend_from_slice(&f);
+    let a = h.buf(&one);
+    h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    let big = h.space(HDR as u32 + 2049);
+    h.vr.add_chain(&h.g, &[(big, HDR as u32 + 2049, false)]);
+    let mut rx = h.rx();
+    assert_eq!(dequeue(&mut rx, 8), vec![f]);
+    assert_eq!(h.vr.used_idx(&h.g), 3, "all three consumed");
+    assert_eq!(rx.metrics().drop_short.get(), 1);
+    assert_eq!(rx.metrics().drop_oversize.get(), 1);
+    assert_eq!(rx.error(), None);
+    // A lone zero-length buffer, and one running past the end of guest memory, break it.
+    let (e, ..) = broken_by(|h| {
+        let a = h.space(64);
+        h.vr.add_chain(&h.g, &[(a, 0, false)]);
+    });
+    assert_eq!(e, VirtqError::ZeroLengthBuffer);
+    let (e, ..) = broken_by(|h| {
+        h.vr.add_chain(&h.g, &[(end - 32, 64, false)]);
+    });
+    assert!(matches!(e, VirtqError::BufferOutOfMemory { .. }));
+
+    // Guest RX: a buffer of exactly header + frame takes it whole; one byte less spills into
+    // the next chain (num_buffers 2).
+    let mut h = H::new(true, false);
+    let f = frame(100, 2);
+    let exact = h.space((HDR + 100) as u32);
+    h.vr.add_chain(&h.g, &[(exact, (HDR + 100) as u32, true)]);
+    let short = h.space((HDR + 99) as u32);
+    h.vr.add_chain(&h.g, &[(short, (HDR + 99) as u32, true)]);
+    let spill = h.space(64);
+    h.vr.add_chain(&h.g, &[(spill, 64, true)]);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f, &f]), 2);
+    assert_eq!(h.vr.used_idx(&h.g), 3);
+    assert_eq!(h.vr.used_elem(&h.g, 0), (0, (HDR + 100) as u32));
+    assert_eq!(h.vr.used_elem(&h.g, 1), (1, (HDR + 99) as u32));
+    assert_eq!(h.vr.used_elem(&h.g, 2), (2, 1));
+    let nb = |b: u64| u16::from_le_bytes(h.g.read(b + 10, 2).try_into().unwrap());
+    assert_eq!((nb(exact), nb(short)), (1, 2));
+    assert_eq!(h.g.read(exact + HDR as u64, 100), f);
+    let mut got = h.g.read(short + HDR as u64, 99);
+    got.extend(h.g.read(spill, 1));
+    assert_eq!(got, f);
+    // Without MRG_RXBUF a buffer one byte short is not used at all.
+    let mut h = H::new(false, false);
+    let short = h.space((HDR + 99) as u32);
+    h.vr.add_chain(&h.g, &[(short, (HDR + 99) as u32, true)]);
+    let mut tx = h.tx();
+    assert_eq!(tx.enqueue_burst(&[&f]), 0);
+    assert_eq!(h.vr.used_idx(&h.g), 0);
+    // A read-only buffer, or a writable one past the end of memory, break guest RX.
+    for past_end in [false, true] {
+        let mut h = H::new(true, false);
+        let addr = if past_end { end - 32 } else { h.space(200) };
+        h.vr.add_chain(&h.g, &[(addr, 200, past_end)]);
+        let mut tx = h.tx();
+        assert_eq!(tx.enqueue_burst(&[&f]), 0);
+        let e = tx.take_error().expect("queue broken");
+        if past_end {
+            assert!(matches!(e, VirtqError::BufferOutOfMemory { .. }), "{e:?}");
+        } else {
+            assert_eq!(e, VirtqError::ReadOnlyInRxChain);
+        }
+        assert_eq!(h.vr.used_idx(&h.g), 0);
+    }
 }
