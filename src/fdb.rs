@@ -165,6 +165,21 @@ fn find(bucket: &[Slot; BUCKET], key: u64) -> Option<&Slot> {
     (m != 0).then(|| &bucket[m.trailing_zeros() as usize])
 }
 
+/// Records `port` and `now` in the slot that holds the key: written only when something changed
+/// (a move, or a new second), so that a steady flow leaves the line shared between cores.
+#[inline]
+fn refresh(s: &Slot, port: u16, now: u32) -> Learned {
+    let v = s.val.load(Ordering::Relaxed);
+    if v & VAL_VALID != 0 && val_port(v) == port && val_time(v) == now {
+        return Learned::Known; // nothing to write: the line stays shared
+    }
+    s.val.store(val_of(port, now), Ordering::Release);
+    match v {
+        v if v & VAL_VALID != 0 && val_port(v) != port => Learned::Moved { from: val_port(v) },
+        _ => Learned::Known,
+    }
+}
+
 pub struct Fdb {
     buckets: Table,
     /// 64 − log2(buckets): the bucket is the top bits of the hash.
@@ -247,28 +262,34 @@ impl Fdb {
     #[inline]
     pub(crate) fn learn_probed(&self, p: Probe, port: u16, now: u32) -> Learned {
         let bucket = &self.buckets[p.bucket].0;
-        let Some(s) = find(bucket, p.key) else {
-            return self.claim(bucket, p.key, port, now);
-        };
-        let v = s.val.load(Ordering::Relaxed);
-        if v & VAL_VALID != 0 && val_port(v) == port && val_time(v) == now {
-            return Learned::Known; // nothing to write: the line stays shared
-        }
-        s.val.store(val_of(port, now), Ordering::Release);
-        match v {
-            v if v & VAL_VALID != 0 && val_port(v) != port => Learned::Moved { from: val_port(v) },
-            _ => Learned::Known,
+        match find(bucket, p.key) {
+            Some(s) => refresh(s, port, now),
+            None => self.claim(bucket, p.key, port, now),
         }
     }
 
-    /// Learns a key its bucket does not hold: claims an empty slot, else reuses an expired one
-    /// that aging has not reached yet.
+    /// Learns a key `find` did not see: claims an empty slot, else reuses an expired one that
+    /// aging has not reached yet.
+    ///
+    /// One pass over the bucket, in slot order, looks for the key again while it picks the
+    /// slot: another core may have claimed a slot for this very key since `find` looked, and a
+    /// slot picked by a second, separate scan would then be a second entry for the key. In one
+    /// ordered pass, two cores learning the same key pick the same first free slot, and the one
+    /// whose CAS fails finds the key there.
     #[inline(never)]
     fn claim(&self, bucket: &[Slot; BUCKET], key: u64, port: u16, now: u32) -> Learned {
-        let free = bucket.iter().find(|s| s.key.load(Ordering::Acquire) == 0);
-        let stale = bucket.iter().find(|s| {
-            s.key.load(Ordering::Acquire) != 0 && self.expired(s.val.load(Ordering::Relaxed), now)
-        });
+        let (mut free, mut stale) = (None, None);
+        for s in bucket {
+            let k = s.key.load(Ordering::Acquire);
+            if k == key {
+                return refresh(s, port, now);
+            }
+            if k == 0 {
+                free.get_or_insert(s);
+            } else if stale.is_none() && self.expired(s.val.load(Ordering::Relaxed), now) {
+                stale = Some(s);
+            }
+        }
         for (s, expect) in [(free, 0u64), (stale, u64::MAX)] {
             let Some(s) = s else { continue };
             let cur = if expect == 0 {
