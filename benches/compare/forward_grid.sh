@@ -21,7 +21,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 ROUNDS=3 WARMUP=1 MEASURE=3 FILTER='forward_(un)?tagged/|harness/' QUANTILE=0.5
-declare -a NAMES BINS
+declare -a NAMES=() BINS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
