@@ -57,6 +57,8 @@ OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 TAG=lat$$ MEM=256 NICE=() BE_MAIN=0 BE_PMD=1 UP_TIMEOUT=30
 # shellcheck source=ovs.sh
 . "$HERE/ovs.sh"
+# shellcheck source=plots.sh
+. "$HERE/plots.sh"
 case ",$BACKENDS," in *,ovs,*) ovs_install ;; esac
 
 stop_backend() {
@@ -246,14 +248,5 @@ EOF
 cat "$OUT/summary.md"
 
 # Plots per size and flood state: every backend of round 1.
-for size in "${SL[@]}"; do
-  for fl in idle flood; do
-    args=()
-    for b in "${BL[@]}"; do
-      c=$OUT/runs/$b-$size-$fl-r1.csv
-      [ -s "$c" ] && args+=("$b=$c")
-    done
-    [ ${#args[@]} -gt 0 ] && "$LAT" plot --out "$OUT/plots-$size-$fl" --window 0,200us "${args[@]}"
-  done
-done
+plot_first_round "$LAT" "$OUT" "${SL[*]}" "${BL[*]}" --window 0,200us
 echo "latency: results in $OUT"

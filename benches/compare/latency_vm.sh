@@ -74,6 +74,8 @@ OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 TAG=lvm$$ MEM=256 NICE=() BE_MAIN=0 BE_PMD=1 UP_TIMEOUT=30
 # shellcheck source=ovs.sh
 . "$HERE/ovs.sh"
+# shellcheck source=plots.sh
+. "$HERE/plots.sh"
 
 log "building (cargo build --release, static tsn-latency, guest image)"
 guest_build
@@ -191,14 +193,5 @@ python3 "$HERE/latency_vm.py" summary --cells "$OUT/cells.tsv" --lat "$LAT" --ts
 cat "$OUT/summary.md"
 
 # Plots per size and flood state: every backend of round 1.
-for size in "${SL[@]}"; do
-  for fl in idle flood; do
-    args=()
-    for b in "${BL[@]}"; do
-      c=$OUT/runs/$b-$size-$fl-r1.csv
-      [ -s "$c" ] && args+=("$b=$c")
-    done
-    [ ${#args[@]} -gt 0 ] && "$LAT" plot --out "$OUT/plots-$size-$fl" "${args[@]}"
-  done
-done
+plot_first_round "$LAT" "$OUT" "${SL[*]}" "${BL[*]}"
 echo "latency-vm: results in $OUT"
