@@ -538,13 +538,13 @@ impl RxSource<'_> {
 }
 
 /// Fills one RX chain from `src`; returns the bytes written into it. Its descriptors are taken
-/// off `budget`.
-fn write_rx_chain<'f>(
+/// off `budget`. The usual chain (one buffer for the whole frame) is taken by `one_rx_buffer`
+/// before this walk; what comes here (several buffers, indirect tables) is copied at once.
+fn write_rx_chain(
     b: &Burst<'_>,
     st: &mut VqState,
     head: u16,
-    src: &mut RxSource<'f>,
-    defer: &mut DeferredCopies<'f>,
+    src: &mut RxSource<'_>,
     budget: &mut i32,
 ) -> Result<u32, VirtqError> {
     let mut walker = ChainWalker::new(b.ring, b.mem, head);
@@ -560,18 +560,6 @@ fn write_rx_chain<'f>(
             addr: d.addr,
             len: d.len,
         };
-        // Fast path: the whole header and frame fit in this first buffer, which lies in one
-        // region (the common case: 2 KiB guest buffers, one translation per frame). The copy
-        // waits for the end of the burst (`DeferredCopies`); num_buffers is then 1.
-        let whole = src.hdr_len + src.frame.len();
-        if src.pos == 0 && d.len as usize >= whole {
-            if let Some(p) = b.mem.gpa_to_host(d.addr, whole as u64, &mut st.hint) {
-                defer.push(p, src.frame, src.hdr_len);
-                src.pos = whole;
-                written = whole as u32;
-                break;
-            }
-        }
         if d.len == 0 {
             return Err(VirtqError::ZeroLengthBuffer);
         }
@@ -675,12 +663,8 @@ pub(crate) fn enqueue(
                 left = saved_left;
                 break 'frames;
             }
-            let res = head_at(b.ring, st.last_avail).and_then(|h| {
-                Ok((
-                    h,
-                    write_rx_chain(b, st, h, &mut src, &mut defer, &mut budget)?,
-                ))
-            });
+            let res = head_at(b.ring, st.last_avail)
+                .and_then(|h| Ok((h, write_rx_chain(b, st, h, &mut src, &mut budget)?)));
             let (head, wrote) = match res {
                 Ok(x) => x,
                 Err(e) => {
