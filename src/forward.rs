@@ -131,28 +131,25 @@ impl L2 {
         now: u32,
     ) -> [(Verdict, FrameVlan); BURST] {
         let mut out = [(Verdict::Drop(DropReason::Malformed), NO_VLAN); BURST];
-        let mut probes = [(Probe::default(), None); BURST];
-        // Bit i: frame i was admitted and waits for the second pass.
-        let mut admitted = 0u32;
-        for (i, frame) in frames.into_iter().take(BURST).enumerate() {
+        // Frame i's hashed addresses, if it was admitted and waits for the second pass.
+        let mut probes: [Option<(Probe<'_>, Option<Probe<'_>>)>; BURST] = [None; BURST];
+        for ((frame, o), p) in frames.into_iter().zip(&mut out).zip(&mut probes) {
             match self.hash(fdb, ingress, frame) {
                 Ok((fv, src, dst)) => {
                     fdb.prefetch(src);
                     if let Some(d) = dst {
                         fdb.prefetch(d);
                     }
-                    out[i].1 = fv;
-                    probes[i] = (src, dst);
-                    admitted |= 1 << i;
+                    *o = (o.0, fv);
+                    *p = Some((src, dst));
                 }
-                Err(early) => out[i] = early,
+                Err(early) => *o = early,
             }
         }
-        while admitted != 0 {
-            let i = admitted.trailing_zeros() as usize;
-            admitted &= admitted - 1;
-            let (src, dst) = probes[i];
-            out[i].0 = self.forward(fdb, ingress, out[i].1, src, dst, now);
+        for (o, p) in out.iter_mut().zip(&probes) {
+            if let Some((src, dst)) = *p {
+                o.0 = self.forward(fdb, ingress, o.1, src, dst, now);
+            }
         }
         out
     }
@@ -160,12 +157,12 @@ impl L2 {
     /// Parses and admits a frame and hashes its source and (unicast) destination; or the
     /// verdict of a frame that goes no further.
     #[inline]
-    fn hash(
+    fn hash<'f>(
         &self,
-        fdb: &Fdb,
+        fdb: &'f Fdb,
         ingress: u16,
         frame: &[u8],
-    ) -> Result<(FrameVlan, Probe, Option<Probe>), (Verdict, FrameVlan)> {
+    ) -> Result<(FrameVlan, Probe<'f>, Option<Probe<'f>>), (Verdict, FrameVlan)> {
         let (fv, src, dst) = self
             .admit(ingress, frame)
             .map_err(|r| (Verdict::Drop(r), NO_VLAN))?;
@@ -184,8 +181,8 @@ impl L2 {
         fdb: &Fdb,
         ingress: u16,
         fv: FrameVlan,
-        src: Probe,
-        dst: Option<Probe>,
+        src: Probe<'_>,
+        dst: Option<Probe<'_>>,
         now: u32,
     ) -> Verdict {
         fdb.learn_probed(src, ingress, now);

@@ -199,7 +199,7 @@ impl PmdCore {
                 let frames = rx.frames();
                 let decided = self.ports.l2.decide_burst(&shared.fdb, port, frames, now);
                 let mut dirty = 0u64;
-                for (m, (verdict, fv)) in rx.drain().zip(decided) {
+                for (m, &(verdict, fv)) in rx.drain().zip(&decided) {
                     let len = m.len() as u64;
                     let c = &self.stats.ports[usize::from(port)];
                     c.rx_packets.add(1);
