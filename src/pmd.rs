@@ -199,17 +199,21 @@ impl PmdCore {
                 let frames = rx.frames();
                 let decided = self.ports.l2.decide_burst(&shared.fdb, port, frames, now);
                 let mut dirty = 0u64;
+                // Counted once per burst: a counter is a load and a store to memory (an
+                // atomic, which the compiler keeps out of registers), four per frame otherwise.
+                let (mut frames_in, mut bytes_in) = (0u64, 0u64);
                 for (m, &(verdict, fv)) in rx.drain().zip(&decided) {
-                    let len = m.len() as u64;
-                    let c = &self.stats.ports[usize::from(port)];
-                    c.rx_packets.add(1);
-                    c.rx_bytes.add(len);
+                    frames_in += 1;
+                    bytes_in += m.len() as u64;
                     match verdict {
                         Verdict::Drop(r) => self.stats.count_drop(port, r, 1),
                         Verdict::Unicast(out) => dirty |= self.enqueue(out, m, fv, from),
                         Verdict::Flood(mask) => dirty |= self.flood(mask, m, fv, from),
                     }
                 }
+                let c = &self.stats.ports[usize::from(port)];
+                c.rx_packets.add(frames_in);
+                c.rx_bytes.add(bytes_in);
                 // 3. transmit what this burst produced
                 self.flush(dirty, true);
             }
