@@ -40,11 +40,11 @@ struct Bucket([Slot; BUCKET]);
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// A key and its bucket, hashed once: what a burst computes for every frame before it touches
-/// the table. Only for the table that made it (`Fdb::probe`).
-#[derive(Clone, Copy)]
-pub(crate) struct Probe<'a> {
+/// the table.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Probe {
     key: u64,
-    bucket: &'a Bucket,
+    bucket: usize,
 }
 
 #[inline]
@@ -149,33 +149,31 @@ impl Drop for Table {
 /// The slot of `bucket` holding `key`, found without a branch per slot (which slot a random
 /// host is in cannot be predicted, and a mispredicted branch costs as much as the rest of a
 /// lookup): the four slots of the first line, then those of the second only when the first
-/// has no match (rarely, at the load the table is sized for). A slot that matches replaces the
-/// one found so far (a compare and a conditional move per slot); keys are unique in a bucket.
-#[inline(always)]
+/// has no match (rarely, at the load the table is sized for).
+#[inline]
 fn find(bucket: &[Slot; BUCKET], key: u64) -> Option<&Slot> {
     const LINE: usize = BUCKET / 2;
-    #[inline(always)]
-    fn line(slots: &[Slot], key: u64) -> Option<&Slot> {
-        slots.iter().fold(None, |hit, s| {
-            if s.key.load(Ordering::Acquire) == key {
-                Some(s)
-            } else {
-                hit
-            }
+    let line = |first: usize| {
+        (0..LINE).fold(0u32, |m, i| {
+            m | u32::from(bucket[first + i].key.load(Ordering::Acquire) == key) << i
         })
+    };
+    let mut m = line(0);
+    if m == 0 {
+        m = line(LINE) << LINE;
     }
-    line(&bucket[..LINE], key).or_else(|| line(&bucket[LINE..], key))
+    (m != 0).then(|| &bucket[m.trailing_zeros() as usize])
 }
 
 /// Records `port` and `now` in the slot that holds the key: written only when something changed
 /// (a move, or a new second), so that a steady flow leaves the line shared between cores.
 #[inline]
 fn refresh(s: &Slot, port: u16, now: u32) -> Learned {
-    let (v, want) = (s.val.load(Ordering::Relaxed), val_of(port, now));
-    if v == want {
+    let v = s.val.load(Ordering::Relaxed);
+    if v & VAL_VALID != 0 && val_port(v) == port && val_time(v) == now {
         return Learned::Known; // nothing to write: the line stays shared
     }
-    s.val.store(want, Ordering::Release);
+    s.val.store(val_of(port, now), Ordering::Release);
     match v {
         v if v & VAL_VALID != 0 && val_port(v) != port => Learned::Moved { from: val_port(v) },
         _ => Learned::Known,
@@ -213,15 +211,11 @@ impl Fdb {
 
     /// Hashes `mac` in `vlan`: the key and its bucket.
     #[inline]
-    pub(crate) fn probe(&self, mac: MacAddr, vlan: u16) -> Probe<'_> {
+    pub(crate) fn probe(&self, mac: MacAddr, vlan: u16) -> Probe {
         let key = key_of(mac, vlan);
-        let i = (key.wrapping_mul(K) >> self.shift) as usize;
-        debug_assert!(i < self.buckets.len);
         Probe {
             key,
-            // SAFETY: `i` is the top log2(len) bits of a u64 (`shift` = 64 − log2(len), and
-            // `len` is a power of two), so `i < len`: an initialised bucket.
-            bucket: unsafe { &*self.buckets.ptr.as_ptr().add(i) },
+            bucket: (key.wrapping_mul(K) >> self.shift) as usize,
         }
     }
 
@@ -230,11 +224,11 @@ impl Fdb {
     /// about one in five of random addresses, at half load, is in the second: loading it too
     /// measured faster with a table in the last-level cache, and no slower beyond it.)
     #[inline]
-    pub(crate) fn prefetch(&self, p: Probe<'_>) {
+    pub(crate) fn prefetch(&self, p: Probe) {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let b: *const Bucket = p.bucket;
+            let b: *const Bucket = &self.buckets[p.bucket];
             // SAFETY: a prefetch is only a hint: it reads nothing the program sees and cannot
             // fault; the address is that of a bucket of the table.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(b.cast()) };
@@ -251,8 +245,10 @@ impl Fdb {
 
     /// [`Fdb::lookup`] of a hashed key.
     #[inline]
-    pub(crate) fn lookup_probed(&self, p: Probe<'_>) -> Option<u16> {
-        let v = find(&p.bucket.0, p.key)?.val.load(Ordering::Acquire);
+    pub(crate) fn lookup_probed(&self, p: Probe) -> Option<u16> {
+        let v = find(&self.buckets[p.bucket].0, p.key)?
+            .val
+            .load(Ordering::Acquire);
         (v & VAL_VALID != 0).then_some(val_port(v))
     }
 
@@ -264,8 +260,8 @@ impl Fdb {
 
     /// [`Fdb::learn`] of a hashed key.
     #[inline]
-    pub(crate) fn learn_probed(&self, p: Probe<'_>, port: u16, now: u32) -> Learned {
-        let bucket = &p.bucket.0;
+    pub(crate) fn learn_probed(&self, p: Probe, port: u16, now: u32) -> Learned {
+        let bucket = &self.buckets[p.bucket].0;
         match find(bucket, p.key) {
             Some(s) => refresh(s, port, now),
             None => self.claim(bucket, p.key, port, now),

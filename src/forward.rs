@@ -136,13 +136,17 @@ impl L2 {
         now: u32,
     ) -> [(Verdict, FrameVlan); BURST] {
         let mut out = [(Verdict::Drop(DropReason::Malformed), NO_VLAN); BURST];
-        let mut next = [Next::Done; BURST];
+        let mut probes = [(Probe::default(), None); BURST];
+        // Bit i: frame i was admitted and waits for the second pass.
+        let mut admitted = 0u32;
+        // Bit i: frame i has the header of frame i - 1, and gets its verdict.
+        let mut same = 0u32;
         // The previous frame's first 16 bytes, if it has a whole (tagged) header.
         let mut prev: Option<u128> = None;
-        for ((frame, o), n) in frames.into_iter().zip(&mut out).zip(&mut next) {
+        for (i, frame) in frames.into_iter().take(BURST).enumerate() {
             let head = head16(frame);
             if head.is_some() && head == prev {
-                *n = Next::AsPrevious;
+                same |= 1 << i;
                 continue;
             }
             prev = head;
@@ -152,21 +156,24 @@ impl L2 {
                     if let Some(d) = dst {
                         fdb.prefetch(d);
                     }
-                    *o = (o.0, fv);
-                    *n = Next::Forward(src, dst);
+                    out[i].1 = fv;
+                    probes[i] = (src, dst);
+                    admitted |= 1 << i;
                 }
-                Err(early) => *o = early,
+                Err(early) => out[i] = early,
             }
         }
         // In frame order, so that a frame of a run finds its predecessor decided.
-        let mut last = out[0];
-        for (o, n) in out.iter_mut().zip(&next) {
-            match *n {
-                Next::Done => {}
-                Next::Forward(src, dst) => o.0 = self.forward(fdb, ingress, o.1, src, dst, now),
-                Next::AsPrevious => *o = last,
+        let mut todo = admitted | same;
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo - 1;
+            if same & (1 << i) != 0 {
+                out[i] = out[i - 1];
+                continue;
             }
-            last = *o;
+            let (src, dst) = probes[i];
+            out[i].0 = self.forward(fdb, ingress, out[i].1, src, dst, now);
         }
         out
     }
@@ -174,12 +181,12 @@ impl L2 {
     /// Parses and admits a frame and hashes its source and (unicast) destination; or the
     /// verdict of a frame that goes no further.
     #[inline]
-    fn hash<'f>(
+    fn hash(
         &self,
-        fdb: &'f Fdb,
+        fdb: &Fdb,
         ingress: u16,
         frame: &[u8],
-    ) -> Result<(FrameVlan, Probe<'f>, Option<Probe<'f>>), (Verdict, FrameVlan)> {
+    ) -> Result<(FrameVlan, Probe, Option<Probe>), (Verdict, FrameVlan)> {
         let (fv, src, dst) = self
             .admit(ingress, frame)
             .map_err(|r| (Verdict::Drop(r), NO_VLAN))?;
@@ -198,8 +205,8 @@ impl L2 {
         fdb: &Fdb,
         ingress: u16,
         fv: FrameVlan,
-        src: Probe<'_>,
-        dst: Option<Probe<'_>>,
+        src: Probe,
+        dst: Option<Probe>,
         now: u32,
     ) -> Verdict {
         fdb.learn_probed(src, ingress, now);
@@ -228,17 +235,6 @@ impl L2 {
             VlanMode::Trunk => Some(VlanTag::tci_of(fv.pcp, fv.vlan)),
         }
     }
-}
-
-/// What the second pass of [`L2::decide_burst`] does with a frame.
-#[derive(Clone, Copy)]
-enum Next<'f> {
-    /// Nothing: decided in the first pass (dropped), or past the burst's last frame.
-    Done,
-    /// Learn the source, look up the destination (hashed in the first pass), decide.
-    Forward(Probe<'f>, Option<Probe<'f>>),
-    /// The frame has the header of the frame before it: it gets that frame's verdict.
-    AsPrevious,
 }
 
 /// A frame's first 16 bytes (addresses, EtherType, and a tag's TCI if it has one), all that its
