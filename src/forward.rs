@@ -446,6 +446,37 @@ mod tests {
         assert!(fdb.is_empty());
     }
 
+    /// A pseudo-random number below `n` per call (xorshift64 from `seed`).
+    fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+
+    /// `frames` as one burst from `port` on `many` get the verdicts that deciding them one by
+    /// one on `one` gives, and leave the same table.
+    fn decides_as_one_by_one(
+        l2: &L2,
+        (one, many): (&Fdb, &Fdb),
+        port: u16,
+        frames: &[Vec<u8>],
+        now: u32,
+        round: u32,
+    ) {
+        let got = l2.decide_burst(many, port, frames.iter().map(|f| &f[..]), now);
+        for (i, f) in frames.iter().take(BURST).enumerate() {
+            assert_eq!(
+                got[i],
+                l2.decide(one, port, f, now),
+                "round {round} frame {i}"
+            );
+        }
+        assert_eq!(many.entries(now), one.entries(now), "round {round}");
+    }
+
     #[test]
     fn a_burst_decides_as_its_frames_one_by_one() {
         // Two switches alike, one fed frame by frame, the other in bursts: the same verdicts,
@@ -454,13 +485,7 @@ mod tests {
         use VlanMode::*;
         let l2 = L2::new(vec![Trunk, Trunk, Access(10), Trunk]);
         let (one, many) = (Fdb::new(256, 300), Fdb::new(256, 300));
-        let mut seed = 0x9e37_79b9u64;
-        let mut rnd = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rnd = xorshift(0x9e37_79b9);
         for round in 0..50u32 {
             let port = rnd(4) as u16;
             let frames: Vec<Vec<u8>> = (0..1 + rnd(BURST as u64 + 8))
@@ -476,15 +501,7 @@ mod tests {
                 })
                 .collect();
             let now = round / 10;
-            let got = l2.decide_burst(&many, port, frames.iter().map(|f| &f[..]), now);
-            for (i, f) in frames.iter().take(BURST).enumerate() {
-                assert_eq!(
-                    got[i],
-                    l2.decide(&one, port, f, now),
-                    "round {round} frame {i}"
-                );
-            }
-            assert_eq!(many.entries(now), one.entries(now), "round {round}");
+            decides_as_one_by_one(&l2, (&one, &many), port, &frames, now, round);
         }
         assert!(!one.is_empty());
     }
@@ -498,13 +515,7 @@ mod tests {
         use VlanMode::*;
         let l2 = L2::new(vec![Trunk, Access(10), Trunk]);
         let (one, many) = (Fdb::new(64, 300), Fdb::new(64, 300));
-        let mut seed = 0x2545_f491u64;
-        let mut rnd = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rnd = xorshift(0x2545_f491);
         for round in 0..60u32 {
             let port = rnd(3) as u16;
             let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -526,15 +537,7 @@ mod tests {
                 }
             }
             let now = round / 20;
-            let got = l2.decide_burst(&many, port, frames.iter().map(|f| &f[..]), now);
-            for (i, f) in frames.iter().take(BURST).enumerate() {
-                assert_eq!(
-                    got[i],
-                    l2.decide(&one, port, f, now),
-                    "round {round} frame {i}"
-                );
-            }
-            assert_eq!(many.entries(now), one.entries(now), "round {round}");
+            decides_as_one_by_one(&l2, (&one, &many), port, &frames, now, round);
         }
         assert!(!one.is_empty());
     }
