@@ -286,19 +286,16 @@ pub(crate) fn dequeue(
                 break;
             }
         };
-        if let Some((p, len)) = one_tx_buffer(b, st, head, bufs[out].len()) {
-            DeferredReads::prefetch(p, len);
-            reads.push(p, &mut bufs[out][..len]);
-            lens[out] = len;
-            out += 1;
-            bytes += len as u64;
-            budget -= 1;
-            used.push(b.ring, head, 0);
-            st.used_idx = st.used_idx.wrapping_add(1);
-            st.last_avail = st.last_avail.wrapping_add(1);
-            continue;
-        }
-        match read_tx_chain(b, st, head, bufs[out], &mut budget) {
+        // The usual chain (one buffer) is checked without the walk, then goes the same way.
+        let outcome = match one_tx_buffer(b, st, head, bufs[out].len()) {
+            Some((p, len)) => {
+                DeferredReads::prefetch(p, len);
+                budget -= 1;
+                Ok(TxOutcome::Held(p, len))
+            }
+            None => read_tx_chain(b, st, head, bufs[out], &mut budget),
+        };
+        match outcome {
             Ok(TxOutcome::Held(p, len)) => {
                 reads.push(p, &mut bufs[out][..len]);
                 lens[out] = len;
