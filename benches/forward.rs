@@ -13,8 +13,10 @@
 //! 32 buffers that stay in cache; each burst first copies the next 32 address pairs into them
 //! from a sequence drawn before the measurement (its drawing, two hashes and three range
 //! reductions a frame, cost 13 ns a frame: as much as the stage itself in cache). The sequence
-//! is long enough that its bursts touch the whole table before it repeats (4 pairs a host, at
-//! most 2^19 pairs: 6 MiB, read in order); `harness/rewrite_burst32` measures the copy alone.
+//! is long enough that its bursts touch nearly every bucket before it repeats (4 pairs a host,
+//! at most 2^19 pairs: 6 MiB, read in order; at 1 M hosts that is 2^20 random bucket visits for
+//! 2^18 buckets, though not every host); `harness/rewrite_burst32` measures the copy alone, with
+//! the longest sequence (the small tables' shorter ones stay in cache: a little cheaper).
 //! `benches/compare/forward_grid.sh` runs the grid for one or more builds and prints the table.
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{
