@@ -136,14 +136,20 @@ impl L2 {
         now: u32,
     ) -> [(Verdict, FrameVlan); BURST] {
         let mut out = [(Verdict::Drop(DropReason::Malformed), NO_VLAN); BURST];
-        let mut probes = [(Probe::default(), None); BURST];
-        // Bit i: frame i was admitted and waits for the second pass.
-        let mut admitted = 0u32;
+        // Frame i's hashed addresses, if it was admitted and waits for the second pass.
+        let mut probes: [Option<(Probe<'_>, Option<Probe<'_>>)>; BURST] = [None; BURST];
         // Bit i: frame i has the header of frame i - 1, and gets its verdict.
         let mut same = 0u32;
         // The previous frame's first 16 bytes, if it has a whole (tagged) header.
         let mut prev: Option<u128> = None;
-        for (i, frame) in frames.into_iter().take(BURST).enumerate() {
+        let mut n = 0;
+        for (i, ((frame, o), p)) in frames
+            .into_iter()
+            .zip(&mut out)
+            .zip(&mut probes)
+            .enumerate()
+        {
+            n = i + 1;
             let head = head16(frame);
             if head.is_some() && head == prev {
                 same |= 1 << i;
@@ -156,24 +162,21 @@ impl L2 {
                     if let Some(d) = dst {
                         fdb.prefetch(d);
                     }
-                    out[i].1 = fv;
-                    probes[i] = (src, dst);
-                    admitted |= 1 << i;
+                    o.1 = fv;
+                    *p = Some((src, dst));
                 }
-                Err(early) => out[i] = early,
+                Err(early) => *o = early,
             }
         }
         // In frame order, so that a frame of a run finds its predecessor decided.
-        let mut todo = admitted | same;
-        while todo != 0 {
-            let i = todo.trailing_zeros() as usize;
-            todo &= todo - 1;
-            if same & (1 << i) != 0 {
-                out[i] = out[i - 1];
-                continue;
+        let mut last = out[0];
+        for (i, (o, p)) in out.iter_mut().zip(&probes).enumerate().take(n) {
+            if let Some((src, dst)) = *p {
+                o.0 = self.forward(fdb, ingress, o.1, src, dst, now);
+            } else if same & (1 << i) != 0 {
+                *o = last;
             }
-            let (src, dst) = probes[i];
-            out[i].0 = self.forward(fdb, ingress, out[i].1, src, dst, now);
+            last = *o;
         }
         out
     }
@@ -181,12 +184,12 @@ impl L2 {
     /// Parses and admits a frame and hashes its source and (unicast) destination; or the
     /// verdict of a frame that goes no further.
     #[inline]
-    fn hash(
+    fn hash<'f>(
         &self,
-        fdb: &Fdb,
+        fdb: &'f Fdb,
         ingress: u16,
         frame: &[u8],
-    ) -> Result<(FrameVlan, Probe, Option<Probe>), (Verdict, FrameVlan)> {
+    ) -> Result<(FrameVlan, Probe<'f>, Option<Probe<'f>>), (Verdict, FrameVlan)> {
         let (fv, src, dst) = self
             .admit(ingress, frame)
             .map_err(|r| (Verdict::Drop(r), NO_VLAN))?;
@@ -205,8 +208,8 @@ impl L2 {
         fdb: &Fdb,
         ingress: u16,
         fv: FrameVlan,
-        src: Probe,
-        dst: Option<Probe>,
+        src: Probe<'_>,
+        dst: Option<Probe<'_>>,
         now: u32,
     ) -> Verdict {
         fdb.learn_probed(src, ingress, now);
