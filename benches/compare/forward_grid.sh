@@ -20,6 +20,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 ROUNDS=3 WARMUP=1 MEASURE=3 FILTER='forward_(un)?tagged/|harness/' QUANTILE=0.5
 declare -a NAMES=() BINS=()
 while [ $# -gt 0 ]; do
@@ -35,10 +37,7 @@ while [ $# -gt 0 ]; do
 done
 if [ ${#BINS[@]} -eq 0 ]; then
   cd "$REPO"
-  # The bench's executable (cargo also names the switch's binary, in either order).
-  BIN=$(cargo bench --bench forward --no-run --message-format=json 2>/dev/null |
-    grep '"kind":\["bench"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
-  [ -x "$BIN" ] || { echo "forward_grid: could not build the forward bench" >&2; exit 1; }
+  BIN=$(bench_exe forward) || { echo "forward_grid: could not build the forward bench" >&2; exit 1; }
   NAMES=(now) BINS=("$BIN")
 fi
 

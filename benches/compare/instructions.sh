@@ -21,14 +21,14 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 BENCH=${1:-gated_burst32}
 command -v valgrind >/dev/null || { echo "instructions: needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 
 cd "$REPO"
 if [[ $BENCH == forward_* ]]; then
-  BIN=$(cargo bench --bench forward --no-run --message-format=json 2>/dev/null |
-    grep '"kind":\["bench"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
-  [ -x "$BIN" ] || { echo "instructions: could not build the forward bench" >&2; exit 1; }
+  BIN=$(bench_exe forward) || { echo "instructions: could not build the forward bench" >&2; exit 1; }
   OUT=$(mktemp)
   trap 'rm -f "$OUT"' EXIT
   valgrind --tool=callgrind --callgrind-out-file="$OUT" --toggle-collect='forward::burst' \
@@ -43,10 +43,7 @@ if [[ $BENCH == forward_* ]]; then
           printf "%s: %.1f instructions per packet (%d bursts of 32)\n", n, ir / calls / 32, calls }' "$OUT"
   exit
 fi
-# The bench binary cargo builds: the last line of the JSON messages naming it.
-BIN=$(cargo bench --bench gate --no-run --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
-[ -x "$BIN" ] || { echo "instructions: could not build the gate bench" >&2; exit 1; }
+BIN=$(bench_exe gate) || { echo "instructions: could not build the gate bench" >&2; exit 1; }
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

@@ -104,10 +104,14 @@ if [ "$RTT" != 2 ]; then
     done
   done
 fi
-[ "$RTT" = 0 ] || ROWS+=("64:1:1")
+# --sizes 64 --queues 1 --in-flight 1 makes the round trip one of the saturated rows: once is enough.
+if [ "$RTT" != 0 ] && [[ " ${ROWS[*]} " != *" 64:1:1 "* ]]; then ROWS+=("64:1:1"); fi
 [ ${#ROWS[@]} -gt 0 ] || { echo "compare: no rows (--sizes/--queues empty)" >&2; exit 2; }
+# is_rtt ROW: one burst on one queue pair per port, 64 frames in flight: a round trip, not a
+# saturated row (its label, its summary line and its ratios without the goals say so).
+is_rtt() { local q n; IFS=: read -r _ q n <<<"$1"; [ "$q" = 1 ] && [ "$n" = 1 ]; }
 row_label() { local sz q n; IFS=: read -r sz q n <<<"$1"
-  if [ "$n" = 1 ] && [ "$q" = 1 ]; then echo "$sz B, 1 queue pair, round trip (64 frames in flight)"
+  if is_rtt "$1"; then echo "$sz B, 1 queue pair, round trip (64 frames in flight)"
   else echo "$sz B, $q queue pair$([ "$q" = 1 ] || echo s), $n bursts in flight per queue"; fi; }
 BACKENDS=()
 for b in ${ONLY//,/ }; do
@@ -453,7 +457,9 @@ fe_load() {
 # the share of cycles busy, the medians over the measured seconds of its per-second counters
 # (stats.jsonl; else the totals of ctl-stats.json): the backend's own cost, whatever the
 # frontend's pace. Per second, so that a stall outside the measured seconds (a host pausing
-# the VM shows as one enormous "busy" iteration) does not skew it.
+# the VM shows as one enormous "busy" iteration) does not skew it. The one reading of
+# stats.jsonl: it also leaves the measured seconds' cycles per frame in DIR/pmd-cycles, one a
+# line, for the report's regimes (C and D).
 pmd_load() {
   command -v python3 >/dev/null || return 0
   python3 - "$1" "$WARMUP" <<'PY' 2>/dev/null || true
@@ -473,6 +479,9 @@ if os.path.exists(f"{d}/stats.jsonl"):
 per = [((z[0] - a[0]) / (z[2] - a[2]), (z[0] - a[0]) / max(1, z[0] - a[0] + z[1] - a[1]))
        for a, z in zip(snaps, snaps[1:]) if z[2] - a[2] > 100000]
 per = per[warm:] if len(per) >= warm + 2 else per[1:]
+if os.path.exists(f"{d}/stats.jsonl"):
+    with open(f"{d}/pmd-cycles", "w") as f:
+        f.writelines(f"{p[0]}\n" for p in per)
 if len(per) >= 2:
     cyc, share = statistics.median(p[0] for p in per), statistics.median(p[1] for p in per)
 else:
@@ -515,13 +524,16 @@ for r in $(seq 1 "$ROUNDS"); do
         RES[$row|$b]="${RES[$row|$b]:-} $pps"
         log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps$(fe_load "$dir")$(pmd_load "$dir")$(wait_report "$dir")"
       else
-        log "FAILED: $name (round $r, $(row_label "$row"))$([ -n "$KEEP_LOGS" ] && echo "; logs kept in $KEEP_LOGS")"
+        # The run's logs: in its directory until exit, then copied under --keep-logs (or gone).
+        if [ -n "$KEEP_LOGS" ]; then where="kept in $KEEP_LOGS/${dir#"$W"/}"
+        else where="in $dir until exit (--keep-logs DIR keeps them)"; fi
+        log "FAILED: $name (round $r, $(row_label "$row")); logs $where"
         tail_log "$dir/backend.log"
         [ -f "$dir/ovs-vswitchd.log" ] && tail_log "$dir/ovs-vswitchd.log"
         FAILED="$FAILED $name"
         RES[$row|$b]="${RES[$row|$b]:-} FAIL"
+        stop_all
       fi
-      stop_all
     done
   done
 done
@@ -533,7 +545,6 @@ ratio() { local a=${MED[$1|$2]:-} b=${MED[$1|$3]:-}
             awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}'
           else printf 'n/a'; fi; }
 for row in "${ROWS[@]}"; do
-  IFS=: read -r _ _ bursts <<<"$row"
   echo "== $(row_label "$row")"
   for b in "${BACKENDS[@]}"; do
     name_var="NAME_$b"; name=${!name_var}
@@ -558,23 +569,18 @@ for row in "${ROWS[@]}"; do
     # The per-second PMD cost in each of the two regimes the loop runs in (see README.md):
     # comparing within a regime takes out how long each backend happened to spend in which.
     if command -v python3 >/dev/null; then
-      python3 - "$(rowdir "$row")" "$WARMUP" "$NAME_D" <<'PY' || true
-import glob, json, statistics, sys
-w, warm, dname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+      python3 - "$(rowdir "$row")" "$NAME_D" <<'PY' || true
+import glob, statistics, sys
+w, dname = sys.argv[1], sys.argv[2]
 def costs(b):
+    # Every run's measured seconds as pmd_load read them from its stats.jsonl (a sample that
+    # lacks a counter is skipped there: a run without any adds nothing here).
     out = []
-    for f in sorted(glob.glob(f"{w}/r*{b}/stats.jsonl")):
-        snaps = []
-        for l in open(f):
-            try:
-                snaps.append(json.loads(l))
-            except ValueError:
-                pass
-        for a, z in list(zip(snaps, snaps[1:]))[warm:]:
-            busy = sum(c["busy_cycles"] for c in z["pmd"]) - sum(c["busy_cycles"] for c in a["pmd"])
-            pk = sum(p["rx_packets"] for p in z["ports"]) - sum(p["rx_packets"] for p in a["ports"])
-            if pk > 100000:
-                out.append(busy / pk)
+    for f in sorted(glob.glob(f"{w}/r*{b}/pmd-cycles")):
+        try:
+            out += [float(l) for l in open(f)]
+        except (OSError, ValueError):
+            pass
     return out
 c, d = costs("C"), costs("D")
 allv = sorted(c + d)
@@ -591,7 +597,7 @@ PY
     fi
   fi
   if has C; then
-    if [ "$bursts" = 1 ]; then
+    if is_rtt "$row"; then
       echo "tsn-vswitch / testpmd-vhost = $(ratio "$row" C A) ; tsn-vswitch / ovs-dpdk = $(ratio "$row" C B) (round trip)"
     else
       echo "tsn-vswitch / testpmd-vhost = $(ratio "$row" C A) (goal >= 1.0) ; tsn-vswitch / ovs-dpdk = $(ratio "$row" C B) (goal >= 1.3)"
@@ -610,7 +616,7 @@ if [ ${#ROWS[@]} -gt 1 ]; then
   echo "$hdr"
   for row in "${ROWS[@]}"; do
     IFS=: read -r sz q n <<<"$row"
-    line=$(printf '%-10s %3s %6s' "$sz B" "$q" "$([ "$n" = 1 ] && [ "$q" = 1 ] && echo "1 (rtt)" || echo "$n")")
+    line=$(printf '%-10s %3s %6s' "$sz B" "$q" "$(if is_rtt "$row"; then echo "1 (rtt)"; else echo "$n"; fi)")
     for b in "${BACKENDS[@]}"; do
       m=${MED[$row|$b]:-}
       if [ -n "$m" ]; then line+=$(awk -v m="$m" 'BEGIN {printf " %15.2f", m / 1e6}'); else line+=$(printf ' %15s' FAIL); fi
