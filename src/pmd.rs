@@ -256,6 +256,18 @@ impl PmdCore {
                     self.flush(1 << p, false);
                 }
             }
+            // 6. the guests' notifications for this iteration's bursts, decided once after all
+            // of them (each decision waits for every store before it to be visible)
+            for (_, _, q) in self.ports.rxqs.iter_mut() {
+                if let Some(q) = q {
+                    q.settle();
+                }
+            }
+            if busy {
+                for t in self.ports.tx.iter().flatten() {
+                    t.settle();
+                }
+            }
             self.stats.iterations.add(1);
             if busy {
                 self.stats.busy_iterations.add(1);

@@ -21,6 +21,15 @@ impl RxPort {
             RxPort::Vhost(q) => q.rx_burst(b),
         }
     }
+
+    /// A vhost-user queue's notification decision for this iteration's burst, if it had one
+    /// (see [`vhost::RxQueue::settle`]); nothing for an ethdev queue.
+    #[inline]
+    pub fn settle(&mut self) {
+        if let RxPort::Vhost(q) = self {
+            q.q.settle();
+        }
+    }
 }
 
 /// A transmit path to a port, as one PMD core holds it.
@@ -39,6 +48,15 @@ impl TxPort {
         match self {
             TxPort::Eth(q) => q.tx_burst_on(queue, b),
             TxPort::Vhost(q) => q.tx_burst_from(usize::from(queue), b),
+        }
+    }
+
+    /// The notification decisions for the guest RX queues this path sent to since the last
+    /// call (see [`vhost::TxQueue::settle`]); nothing for an ethdev port.
+    #[inline]
+    pub fn settle(&self) {
+        if let TxPort::Vhost(q) = self {
+            q.settle();
         }
     }
 }
@@ -79,7 +97,7 @@ impl VhostRx {
                     None => break,
                 }
             }
-            self.q.dequeue_burst(&mut bufs, &mut lens)
+            self.q.dequeue_burst_deferred(&mut bufs, &mut lens)
         };
         for (i, &len) in lens.iter().enumerate().take(n) {
             if let Some(m) = self.spare.get_mut(i) {
@@ -98,11 +116,31 @@ pub struct VhostTx {
     qs: Arc<Vec<SpinLock<vhost::TxQueue>>>,
     /// The queue this core prefers (core index modulo queue pairs).
     first: usize,
+    /// Bit i: this core sent a burst to queue i since its last `settle` (a device has at most
+    /// 128 queue pairs).
+    unsettled: std::cell::Cell<u128>,
 }
 
 impl VhostTx {
     pub fn new(qs: Arc<Vec<SpinLock<vhost::TxQueue>>>, first: usize) -> VhostTx {
-        VhostTx { qs, first }
+        VhostTx {
+            qs,
+            first,
+            unsettled: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Settles the queues this core sent to since the last call, each under its lock.
+    #[inline]
+    fn settle(&self) {
+        let mut m = self.unsettled.take();
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if let Some(q) = self.qs.get(i) {
+                q.lock().settle();
+            }
+        }
     }
 
     /// Sends on guest RX queue `first`, or (not enabled or not there) the next one the guest
@@ -118,10 +156,13 @@ impl VhostTx {
         }
         // The preferred queue if the guest enabled it, else the first one that is.
         for k in 0..n {
-            let mut q = self.qs[(first + k) % n].lock();
+            let i = (first + k) % n;
+            let mut q = self.qs[i].lock();
             if q.sync() {
-                let sent = q.enqueue_burst(&frames[..len]);
+                let sent = q.enqueue_burst_deferred(&frames[..len]);
                 drop(q);
+                self.unsettled
+                    .set(self.unsettled.get() | 1u128 << (i % 128));
                 b.free_front(sent);
                 return sent;
             }

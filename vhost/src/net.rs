@@ -32,6 +32,9 @@ pub(crate) struct VqState {
     pub used_idx: u16,
     /// EVENT_IDX: whether a notification decision was already taken since the ring started.
     pub signalled_valid: bool,
+    /// The used idx before the first publication whose notification decision is still to be
+    /// taken (deferred bursts: see `queue::Handle::settle`).
+    pub unsettled_from: Option<u16>,
     /// Last guest memory region hit (translation cache).
     pub hint: usize,
 }

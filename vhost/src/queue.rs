@@ -205,6 +205,9 @@ impl Handle {
 
     #[cold]
     fn resync(&mut self) {
+        // What deferred bursts owe is decided on the ring they published on (its memory stays
+        // mapped until this handle lets go of the config).
+        self.settle();
         let Ok(slot) = self.shared.slot.try_lock() else {
             return; // the control side is publishing; retry next burst
         };
@@ -242,10 +245,12 @@ impl Handle {
         self.shared.acked_gen.store(g, Ordering::Release);
     }
 
-    /// Runs one burst on the current config: sync, `f`, one used-idx publication, notification.
+    /// Runs one burst on the current config: sync, `f`, one used-idx publication, and the
+    /// notification decision, or with `defer` only a note that it is owed (see `settle`).
     #[inline]
     fn burst<R>(
         &mut self,
+        defer: bool,
         f: impl FnOnce(&Burst<'_>, &mut VqState) -> (R, Option<VirtqError>),
     ) -> Option<R> {
         if !self.sync() {
@@ -271,7 +276,15 @@ impl Handle {
             metrics: &shared.metrics,
         };
         let (r, err) = f(&b, st);
-        finish(ring, cfg, st, shared, start);
+        if publish(ring, st, shared, start) && cfg.call.is_some() {
+            if defer {
+                st.unsettled_from.get_or_insert(start);
+            } else {
+                // Covering what deferred bursts before it published, too.
+                let old = st.unsettled_from.take().unwrap_or(start);
+                notify(ring, cfg, st, shared, old);
+            }
+        }
         if let Some(e) = err {
             *broken = Some(e);
             // Zeroes read from memory whose file shrank (see `guard`) are no violation of the
@@ -286,6 +299,19 @@ impl Handle {
         Some(r)
     }
 
+    /// Takes the notification decision the deferred bursts since the last call owe, for all
+    /// of them at once (the range of used entries they published, as Linux vhost does for
+    /// batched used entries).
+    #[inline]
+    fn settle(&mut self) {
+        let Some(old) = self.st.unsettled_from.take() else {
+            return;
+        };
+        if let Some(ring) = &self.cfg.ring {
+            notify(ring, &self.cfg, &mut self.st, &self.shared, old);
+        }
+    }
+
     fn take_error(&mut self) -> Option<VirtqError> {
         match self.broken {
             Some(e) if !self.error_reported => {
@@ -297,22 +323,30 @@ impl Handle {
     }
 }
 
-/// Publishes the used idx once for the burst and interrupts the guest if it asked to be.
+/// Publishes the used idx once for the burst; returns whether it moved.
 #[inline]
-fn finish(ring: &Ring, cfg: &QueueConfig, st: &mut VqState, shared: &QueueShared, start_used: u16) {
+fn publish(ring: &Ring, st: &VqState, shared: &QueueShared, start_used: u16) -> bool {
     let new = st.used_idx;
     if new == start_used {
-        return;
+        return false;
     }
     ring.publish_used_idx(new);
     shared.set_last_avail(st.last_avail);
+    true
+}
+
+/// Interrupts the guest if it asked to be for the used entries from `old` to the used idx.
+#[inline]
+fn notify(ring: &Ring, cfg: &QueueConfig, st: &mut VqState, shared: &QueueShared, old: u16) {
+    let new = st.used_idx;
     let Some(call) = &cfg.call else { return };
     // The driver's event fields must be read after our used idx store is visible (§2.7.10):
-    // a full barrier, as in Linux vhost's vhost_notify.
+    // a full barrier, as in Linux vhost's vhost_notify. It waits until every store before it
+    // is visible: after a guest RX burst, the frames' copies into lines the driver had.
     fence(Ordering::SeqCst);
     let notify = if cfg.event_idx {
         let valid = std::mem::replace(&mut st.signalled_valid, true);
-        !valid || need_event(ring.used_event(), new, start_used)
+        !valid || need_event(ring.used_event(), new, old)
     } else {
         ring.avail_flags() & VRING_AVAIL_F_NO_INTERRUPT == 0
     };
@@ -328,6 +362,7 @@ fn finish(ring: &Ring, cfg: &QueueConfig, st: &mut VqState, shared: &QueueShared
 
 impl Drop for Handle {
     fn drop(&mut self) {
+        self.settle();
         self.shared.set_last_avail(self.st.last_avail);
         self.shared.running.store(false, Ordering::Release);
         self.shared.attached.store(false, Ordering::Release);
@@ -361,6 +396,18 @@ macro_rules! common_handle_api {
             /// regularly so the control side's GET_VRING_BASE does not wait for it.
             pub fn sync(&mut self) -> bool {
                 self.0.sync()
+            }
+
+            /// Interrupts the guest if it asked to be for what the deferred bursts since the last
+            /// call delivered (nothing when none did). The decision needs a full barrier after
+            /// the used idx store, which waits until every store before it is visible (after a
+            /// guest RX burst, the copies into lines the driver's core had): made once for all
+            /// the queues a loop iteration moved, after the last burst, it waits once instead
+            /// of after each burst. Call it at least once per loop iteration on every queue
+            /// that had a deferred burst, or a guest that wants interrupts waits for them.
+            #[inline]
+            pub fn settle(&mut self) {
+                self.0.settle()
             }
 
             /// The violation that broke this queue, returned once so it is logged once.
@@ -402,7 +449,15 @@ impl RxQueue {
     /// syscall except at most one eventfd write.
     pub fn dequeue_burst(&mut self, bufs: &mut [&mut [u8]], lens: &mut [usize]) -> usize {
         self.0
-            .burst(|b, st| net::dequeue(b, st, bufs, lens))
+            .burst(false, |b, st| net::dequeue(b, st, bufs, lens))
+            .unwrap_or(0)
+    }
+
+    /// [`Self::dequeue_burst`] that leaves the guest's notification to the next
+    /// [`Self::settle`], which the caller must make.
+    pub fn dequeue_burst_deferred(&mut self, bufs: &mut [&mut [u8]], lens: &mut [usize]) -> usize {
+        self.0
+            .burst(true, |b, st| net::dequeue(b, st, bufs, lens))
             .unwrap_or(0)
     }
 }
@@ -412,7 +467,18 @@ impl TxQueue {
     /// rest did not fit (no guest buffers, queue not ready or broken) and is the caller's to free.
     /// With MRG_RXBUF a frame may span several guest buffers (`num_buffers`).
     pub fn enqueue_burst(&mut self, frames: &[&[u8]]) -> usize {
-        match self.0.burst(|b, st| net::enqueue(b, st, frames)) {
+        self.enqueue(false, frames)
+    }
+
+    /// [`Self::enqueue_burst`] that leaves the guest's notification to the next
+    /// [`Self::settle`], which the caller must make.
+    pub fn enqueue_burst_deferred(&mut self, frames: &[&[u8]]) -> usize {
+        self.enqueue(true, frames)
+    }
+
+    #[inline]
+    fn enqueue(&mut self, defer: bool, frames: &[&[u8]]) -> usize {
+        match self.0.burst(defer, |b, st| net::enqueue(b, st, frames)) {
             Some(n) => n,
             None => {
                 let n = frames.len().min(net::MAX_BURST) as u64;

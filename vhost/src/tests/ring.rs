@@ -750,6 +750,66 @@ fn chains_longer_than_256_descriptors_are_violations() {
 }
 
 /// Posts `n` guest RX chains of one `len`-byte buffer each.
+#[test]
+fn deferred_bursts_notify_at_settle_once_for_their_whole_range() {
+    let mut h = H::new(true, true);
+    let mut tx = h.tx();
+    let f = frame(60, 1);
+    for _ in 0..8 {
+        let a = h.space(200);
+        h.vr.add_chain(&h.g, &[(a, 200, true)]);
+    }
+    // The first decision after a start notifies, but only when it is taken.
+    h.vr.set_used_event(&h.g, 100);
+    assert_eq!(tx.enqueue_burst_deferred(&[&f]), 1);
+    assert_eq!(h.vr.used_idx(&h.g), 1, "published at once");
+    assert_eq!(h.notified(), 0);
+    tx.settle();
+    assert_eq!(h.notified(), 1);
+    tx.settle();
+    assert_eq!(h.notified(), 0, "nothing owed twice");
+    // used 1 -> 2 -> 3 in two bursts, the guest asking for an event past entry 1: the first
+    // burst crossed it, so the decision over both notifies (the second alone would not).
+    h.vr.set_used_event(&h.g, 1);
+    assert_eq!(tx.enqueue_burst_deferred(&[&f]), 1);
+    assert_eq!(tx.enqueue_burst_deferred(&[&f]), 1);
+    assert_eq!(h.notified(), 0);
+    tx.settle();
+    assert_eq!(h.notified(), 1);
+    // A burst that decides at once covers what the deferred one before it published: used
+    // 3 -> 4 deferred, 4 -> 5 at once, the event wanted past entry 3 (the deferred burst's).
+    h.vr.set_used_event(&h.g, 3);
+    assert_eq!(tx.enqueue_burst_deferred(&[&f]), 1);
+    assert_eq!(tx.enqueue_burst(&[&f]), 1);
+    assert_eq!(h.notified(), 1);
+    tx.settle();
+    assert_eq!(h.notified(), 0);
+    assert_eq!(tx.metrics().notifications.get(), 3);
+}
+
+#[test]
+fn deferred_guest_tx_bursts_notify_at_settle_or_when_the_handle_goes() {
+    let mut h = H::new(true, false);
+    let mut one = vec![0; HDR];
+    one.extend_from_slice(&frame(60, 7));
+    let a = h.buf(&one);
+    for _ in 0..4 {
+        h.vr.add_chain(&h.g, &[(a, one.len() as u32, false)]);
+    }
+    let mut rx = h.rx();
+    let mut store = vec![vec![0u8; 2048]; 2];
+    let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| b.as_mut_slice()).collect();
+    let mut lens = vec![0; 2];
+    // Interrupts wanted (no NO_INTERRUPT flag).
+    assert_eq!(rx.dequeue_burst_deferred(&mut bufs, &mut lens), 2);
+    assert_eq!(h.notified(), 0);
+    rx.settle();
+    assert_eq!(h.notified(), 1);
+    assert_eq!(rx.dequeue_burst_deferred(&mut bufs, &mut lens), 2);
+    drop(rx);
+    assert_eq!(h.notified(), 1, "a handle let go of settles what it owes");
+}
+
 fn post_rx_buffers(h: &mut H, n: usize, len: u32) -> Vec<u64> {
     (0..n)
         .map(|_| {
