@@ -92,6 +92,9 @@ pub struct PmdCore {
     /// Per port: the tx queue of what `pending` holds ([`DEFAULT_TXQ`] but while a gate stage
     /// hands over frames of a class its list maps to a queue of its own).
     pending_txq: Vec<u16>,
+    /// While a burst from an rx queue is forwarded: that queue's number, which picks the guest
+    /// RX queue of a vhost-user port it goes to; [`DEFAULT_TXQ`] otherwise.
+    steer: u16,
     pub stats: Arc<CoreStats>,
     pub shared: Arc<Shared>,
     /// Per egress port: the 802.1Qbv gate stage, if the port has a GCL and this core owns it
@@ -136,6 +139,7 @@ impl PmdCore {
             mailbox,
             pending: (0..MAX_PORTS).map(|_| Burst::default()).collect(),
             pending_txq: vec![DEFAULT_TXQ; MAX_PORTS],
+            steer: DEFAULT_TXQ,
             stats,
             shared,
             gates: (0..MAX_PORTS).map(|_| None).collect(),
@@ -195,6 +199,7 @@ impl PmdCore {
                     continue;
                 }
                 busy = true;
+                self.steer = queue;
                 // 2. forward: the whole burst at once, so that its FDB misses overlap
                 let frames = rx.frames();
                 let decided = self.ports.l2.decide_burst(&shared.fdb, port, frames, now);
@@ -216,6 +221,7 @@ impl PmdCore {
                 c.rx_bytes.add(bytes_in);
                 // 3. transmit what this burst produced
                 self.flush(dirty, true);
+                self.steer = DEFAULT_TXQ;
             }
             // 4. take what other cores forwarded to the gated ports this core owns
             for k in 0..self.inbound.len() {
@@ -244,7 +250,7 @@ impl PmdCore {
                 );
                 let released = stage.release_to_queues(self.now_ns, room, |m, q| {
                     if q != *txq {
-                        transmit(tx.as_ref(), *txq, pending, c);
+                        transmit(tx.as_ref(), *txq, DEFAULT_TXQ, pending, c);
                         *txq = q;
                     }
                     drop(pending.push(m));
@@ -394,7 +400,7 @@ impl PmdCore {
             }
             let c = &self.stats.ports[p];
             let txq = std::mem::replace(&mut self.pending_txq[p], DEFAULT_TXQ);
-            let (sent, sent_bytes) = transmit(self.ports.tx[p].as_ref(), txq, b, c);
+            let (sent, sent_bytes) = transmit(self.ports.tx[p].as_ref(), txq, self.steer, b, c);
             if around_gates {
                 if let Some(stage) = self.gates[p].as_mut() {
                     stage.bypassed(self.now_ns, sent, sent_bytes);
@@ -404,12 +410,14 @@ impl PmdCore {
     }
 }
 
-/// Transmits `b` on tx queue `txq` of `tx` (none: the port has no tx path) and counts it; what
-/// the driver refuses (ring full) is dropped and counted. Returns the frames and bytes sent.
+/// Transmits `b` on tx queue `txq` of `tx` (none: the port has no tx path; `steer`: see
+/// [`TxPort::tx_burst_on`]) and counts it; what the driver refuses (ring full) is dropped and
+/// counted. Returns the frames and bytes sent.
 #[inline]
 fn transmit(
     tx: Option<&TxPort>,
     txq: u16,
+    steer: u16,
     b: &mut Burst,
     c: &crate::stats::PortCounters,
 ) -> (usize, usize) {
@@ -418,7 +426,7 @@ fn transmit(
     }
     let (n, bytes) = (b.len() as u64, b.bytes());
     if let Some(tx) = tx {
-        tx.tx_burst_on(txq, b);
+        tx.tx_burst_on(txq, steer, b);
     }
     let (left, left_bytes) = (b.len() as u64, b.bytes());
     c.tx_packets.add(n - left);

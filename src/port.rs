@@ -43,11 +43,14 @@ impl TxPort {
     /// Sends what it can of `b` on tx queue `queue` (a guest RX queue of a vhost-user port), as
     /// a gate control list's `queues` map asks for a class, or ([`crate::tas::DEFAULT_TXQ`])
     /// this core's own; what was not taken stays in `b` (the caller drops and counts it).
+    /// `steer`, unless it is `DEFAULT_TXQ`: the rx queue the frames came in on, which picks a
+    /// vhost-user port's queue in place of this core's own (see [`VhostTx::tx_burst_from`]);
+    /// an ethdev port keeps this core's queue (its queues are the cores' own, unlocked).
     #[inline]
-    pub fn tx_burst_on(&self, queue: u16, b: &mut Burst) -> usize {
+    pub fn tx_burst_on(&self, queue: u16, steer: u16, b: &mut Burst) -> usize {
         match self {
             TxPort::Eth(q) => q.tx_burst_on(queue, b),
-            TxPort::Vhost(q) => q.tx_burst_from(usize::from(queue), b),
+            TxPort::Vhost(q) => q.tx_burst_from(queue, steer, b),
         }
     }
 
@@ -143,12 +146,23 @@ impl VhostTx {
         }
     }
 
-    /// Sends on guest RX queue `first`, or (not enabled or not there) the next one the guest
-    /// enabled.
+    /// Sends on guest RX queue `queue` (a class's, from a gate control list's queue map), else
+    /// on the one numbered as the rx queue the frames came in on (`steer`, modulo the queue
+    /// pairs), else on this core's; if the guest did not enable that one, on the next one it
+    /// did. Steering by the ingress queue spreads what a multiqueue peer sends over as many of
+    /// this guest's queues (and so its vCPUs) while a flow, which comes in on one queue, stays
+    /// on one queue and in order; with one queue pair per core it also keeps cores off each
+    /// other's locks. (virtio-net's automatic receive steering, per flow, needs a flow table.)
     #[inline]
-    fn tx_burst_from(&self, first: usize, b: &mut Burst) -> usize {
+    fn tx_burst_from(&self, queue: u16, steer: u16, b: &mut Burst) -> usize {
         let n = self.qs.len();
-        let first = if first < n { first } else { self.first };
+        let first = if usize::from(queue) < n {
+            usize::from(queue)
+        } else if steer != crate::tas::DEFAULT_TXQ {
+            usize::from(steer) % n
+        } else {
+            self.first
+        };
         let mut frames: [&[u8]; BURST] = [&[]; BURST];
         let len = b.len();
         for (i, f) in frames.iter_mut().enumerate().take(len) {

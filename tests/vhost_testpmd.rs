@@ -7,15 +7,17 @@
 //! - frames h1 sends to the virtio-user MAC come back MAC-swapped with the payload unchanged:
 //!   switch -> guest RX ring -> testpmd -> guest TX ring -> switch -> h1;
 //! - with queues=2, both guest TX queues carry frames (per-vring counters);
-//! - killing testpmd mid-traffic and starting it again resumes traffic (both socket modes).
+//! - killing testpmd mid-traffic and starting it again resumes traffic (both socket modes);
+//! - between two such guests with two queue pairs each, what one sends on its TX queue q
+//!   arrives on the other's RX queue q: both queue pairs carry traffic both ways.
 mod common;
 
 use common::testpmd::*;
 use common::*;
 use std::time::Duration;
 
-fn vring_packets(sw: &Switch) -> Vec<u64> {
-    sw.port_json("vm")["backend"]["vring_packets"]
+fn vring_packets(sw: &Switch, port: &str) -> Vec<u64> {
+    sw.port_json(port)["backend"]["vring_packets"]
         .as_array()
         .expect("vring_packets")
         .iter()
@@ -61,7 +63,7 @@ fn run_case(test: &str, queues: u16, client_mode: bool) {
         )
     });
 
-    let vr = vring_packets(lab.switch());
+    let vr = vring_packets(lab.switch(), "vm");
     assert_eq!(vr.len(), usize::from(queues) * 2);
     for q in 0..usize::from(queues) {
         assert!(
@@ -102,4 +104,47 @@ fn testpmd_frontend_two_queues() {
 #[test]
 fn testpmd_frontend_switch_as_client() {
     run_case("vtpc", 1, true);
+}
+
+/// Two testpmd guests with two queue pairs each, bouncing frames between them (macswap, 32
+/// frames injected per queue): a burst from guest TX queue q leaves on the other guest's RX
+/// queue q, so both guests receive on both queues (and each frame stays on its queue pair).
+#[test]
+fn two_guests_with_two_queue_pairs_use_both() {
+    let mut lab = Lab::new("vtpq");
+    let (sa, sb) = (lab.dir.join("a.sock"), lab.dir.join("b.sock"));
+    let mut args = Vec::new();
+    for (name, sock) in [("a", &sa), ("b", &sb)] {
+        args.push("--port".to_string());
+        args.push(format!("{name},queues=2=vhost-user:{}", sock.display()));
+    }
+    lab.start_switch_args(args);
+    let (ma, mb) = ([0x02, 0, 0, 0, 0xaa, 0x0a], [0x02, 0, 0, 0, 0xaa, 0x0b]);
+    let ta = Testpmd::start_as(&lab.dir, &sa, 2, ma, mb, false);
+    let tb = Testpmd::start_as(&lab.dir, &sb, 2, mb, ma, false);
+    let sw = lab.switch();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let (mut va, mut vb);
+    loop {
+        (va, vb) = (vring_packets(sw, "a"), vring_packets(sw, "b"));
+        // vring 2q is guest RX queue q: both guests received on both their queues.
+        if [&va, &vb]
+            .iter()
+            .all(|v| v.len() == 4 && v[0] >= 32 && v[2] >= 32)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "guest RX queues 0 and 1 of both guests carry frames (vring packets a {va:?}, b \
+             {vb:?})\n--- testpmd a ---\n{}\n--- testpmd b ---\n{}\n--- switch ---\n{}",
+            ta.log_text(),
+            tb.log_text(),
+            sw.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop((ta, tb));
+    let status = lab.stop_switch();
+    assert!(status.success(), "switch exits 0 on SIGTERM: {status:?}");
 }

@@ -17,16 +17,29 @@ pub struct Testpmd {
 impl Testpmd {
     /// `server`: testpmd listens (the switch port is vhost-user-client).
     pub fn start(dir: &Path, sock: &Path, queues: u16, peer: [u8; 6], server: bool) -> Testpmd {
+        Testpmd::start_as(dir, sock, queues, VM_MAC, peer, server)
+    }
+
+    /// [`Testpmd::start`] with the virtio-user port's MAC `mac` (several guests in one test).
+    pub fn start_as(
+        dir: &Path,
+        sock: &Path,
+        queues: u16,
+        mac: [u8; 6],
+        peer: [u8; 6],
+        server: bool,
+    ) -> Testpmd {
         if server {
             // A killed testpmd leaves its socket file behind; its successor's bind would fail.
             let _ = std::fs::remove_file(sock);
         }
-        let log = dir.join(format!("testpmd-{}.log", std::process::id()));
+        let stem = sock.file_stem().and_then(|s| s.to_str()).unwrap_or("vm");
+        let log = dir.join(format!("testpmd-{}-{stem}.log", std::process::id()));
         let out = std::fs::File::create(&log).expect("testpmd log");
         let vdev = format!(
             "net_virtio_user0,path={},queues={queues},mac={}{}",
             sock.display(),
-            mac_str(&VM_MAC),
+            mac_str(&mac),
             if server { ",server=1" } else { "" }
         );
         // Main lcore on core 1 (idle), forwarding on core 0: the switch's PMD owns core 1.
