@@ -187,6 +187,31 @@ pub struct Fdb {
     /// 64 − log2(buckets): the bucket is the top bits of the hash.
     shift: u32,
     aging_s: u32,
+    /// The table takes at least half the last-level cache: see [`Fdb::beyond_cache`].
+    beyond_cache: bool,
+}
+
+/// The last-level cache's size in bytes, as the kernel reports it (sysfs; glibc's
+/// `_SC_LEVEL3_CACHE_SIZE` said 320 MiB for this 32 MiB one in a VM), or 32 MiB when unknown.
+fn llc_bytes() -> usize {
+    let size = |dir: &str| -> Option<usize> {
+        let text = std::fs::read_to_string(format!("{dir}/size")).ok()?;
+        let text = text.trim();
+        let (num, unit) = match text.strip_suffix('K') {
+            Some(n) => (n, 1 << 10),
+            None => match text.strip_suffix('M') {
+                Some(n) => (n, 1 << 20),
+                None => (text, 1),
+            },
+        };
+        num.parse::<usize>().ok()?.checked_mul(unit)
+    };
+    (0..8)
+        .map(|i| format!("/sys/devices/system/cpu/cpu0/cache/index{i}"))
+        .filter_map(|d| size(&d))
+        .max()
+        .filter(|&n| n > 0)
+        .unwrap_or(32 << 20)
 }
 
 impl Fdb {
@@ -199,7 +224,23 @@ impl Fdb {
             buckets: Table::new(n),
             shift: 64 - n.trailing_zeros(),
             aging_s,
+            beyond_cache: n * std::mem::size_of::<Bucket>() >= llc_bytes() / 2,
         }
+    }
+
+    /// Whether the table takes half the last-level cache or more, so that its lookups mostly
+    /// go to memory: a burst then prefetches its buckets a few frames ahead of their use
+    /// rather than all at once (see [`crate::forward::L2::decide_burst`]).
+    #[inline]
+    pub(crate) fn beyond_cache(&self) -> bool {
+        self.beyond_cache
+    }
+
+    /// The table, handled as if it were beyond the caches (tests of that path).
+    #[cfg(test)]
+    pub(crate) fn as_if_beyond_cache(mut self) -> Fdb {
+        self.beyond_cache = true;
+        self
     }
 
     /// The number of entries the table can hold.
@@ -240,6 +281,15 @@ impl Fdb {
             unsafe { _mm_prefetch::<_MM_HINT_T0>(b.cast()) };
             // SAFETY: as above, for the bucket's second line (buckets are 128 bytes, aligned).
             unsafe { _mm_prefetch::<_MM_HINT_T0>(b.cast::<u8>().add(64).cast()) };
+        }
+    }
+
+    /// [`Fdb::prefetch`] of a source's bucket and a destination's (if any).
+    #[inline]
+    pub(crate) fn prefetch_both(&self, src: Probe<'_>, dst: Option<Probe<'_>>) {
+        self.prefetch(src);
+        if let Some(d) = dst {
+            self.prefetch(d);
         }
     }
 
