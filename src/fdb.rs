@@ -238,7 +238,7 @@ impl Fdb {
 
     /// The table, handled as if it were beyond the caches (tests of that path).
     #[cfg(test)]
-    pub(crate) fn as_if_beyond_cache(mut self) -> Fdb {
+    pub(crate) fn treated_as_beyond_cache(mut self) -> Fdb {
         self.beyond_cache = true;
         self
     }

@@ -520,7 +520,10 @@ mod tests {
         let l2 = L2::new(vec![Trunk, Trunk, Access(10), Trunk]);
         let (one, many) = (Fdb::new(256, 300), Fdb::new(256, 300));
         // And a second pair whose burst side prefetches as a table beyond the caches does.
-        let (one_far, far) = (Fdb::new(256, 300), Fdb::new(256, 300).as_if_beyond_cache());
+        let (one_far, far) = (
+            Fdb::new(256, 300),
+            Fdb::new(256, 300).treated_as_beyond_cache(),
+        );
         let mut rnd = xorshift(0x9e37_79b9);
         for round in 0..50u32 {
             let port = rnd(4) as u16;
