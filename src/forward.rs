@@ -190,8 +190,8 @@ impl L2 {
 
     /// The second pass of [`L2::decide_burst`] for one frame: its decision from its probes, or
     /// (bit 0 of `same`) the verdict `last` of the frame before it. Returns its verdict.
-    /// (Written as this function, the loop ran ~20 % faster in cache than as the same code in
-    /// the loop's body: code generation, not logic.)
+    /// (In one alternating run at 1 k hosts, the loop with this function took 13.7 ns a packet
+    /// and the same logic written in the loop's body 16.6: code generation, cause not found.)
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn decide_probed(
