@@ -95,7 +95,7 @@ fn frame(dst: MacAddr, src: MacAddr, tag: Option<u16>) -> Vec<u8> {
 
 /// Host i's address: locally administered, the low 40 bits pseudo-random (splitmix64's
 /// finaliser), so that hosts fill buckets as random addresses do: at half load about one in
-/// five sits in its bucket's second line, and a few hosts find theirs full.
+/// 25 sits outside its home line, and a few hosts find their bucket full.
 fn host(i: u64) -> MacAddr {
     let mut z = i;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

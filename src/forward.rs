@@ -43,9 +43,8 @@ pub struct FrameVlan {
 
 /// How far ahead of the frame it decides [`L2::decide_burst`] prefetches the buckets of a table
 /// beyond the caches, in frames: far enough for a miss to arrive (8 frames are ~100 ns of
-/// decisions), near enough that the misses in flight (4 lines a frame) stay within what a core
-/// can track; 16 was no better at 1 M hosts, and prefetching only each bucket's first line was
-/// worse.
+/// decisions), near enough that the misses in flight (2 lines a frame, each bucket's home
+/// line) stay within what a core can track; 16 and 32 were no better at 1 M hosts.
 const AHEAD: usize = 8;
 
 /// What a frame dropped before its VLAN is known reports.
