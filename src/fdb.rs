@@ -18,6 +18,7 @@
 //! caches and a branch that mispredicted that often.)
 use crate::wire::MacAddr;
 use std::alloc::Layout;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,35 +43,50 @@ struct Bucket([Line; 2]);
 /// One cache line of a bucket.
 type Line = [Slot; LINE];
 
-/// The other line of `line`'s bucket.
-#[inline(always)]
-fn buddy(line: &Line) -> &Line {
-    const SIZE: usize = std::mem::size_of::<Line>();
-    let p: *const Line = line;
-    // Buckets are two lines, aligned to their size: a line at an offset of 0 in its bucket
-    // has its buddy after it, one at SIZE before it.
-    let off = if p as usize & SIZE == 0 {
-        SIZE as isize
-    } else {
-        -(SIZE as isize)
-    };
-    // SAFETY: every `Line` the table hands out is one of its bucket's two (`Fdb::probe`), so
-    // the other is the Line at `off`, in the same bucket of the same allocation, initialised
-    // and alive as long as `line`.
-    unsafe { &*p.wrapping_byte_offset(off) }
-}
+// A bucket is its two lines, and a line one cache line: `Probe::buddy` relies on it.
+const _: () = assert!(std::mem::size_of::<Line>() == 64 && std::mem::size_of::<Bucket>() == 128);
 
 /// Fibonacci hashing's multiplier (2^64 / φ): the top bits of `key * K` are well mixed, even for
 /// keys that differ only in their low bits (addresses in sequence).
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// A key and its bucket, hashed once: what a burst computes for every frame before it touches
+/// A key and its home line, hashed once: what a burst computes for every frame before it touches
 /// the table. Only for the table that made it (`Fdb::probe`).
 #[derive(Clone, Copy)]
 pub(crate) struct Probe<'a> {
     key: u64,
-    /// The key's home line in its bucket (the other is its [`buddy`]).
-    home: &'a Line,
+    /// The key's home line in its bucket, as a pointer derived from the table's own (not from
+    /// a reference to the line), so that the other line of the bucket is reachable from it.
+    home: NonNull<Line>,
+    table: PhantomData<&'a Bucket>,
+}
+
+impl<'a> Probe<'a> {
+    /// The key's home line.
+    #[inline(always)]
+    fn home(self) -> &'a Line {
+        // SAFETY: `home` points at a line of an initialised bucket of the table that made the
+        // probe (`Fdb::probe`), which outlives 'a; lines are only accessed through atomics.
+        unsafe { self.home.as_ref() }
+    }
+
+    /// The other line of the key's bucket.
+    #[inline(always)]
+    fn buddy(self) -> &'a Line {
+        const SIZE: usize = std::mem::size_of::<Line>();
+        let p = self.home.as_ptr();
+        // Buckets are two lines, aligned to their size: a line at an offset of 0 in its bucket
+        // has its buddy after it, one at SIZE before it.
+        let off = if p as usize & SIZE == 0 {
+            SIZE as isize
+        } else {
+            -(SIZE as isize)
+        };
+        // SAFETY: `home` is one of its bucket's two lines, derived from the table's allocation
+        // (`Fdb::probe`), so the line at `off` is the other one, in the same bucket of the same
+        // allocation, initialised and alive as long as the table ('a).
+        unsafe { &*p.wrapping_byte_offset(off) }
+    }
 }
 
 /// Slots per cache line (a bucket's two lines).
@@ -175,23 +191,23 @@ impl Drop for Table {
     }
 }
 
-/// The slot holding `key`, whose home line is `home`, found without a
+/// The slot holding the key of `p`, found without a
 /// branch per slot (which slot a random host is in cannot be predicted, and a mispredicted
 /// branch costs as much as the rest of a lookup): the four slots of the home line, then those
 /// of the other line only when the home line has no match (at half load, about one host in 25,
 /// and every key not in the table; comparing all eight keys always was 1.3-1.8x slower with
 /// the table beyond the caches, where the second line then had to arrive for every lookup).
 #[inline(always)]
-fn find(home: &Line, key: u64) -> Option<&Slot> {
+fn find(p: Probe<'_>) -> Option<&Slot> {
     let matches = |line: &Line| {
         (0..LINE).fold(0u32, |m, i| {
-            m | u32::from(line[i].key.load(Ordering::Acquire) == key) << i
+            m | u32::from(line[i].key.load(Ordering::Acquire) == p.key) << i
         })
     };
-    let mut line = home;
+    let mut line = p.home();
     let mut m = matches(line);
     if m == 0 {
-        line = buddy(home);
+        line = p.buddy();
         m = matches(line);
     }
     (m != 0).then(|| &line[m.trailing_zeros() as usize & (LINE - 1)])
@@ -282,20 +298,26 @@ impl Fdb {
         self.buckets.iter().flat_map(|b| b.0.iter().flatten())
     }
 
-    /// Hashes `mac` in `vlan`: the key and its bucket.
+    /// Hashes `mac` in `vlan`: the key and its home line.
     #[inline]
     pub(crate) fn probe(&self, mac: MacAddr, vlan: u16) -> Probe<'_> {
         let key = key_of(mac, vlan);
         let h = key.wrapping_mul(K);
         let i = (h >> self.shift) as usize;
         debug_assert!(i < self.buckets.len);
-        // SAFETY: `i` is the top log2(len) bits of a u64 (`shift` = 64 − log2(len), and
-        // `len` is a power of two), so `i < len`: an initialised bucket.
-        let bucket = unsafe { &*self.buckets.ptr.as_ptr().add(i) };
+        // The bit below the bucket's (`shift` ≥ 1: at least two buckets).
+        let line = ((h >> (self.shift - 1)) & 1) as usize;
+        // SAFETY: `i` is the top log2(len) bits of a u64 (`shift` = 64 − log2(len), and `len`
+        // is a power of two), so `i < len`: an initialised bucket, and `line` < 2 one of its
+        // lines. No reference is made: the pointer keeps the table's provenance.
+        let home = unsafe {
+            let bucket = self.buckets.ptr.as_ptr().add(i);
+            NonNull::new_unchecked(std::ptr::addr_of_mut!((*bucket).0).cast::<Line>().add(line))
+        };
         Probe {
             key,
-            // The bit below the bucket's (`shift` ≥ 1: at least two buckets).
-            home: &bucket.0[((h >> (self.shift - 1)) & 1) as usize],
+            home,
+            table: PhantomData,
         }
     }
 
@@ -307,14 +329,14 @@ impl Fdb {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let line: *const Line = p.home;
+            let line: *const Line = p.home.as_ptr();
             // SAFETY: a prefetch is only a hint: it reads nothing the program sees and cannot
             // fault; the address is that of a slot of the table.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(line.cast()) };
         }
     }
 
-    /// [`Fdb::prefetch`] of a source's bucket and a destination's (if any).
+    /// [`Fdb::prefetch`] of a source's home line and a destination's (if any).
     #[inline]
     pub(crate) fn prefetch_both(&self, src: Probe<'_>, dst: Option<Probe<'_>>) {
         self.prefetch(src);
@@ -332,7 +354,7 @@ impl Fdb {
     /// [`Fdb::lookup`] of a hashed key.
     #[inline]
     pub(crate) fn lookup_probed(&self, p: Probe<'_>) -> Option<u16> {
-        let v = find(p.home, p.key)?.val.load(Ordering::Acquire);
+        let v = find(p)?.val.load(Ordering::Acquire);
         (v & VAL_VALID != 0).then_some(val_port(v))
     }
 
@@ -345,23 +367,26 @@ impl Fdb {
     /// [`Fdb::learn`] of a hashed key.
     #[inline]
     pub(crate) fn learn_probed(&self, p: Probe<'_>, port: u16, now: u32) -> Learned {
-        match find(p.home, p.key) {
+        match find(p) {
             Some(s) => refresh(s, port, now),
-            None => self.claim(p.home, p.key, port, now),
+            None => self.claim(p, port, now),
         }
     }
 
     /// Learns a key `find` did not see: claims an empty slot, else reuses an expired one that
     /// aging has not reached yet.
     ///
-    /// One pass over the bucket, the key's home line first, each line in slot order, looks for the key again while it picks the slot: another core may have claimed a slot for this very key since `find` looked, and a
-    /// slot picked by a second, separate scan would then be a second entry for the key. In one
+    /// One pass over the bucket, the key's home line first, each line in slot order, looks for
+    /// the key again while it picks the slot: another core may have claimed a slot for this
+    /// very key since `find` looked, and a slot picked by a second, separate scan would then be
+    /// a second entry for the key. In one
     /// ordered pass, two cores learning the same key pick the same first free slot, and the one
     /// whose CAS fails finds the key there.
     #[inline(never)]
-    fn claim(&self, home: &Line, key: u64, port: u16, now: u32) -> Learned {
+    fn claim(&self, p: Probe<'_>, port: u16, now: u32) -> Learned {
+        let key = p.key;
         let (mut free, mut stale) = (None, None);
-        for s in home.iter().chain(buddy(home)) {
+        for s in p.home().iter().chain(p.buddy()) {
             let k = s.key.load(Ordering::Acquire);
             if k == key {
                 return refresh(s, port, now);
@@ -573,7 +598,7 @@ mod tests {
             let p = f.probe(host(i), 7);
             assert_eq!(f.lookup_probed(p), Some((i % 5) as u16));
             at_home += usize::from(
-                p.home
+                p.home()
                     .iter()
                     .any(|s| s.key.load(Ordering::Relaxed) == p.key),
             );
