@@ -191,12 +191,12 @@ impl Drop for Table {
     }
 }
 
-/// The slot holding the key of `p`, found without a
-/// branch per slot (which slot a random host is in cannot be predicted, and a mispredicted
-/// branch costs as much as the rest of a lookup): the four slots of the home line, then those
-/// of the other line only when the home line has no match (at half load, about one host in 25,
-/// and every key not in the table; comparing all eight keys always was 1.3-1.8x slower with
-/// the table beyond the caches, where the second line then had to arrive for every lookup).
+/// The slot holding the key of `p`, found without a branch per slot (which slot a random host
+/// is in cannot be predicted, and a mispredicted branch costs as much as the rest of a lookup):
+/// the four slots of the home line, then those of the other line only when the home line has
+/// no match (at half load, about one host in 25, and every key not in the table; comparing all
+/// eight keys always was 1.3-1.8x slower with the table beyond the caches, where the second
+/// line then had to arrive for every lookup).
 #[inline(always)]
 fn find(p: Probe<'_>) -> Option<&Slot> {
     let matches = |line: &Line| {
@@ -379,9 +379,8 @@ impl Fdb {
     /// One pass over the bucket, the key's home line first, each line in slot order, looks for
     /// the key again while it picks the slot: another core may have claimed a slot for this
     /// very key since `find` looked, and a slot picked by a second, separate scan would then be
-    /// a second entry for the key. In one
-    /// ordered pass, two cores learning the same key pick the same first free slot, and the one
-    /// whose CAS fails finds the key there.
+    /// a second entry for the key. In one ordered pass, two cores learning the same key pick
+    /// the same first free slot, and the one whose CAS fails finds the key there.
     #[inline(never)]
     fn claim(&self, p: Probe<'_>, port: u16, now: u32) -> Learned {
         let key = p.key;
