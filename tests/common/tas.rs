@@ -141,6 +141,12 @@ impl PmdLoss {
         (self.run_delay_ns + self.steal_ns) * 100 < elapsed.as_nanos() as u64
     }
 
+    /// The hypervisor took CPU 1 away for 1 % of `elapsed` or more (unlike [`PmdLoss::quiet`],
+    /// blind to the waits of PMD threads that share the CPU with each other by design).
+    pub fn host_disturbed(self, elapsed: Duration) -> bool {
+        self.steal_ns * 100 >= elapsed.as_nanos() as u64
+    }
+
     /// Nanoseconds of CPU 1 that neither of `lcores` PMD threads sharing it had over `elapsed`,
     /// beyond what they take from each other (each waits while the others run: (lcores − 1) ×
     /// `elapsed` of waiting in all): what the rest of the machine took.
