@@ -506,6 +506,26 @@ CUR_TSN=$TSN
 NAME_A=testpmd-vhost; NAME_B=ovs-dpdk; NAME_C=tsn-vswitch; NAME_D=tsn-vswitch+gcl
 if [ -n "$D_BIN" ]; then NAME_D=tsn-vswitch-D; [ -z "$GCL" ] || NAME_D+=+gcl; fi
 
+# ---------------------------------------------------------------- placement
+# How long a cache line takes between the frontend's CPU and the backend's PMD CPU, right
+# before and right after every run (line_rtt.c; 0.3 s each, both CPUs otherwise idle): on a VM
+# the host moves the vCPUs, and every backend forwards about half as fast while the line takes
+# 4x longer. The report compares the backends within one placement too (placement.py).
+LINE_RTT=""
+if command -v cc >/dev/null && cc -O2 -pthread -o "$W/line_rtt" "$HERE/line_rtt.c" 2>"$W/line_rtt.log"; then
+  LINE_RTT="$W/line_rtt"
+else
+  log "line_rtt.c did not build (cc): no placement figures"
+fi
+line_rtt() {          # line_rtt DIR: appends one round trip in ns to DIR/line-rtt
+  [ -n "$LINE_RTT" ] || return 0
+  timeout 10 "${NICE[@]}" "$LINE_RTT" "$FE_CORE" "$BE_PMD" 300 >>"$1/line-rtt" 2>/dev/null || true
+}
+rtt_report() {        # rtt_report DIR: " (line round trip: B/A ns)"
+  [ -s "$1/line-rtt" ] || return 0
+  printf ' (line round trip between the CPUs: %s ns)' "$(paste -sd/ "$1/line-rtt")"
+}
+
 # ---------------------------------------------------------------- rounds
 # Every round runs every row, and every row every backend, in the same order: slow drifts and
 # other load on the machine hit all backends and rows alike.
@@ -518,11 +538,13 @@ for r in $(seq 1 "$ROUNDS"); do
       name_var="NAME_$b"; name=${!name_var}
       dir="$(rowdir "$row")/r$r$b"; mkdir -p "$dir"
       log "round $r/$ROUNDS, $(row_label "$row"): $name ($((WARMUP + SECONDS_MEAS)) s of traffic)"
+      line_rtt "$dir"
       if "run_$b" "$dir" && [ -s "$dir/pps" ]; then
         stop_all   # first: the backend testpmd prints its cycles per frame as it stops
+        line_rtt "$dir"
         pps=$(cat "$dir/pps")
         RES[$row|$b]="${RES[$row|$b]:-} $pps"
-        log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps$(fe_load "$dir")$(pmd_load "$dir")$(wait_report "$dir")"
+        log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps$(fe_load "$dir")$(pmd_load "$dir")$(wait_report "$dir")$(rtt_report "$dir")"
       else
         # The run's logs: in its directory until exit, then copied under --keep-logs (or gone).
         if [ -n "$KEEP_LOGS" ]; then where="kept in $KEEP_LOGS/${dir#"$W"/}"
@@ -625,6 +647,17 @@ if [ ${#ROWS[@]} -gt 1 ]; then
     has C && has B && line+=$(printf ' %6s' "$(ratio "$row" C B)")
     echo "$line"
   done
+fi
+# The same rounds within one placement of the two CPUs (see line_rtt.c).
+if [ -n "$LINE_RTT" ] && command -v python3 >/dev/null; then
+  names=""; for b in "${BACKENDS[@]}"; do name_var="NAME_$b"; names+="${names:+,}$b=${!name_var}"; done
+  prow=()
+  for row in "${ROWS[@]}"; do
+    IFS=: read -r sz q n <<<"$row"
+    if is_rtt "$row"; then lbl="$sz B round trip"; else lbl="$sz B $q qp $n bursts"; fi
+    prow+=("$(basename "$(rowdir "$row")")|$lbl")
+  done
+  python3 "$HERE/placement.py" "$W" "$names" "${prow[@]}" || true
 fi
 if [ -n "$FAILED" ]; then
   log "failed runs:$FAILED"
