@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Medians of run.sh's rounds within one placement of the frontend's and backend's CPUs.
 
-run.sh measures how long a cache line takes between the two CPUs (line_rtt.c) right before and
-right after every run and writes both figures to the run's `line-rtt`. On a VM the host moves
-the vCPUs, and a vhost-user loop forwards about half as fast while the line takes 4x longer;
-which rounds of which backend fell in which placement then decides a row's medians more than
-the backends do. This prints each row's medians and ratios over the runs whose two figures are
-both near the fastest seen in the whole comparison ("near": at most 1.5x), and over the rest.
+run.sh watches, once a second during every run (line_rtt.c; the run's `line-rtt-watch`, its
+measured seconds in `measure-window`), how long a cache line takes between the frontend's and
+the backend's CPUs. On a VM the host moves the vCPUs while the VM runs: on the development
+machine the round trip is ~55 ns or ~320 ns, for seconds to minutes each, and a vhost-user
+loop forwards about half as fast in the second placement. Which rounds of which backend fell
+in which then decides a row's medians more than the backends do. This prints each row's
+medians and ratios over the runs whose every reading while measured was "near" (at most 1.5x
+the fastest seen in the whole comparison), over those whose every reading was "far", and over
+those that saw both. (The CPUs' clocks, also in the file, change from one second to the next
+on that machine: a run averages over them.)
 
 usage: placement.py WORKDIR BACKENDS ROW...
   BACKENDS: X=name,... in run.sh's order (A, B, C, D); ROW: rowdir|label
@@ -16,20 +20,26 @@ import os
 import statistics
 import sys
 
-NEAR = 1.5  # a run is near when both of its figures are at most this times the fastest
+NEAR = 1.5  # round trip: at most this times the fastest
 
 
 def read_runs(rowdir, b):
-    """(pps, [rtt before, rtt after]) of every run of backend b in the row."""
+    """(pps, [(round trip ns, MHz A, MHz B)] read during the measured seconds) of every run."""
     out = []
     for d in sorted(glob.glob(os.path.join(rowdir, f"r*{b}"))):
         try:
             pps = float(open(os.path.join(d, "pps")).read().split()[0])
-            rtt = [float(x) for x in open(os.path.join(d, "line-rtt")).read().split()]
-        except (OSError, ValueError, IndexError):
+            start, end = [float(x) for x in open(os.path.join(d, "measure-window")).read().split()]
+            reads = []
+            for line in open(os.path.join(d, "line-rtt-watch")):
+                t, ns, ma, mb = (float(x) for x in line.split())
+                # A second's rate is printed after the second: its reading may precede `start`.
+                if start - 1 <= t <= end:
+                    reads.append((ns, ma, mb))
+        except (OSError, ValueError):
             continue
-        if len(rtt) == 2 and pps > 0:
-            out.append((pps, rtt))
+        if reads and pps > 0:
+            out.append((pps, reads))
     return out
 
 
@@ -44,23 +54,30 @@ def main():
         rowdir, label = row.split("|", 1)
         for b in names:
             runs[(label, b)] = read_runs(os.path.join(work, rowdir), b)
-    every = [x for rs in runs.values() for _, rtt in rs for x in rtt]
+    every = [r for rs in runs.values() for _, reads in rs for r in reads]
     if not every:
         print("placement: no line round trips measured")
         return 0
-    cut = NEAR * min(every)
-    print(f"== within one placement: line round trip between the two CPUs, before and after each run:"
-          f" near <= {cut:.0f} ns (fastest {min(every):.0f}, slowest {max(every):.0f})")
+    fastest = min(ns for ns, _, _ in every)
+    cut = NEAR * fastest
+    print(
+        f"== within one placement (every reading while measured: line round trip between the "
+        f"CPUs <= {cut:.0f} ns, near; > {cut:.0f} ns, far; both: changed)"
+    )
     hdr = f"{'row':20s} {'placement':9s}" + "".join(f" {names[b]:>17s}" for b in names)
     pairs = [(x, y) for x, y in (("C", "A"), ("C", "B"), ("D", "C")) if x in names and y in names]
     hdr += "".join(f" {x + '/' + y:>6s}" for x, y in pairs)
     print(hdr)
     for row in rows:
         label = row.split("|", 1)[1]
-        for place, sel in (("near", lambda r: max(r) <= cut), ("far", lambda r: max(r) > cut)):
-            med, line = {}, f"{label:20s} {place:9s}"
+        for state, sel in (
+            ("near", lambda r: all(ns <= cut for ns, _, _ in r)),
+            ("far", lambda r: all(ns > cut for ns, _, _ in r)),
+            ("changed", lambda r: min(ns for ns, _, _ in r) <= cut < max(ns for ns, _, _ in r)),
+        ):
+            med, line = {}, f"{label:20s} {state:9s}"
             for b in names:
-                v = [p for p, rtt in runs[(label, b)] if sel(rtt)]
+                v = [p for p, reads in runs[(label, b)] if sel(reads)]
                 if v:
                     med[b] = statistics.median(v)
                     line += f" {med[b] / 1e6:9.2f} Mpps ({len(v)})"

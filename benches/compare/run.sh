@@ -218,6 +218,7 @@ on_exit() {
   local rc=$?
   trap - EXIT INT TERM
   stop_all
+  if declare -F watch_stop >/dev/null; then watch_stop; fi
   [ -z "$AUTOGROUP_OLD" ] || echo "$AUTOGROUP_OLD" >/proc/$$/autogroup 2>/dev/null || true
   if [ -n "$KEEP_LOGS" ]; then
     mkdir -p "$KEEP_LOGS" && cp -r "$W"/. "$KEEP_LOGS"/ 2>/dev/null && log "logs kept in $KEEP_LOGS"
@@ -287,8 +288,13 @@ run_frontend() {
     fi
     # Run-queue delay of every thread of the frontend and the backend over the measured
     # seconds (see wait_report): how much of the run other load took from them.
-    if [ "$n" -ge "$WARMUP" ] && [ ! -s "$dir/sched.0" ]; then sched_snap "$fe" >"$dir/sched.0"; fi
-    if [ "$n" -ge "$need" ]; then sched_snap "$fe" >"$dir/sched.1"; break; fi
+    # The measured seconds' start and end (Unix time), for the placement readings (line_rtt).
+    if [ "$n" -ge "$WARMUP" ] && [ ! -s "$dir/sched.0" ]; then
+      echo "$EPOCHREALTIME" >"$dir/measure-window"; sched_snap "$fe" >"$dir/sched.0"
+    fi
+    if [ "$n" -ge "$need" ]; then
+      echo "$EPOCHREALTIME" >>"$dir/measure-window"; sched_snap "$fe" >"$dir/sched.1"; break
+    fi
     # OVS: which rx queues its PMD polls once the frontend's queues are up (2 queue pairs).
     if [ "$started" = 1 ] && [ -n "${OVS_DIR:-}" ] && [ ! -s "$dir/pmd-rxq-running.txt" ]; then
       timeout 10 ovs-appctl -t "$OVS_DIR/vswitchd.ctl" dpif-netdev/pmd-rxq-show \
@@ -507,23 +513,39 @@ NAME_A=testpmd-vhost; NAME_B=ovs-dpdk; NAME_C=tsn-vswitch; NAME_D=tsn-vswitch+gc
 if [ -n "$D_BIN" ]; then NAME_D=tsn-vswitch-D; [ -z "$GCL" ] || NAME_D+=+gcl; fi
 
 # ---------------------------------------------------------------- placement
-# How long a cache line takes between the frontend's CPU and the backend's PMD CPU, right
-# before and right after every run (line_rtt.c; 0.3 s each, both CPUs otherwise idle): on a VM
-# the host moves the vCPUs, and every backend forwards about half as fast while the line takes
-# 4x longer. The report compares the backends within one placement too (placement.py).
+# How long a cache line takes between the frontend's CPU and the backend's PMD CPU, and both
+# CPUs' clocks, once a second during every run (line_rtt.c: ~0.1 ms of each CPU a second): on
+# a VM the host moves the vCPUs, and every backend forwards about half as fast while the line
+# takes 5x longer. The report compares the backends within one placement too (placement.py),
+# from the readings taken during each run's measured seconds (their start and end times:
+# measure-window).
 LINE_RTT=""
 if command -v cc >/dev/null && cc -O2 -pthread -o "$W/line_rtt" "$HERE/line_rtt.c" 2>"$W/line_rtt.log"; then
   LINE_RTT="$W/line_rtt"
 else
   log "line_rtt.c did not build (cc): no placement figures"
 fi
-line_rtt() {          # line_rtt DIR: appends one round trip in ns to DIR/line-rtt
+WATCH=""
+watch_start() {       # watch_start DIR: "TIME NS MHZ_A MHZ_B" a second into DIR/line-rtt-watch
   [ -n "$LINE_RTT" ] || return 0
-  timeout 10 "${NICE[@]}" "$LINE_RTT" "$FE_CORE" "$BE_PMD" 300 >>"$1/line-rtt" 2>/dev/null || true
+  "$LINE_RTT" "$FE_CORE" "$BE_PMD" watch 1000 >"$1/line-rtt-watch" 2>/dev/null &
+  WATCH=$!
 }
-rtt_report() {        # rtt_report DIR: " (line round trip: B/A ns)"
-  [ -s "$1/line-rtt" ] || return 0
-  printf ' (line round trip between the CPUs: %s ns)' "$(paste -sd/ "$1/line-rtt")"
+watch_stop() {
+  [ -n "$WATCH" ] || return 0
+  kill "$WATCH" 2>/dev/null || true; wait "$WATCH" 2>/dev/null || true; WATCH=""
+}
+rtt_report() {        # rtt_report DIR: the round trips' range and the mean clocks while measured
+  [ -s "$1/line-rtt-watch" ] && [ -s "$1/measure-window" ] || return 0
+  awk 'NR==FNR {w[FNR]=$1; next}
+       $1 >= w[1] - 1 && $1 <= w[2] {
+         if (!n++) r0 = r1 = $2
+         if ($2 < r0) r0 = $2; if ($2 > r1) r1 = $2
+         if ($3 > 0) { a += $3; na++ }; if ($4 > 0) { b += $4; nb++ }
+       }
+       END { if (n) printf " (while measured: line round trip between the CPUs %d-%d ns, mean clocks %d/%d MHz)",
+               r0, r1, na ? a / na : 0, nb ? b / nb : 0 }' \
+    "$1/measure-window" "$1/line-rtt-watch"
 }
 
 # ---------------------------------------------------------------- rounds
@@ -538,10 +560,10 @@ for r in $(seq 1 "$ROUNDS"); do
       name_var="NAME_$b"; name=${!name_var}
       dir="$(rowdir "$row")/r$r$b"; mkdir -p "$dir"
       log "round $r/$ROUNDS, $(row_label "$row"): $name ($((WARMUP + SECONDS_MEAS)) s of traffic)"
-      line_rtt "$dir"
+      watch_start "$dir"
       if "run_$b" "$dir" && [ -s "$dir/pps" ]; then
         stop_all   # first: the backend testpmd prints its cycles per frame as it stops
-        line_rtt "$dir"
+        watch_stop
         pps=$(cat "$dir/pps")
         RES[$row|$b]="${RES[$row|$b]:-} $pps"
         log "round $r: $name $(awk -v p="$pps" 'BEGIN {printf "%.2f", p / 1e6}') Mpps$(fe_load "$dir")$(pmd_load "$dir")$(wait_report "$dir")$(rtt_report "$dir")"
@@ -555,6 +577,7 @@ for r in $(seq 1 "$ROUNDS"); do
         FAILED="$FAILED $name"
         RES[$row|$b]="${RES[$row|$b]:-} FAIL"
         stop_all
+        watch_stop
       fi
     done
   done
@@ -648,7 +671,7 @@ if [ ${#ROWS[@]} -gt 1 ]; then
     echo "$line"
   done
 fi
-# The same rounds within one placement of the two CPUs (see line_rtt.c).
+# The same rounds within one placement of the two CPUs (see line_rtt.c, placement.py).
 if [ -n "$LINE_RTT" ] && command -v python3 >/dev/null; then
   names=""; for b in "${BACKENDS[@]}"; do name_var="NAME_$b"; names+="${names:+,}$b=${!name_var}"; done
   prow=()
