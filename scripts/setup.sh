@@ -4,7 +4,7 @@
 # Safe to run again: it only installs what is missing and only raises the hugepage count.
 set -euo pipefail
 
-PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config iproute2 procps iputils-ping)
+PKGS=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config iproute2 procps iputils-ping python3)
 # tsn-latency's plots draw their labels with DejaVu Sans (read at run time, no fontconfig).
 PKGS+=(fonts-dejavu-core)
 # Extra peers for the test suite / comparisons (later issues add qemu, openvswitch).
