@@ -3,26 +3,31 @@
 //
 //   cc -O2 -pthread -o /tmp/line_rtt benches/compare/line_rtt.c
 //   /tmp/line_rtt 0 1 300          for 300 ms; prints the median round trip in ns (10 ms slices)
-//   /tmp/line_rtt 0 1 watch 1000   until killed: once a period, both threads wake together
-//                                  (SCHED_FIFO when allowed) for 256 round trips; prints the
-//                                  Unix time, their mean and both CPUs' clocks (MHz); ~0.1 ms
-//                                  of each CPU a second
+//   /tmp/line_rtt 0 1 watch 1000   until killed (or its parent exits): once a period, both
+//                                  threads wake together (SCHED_FIFO when allowed) for 16
+//                                  batches of 16 round trips; prints the Unix time, the median
+//                                  batch's mean in ns and both CPUs' clocks (MHz); well under
+//                                  0.1 ms of each CPU a second, at most ~8 ms if the other side
+//                                  is late
 //
 // A vhost-user backend lives on such transfers (rings, descriptors and buffers written on one
 // CPU and read on the other). In a VM they cost what the host's placement of the two vCPUs
 // makes them cost, and that placement changes while the VM runs: on the development machine
-// (a cloud VM) the round trip is ~55 ns for a while, then ~320 ns for a while (seconds to
+// (a cloud VM) the round trip is ~55 ns for a while, then ~300-450 ns for a while (seconds to
 // minutes), and every backend forwards about half as fast in the second placement. run.sh
 // watches it during every run so that backends can be compared within one placement.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Alignas(64) _Atomic uint64_t ball;
 static _Atomic int stop;
@@ -31,11 +36,24 @@ static _Alignas(64) _Atomic int64_t ready, done;
 static int64_t period_ns;
 static struct timespec start;
 
+enum { BATCHES = 16, TRIPS = 16 };
+// watch mode: the ping side's wait for the pong side, its budget for all trips, and how long
+// the pong side answers at most (both waits and the budget, plus a margin).
+static const double WAIT_NS = 2e6, TRIPS_NS = 2e6, PONG_NS = 6e6;
+
 static int pin(int cpu) {
     cpu_set_t s;
     CPU_ZERO(&s);
     CPU_SET(cpu, &s);
     return pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
+
+static void pin_or_die(int cpu) {
+    int rc = pin(cpu);
+    if (rc != 0) {
+        fprintf(stderr, "line_rtt: pin to CPU %d: %s\n", cpu, strerror(rc));
+        exit(1);
+    }
 }
 
 static double now_ns(void) {
@@ -46,10 +64,7 @@ static double now_ns(void) {
 
 // Returns every odd value it sees as the next even one.
 static void *pong(void *arg) {
-    if (pin(*(int *)arg) != 0) {
-        perror("line_rtt: pin");
-        exit(1);
-    }
+    pin_or_die(*(int *)arg);
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         uint64_t v = atomic_load_explicit(&ball, memory_order_acquire);
         if (v & 1)
@@ -86,12 +101,9 @@ static int64_t core_mhz(void) {
 #endif
 }
 
-// watch mode, CPU B: in each period, answers until the ping side is done or 20 ms passed.
+// watch mode, CPU B: in each period, answers until the ping side is done or PONG_NS passed.
 static void *watch_pong(void *arg) {
-    if (pin(*(int *)arg) != 0) {
-        perror("line_rtt: pin");
-        exit(1);
-    }
+    pin_or_die(*(int *)arg);
     realtime();
     for (int64_t k = 1;; k++) {
         sleep_until(k);
@@ -101,7 +113,7 @@ static void *watch_pong(void *arg) {
             uint64_t v = atomic_load_explicit(&ball, memory_order_acquire);
             if (v & 1)
                 atomic_store_explicit(&ball, v + 1, memory_order_release);
-            if (i % 1024 == 0 && now_ns() - t0 > 20e6)
+            if (i % 1024 == 0 && now_ns() - t0 > PONG_NS)
                 break;
         }
         atomic_store_explicit(&mhz_b, core_mhz(), memory_order_relaxed);
@@ -109,52 +121,77 @@ static void *watch_pong(void *arg) {
     return NULL;
 }
 
-// watch mode, CPU A: prints the time (Unix seconds), the mean of 256 round trips in ns and the
-// two CPUs' clocks in MHz once a period (nothing for a period in which the other side did not
-// come, or a trip took over 1 ms).
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// watch mode, CPU A: prints the time (Unix seconds), the median of BATCHES batch means of
+// TRIPS round trips in ns (a batch a host pause hit does not move it) and the two CPUs' clocks
+// in MHz once a period; nothing for a period in which the other side did not come within
+// WAIT_NS or the trips took over TRIPS_NS.
 static int watch(int a, int b, int ms) {
+    // Gone with its parent (run.sh killed with SIGKILL): no FIFO thread left waking up.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 1;
     period_ns = (int64_t)ms * 1000000;
     clock_gettime(CLOCK_MONOTONIC, &start);
     pthread_t t;
-    if (pthread_create(&t, NULL, watch_pong, &b) != 0 || pin(a) != 0) {
-        perror("line_rtt");
+    int rc = pthread_create(&t, NULL, watch_pong, &b);
+    if (rc != 0) {
+        fprintf(stderr, "line_rtt: thread: %s\n", strerror(rc));
         return 1;
     }
+    pin_or_die(a);
     realtime();
-    uint64_t next = 1; // odd values are ours to send
+    uint64_t next = 1; // odd values are ours to send, each once
     for (int64_t k = 1;; k++) {
         sleep_until(k);
         double t0 = now_ns();
-        while (atomic_load_explicit(&ready, memory_order_acquire) < k && now_ns() - t0 < 5e6)
+        while (atomic_load_explicit(&ready, memory_order_acquire) < k && now_ns() - t0 < WAIT_NS)
             ;
         int ok = atomic_load_explicit(&ready, memory_order_acquire) >= k;
-        double t1 = now_ns();
-        for (int i = 0; ok && i < 256; i++, next += 2) {
-            atomic_store_explicit(&ball, next, memory_order_release);
-            for (uint32_t j = 0; atomic_load_explicit(&ball, memory_order_acquire) != next + 1; j++)
-                if (j % 1024 == 0 && now_ns() - t1 > 1e6 * (i + 1)) {
-                    ok = 0;
-                    break;
-                }
+        double batch[BATCHES], t1 = now_ns();
+        for (int i = 0; ok && i < BATCHES; i++) {
+            double b0 = now_ns();
+            for (int j = 0; ok && j < TRIPS; j++) {
+                uint64_t v = next;
+                next += 2;
+                atomic_store_explicit(&ball, v, memory_order_release);
+                for (uint32_t s = 0; atomic_load_explicit(&ball, memory_order_acquire) != v + 1;
+                     s++)
+                    if (s % 1024 == 0 && now_ns() - t1 > TRIPS_NS) {
+                        ok = 0;
+                        break;
+                    }
+            }
+            batch[i] = (now_ns() - b0) / TRIPS;
         }
-        double t2 = now_ns();
         atomic_store_explicit(&done, k, memory_order_release);
         int64_t mhz_a = core_mhz();
         if (ok) {
+            qsort(batch, BATCHES, sizeof batch[0], cmp);
             struct timespec wall;
             clock_gettime(CLOCK_REALTIME, &wall);
-            // CPU B's clock is from the period before (it measures after answering).
+            // CPU B's clock as it last measured it, after answering (this period or the one
+            // before; 0 until its first).
             printf("%ld.%03ld %.0f %lld %lld\n", (long)wall.tv_sec, wall.tv_nsec / 1000000,
-                   (t2 - t1) / 256, (long long)mhz_a,
+                   batch[BATCHES / 2], (long long)mhz_a,
                    (long long)atomic_load_explicit(&mhz_b, memory_order_relaxed));
             fflush(stdout);
         }
     }
 }
 
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+static int cpu_arg(const char *s) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0 || v >= CPU_SETSIZE) {
+        fprintf(stderr, "line_rtt: not a CPU number: %s\n", s);
+        exit(2);
+    }
+    return (int)v;
 }
 
 int main(int argc, char **argv) {
@@ -163,7 +200,11 @@ int main(int argc, char **argv) {
                 argv[0]);
         return 2;
     }
-    int a = atoi(argv[1]), b = atoi(argv[2]), ms = atoi(argv[argc - 1]);
+    int a = cpu_arg(argv[1]), b = cpu_arg(argv[2]), ms = atoi(argv[argc - 1]);
+    if (a == b) {
+        fprintf(stderr, "line_rtt: two different CPUs\n");
+        return 2;
+    }
     if (argc == 5) {
         if (ms < 100 || ms > 60000) {
             fprintf(stderr, "line_rtt: PERIOD_MS from 100 to 60000\n");
@@ -176,10 +217,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     pthread_t t;
-    if (pthread_create(&t, NULL, pong, &b) != 0 || pin(a) != 0) {
-        perror("line_rtt");
+    int rc = pthread_create(&t, NULL, pong, &b);
+    if (rc != 0) {
+        fprintf(stderr, "line_rtt: thread: %s\n", strerror(rc));
         return 1;
     }
+    pin_or_die(a);
     int n = ms / 10;
     double *rtt = calloc(n, sizeof *rtt);
     if (!rtt)

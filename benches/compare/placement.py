@@ -9,8 +9,9 @@ loop forwards about half as fast in the second placement. Which rounds of which 
 in which then decides a row's medians more than the backends do. This prints each row's
 medians and ratios over the runs whose every reading while measured was "near" (at most 1.5x
 the fastest seen in the whole comparison), over those whose every reading was "far", and over
-those that saw both. (The CPUs' clocks, also in the file, change from one second to the next
-on that machine: a run averages over them.)
+those that saw both; or, when no reading was twice the fastest, that there was one placement.
+(The CPUs' clocks, also in the file, change from one second to the next on that machine: a run
+averages over them.)
 
 usage: placement.py WORKDIR BACKENDS ROW...
   BACKENDS: X=name,... in run.sh's order (A, B, C, D); ROW: rowdir|label
@@ -20,7 +21,8 @@ import os
 import statistics
 import sys
 
-NEAR = 1.5  # round trip: at most this times the fastest
+NEAR = 1.5  # near: every reading at most this times the fastest
+ONE = 2.0  # every reading within this factor of the fastest: one placement throughout
 
 
 def read_runs(rowdir, b):
@@ -30,14 +32,18 @@ def read_runs(rowdir, b):
         try:
             pps = float(open(os.path.join(d, "pps")).read().split()[0])
             start, end = [float(x) for x in open(os.path.join(d, "measure-window")).read().split()]
-            reads = []
-            for line in open(os.path.join(d, "line-rtt-watch")):
-                t, ns, ma, mb = (float(x) for x in line.split())
-                # A second's rate is printed after the second: its reading may precede `start`.
-                if start - 1 <= t <= end:
-                    reads.append((ns, ma, mb))
-        except (OSError, ValueError):
+            lines = open(os.path.join(d, "line-rtt-watch")).readlines()
+        except (OSError, ValueError, IndexError):
             continue
+        reads = []
+        for line in lines:
+            try:
+                t, ns, ma, mb = (float(x) for x in line.split())
+            except ValueError:
+                continue  # a line cut short when the watch was stopped
+            # A second's rate is printed after the second: its reading may precede `start`.
+            if start - 1 <= t <= end:
+                reads.append((ns, ma, mb))
         if reads and pps > 0:
             out.append((pps, reads))
     return out
@@ -58,7 +64,14 @@ def main():
     if not every:
         print("placement: no line round trips measured")
         return 0
-    fastest = min(ns for ns, _, _ in every)
+    fastest, slowest = min(ns for ns, _, _ in every), max(ns for ns, _, _ in every)
+    if slowest <= ONE * fastest:
+        # No second placement seen: nothing to sort (and "near" would be a guess).
+        print(
+            f"== one placement throughout (line round trip between the CPUs while measured: "
+            f"{fastest:.0f}-{slowest:.0f} ns): the medians above compare within it"
+        )
+        return 0
     cut = NEAR * fastest
     print(
         f"== within one placement (every reading while measured: line round trip between the "

@@ -290,10 +290,10 @@ run_frontend() {
     # seconds (see wait_report): how much of the run other load took from them.
     # The measured seconds' start and end (Unix time), for the placement readings (line_rtt).
     if [ "$n" -ge "$WARMUP" ] && [ ! -s "$dir/sched.0" ]; then
-      echo "$EPOCHREALTIME" >"$dir/measure-window"; sched_snap "$fe" >"$dir/sched.0"
+      date +%s.%N >"$dir/measure-window"; sched_snap "$fe" >"$dir/sched.0"
     fi
     if [ "$n" -ge "$need" ]; then
-      echo "$EPOCHREALTIME" >>"$dir/measure-window"; sched_snap "$fe" >"$dir/sched.1"; break
+      date +%s.%N >>"$dir/measure-window"; sched_snap "$fe" >"$dir/sched.1"; break
     fi
     # OVS: which rx queues its PMD polls once the frontend's queues are up (2 queue pairs).
     if [ "$started" = 1 ] && [ -n "${OVS_DIR:-}" ] && [ ! -s "$dir/pmd-rxq-running.txt" ]; then
@@ -514,7 +514,7 @@ if [ -n "$D_BIN" ]; then NAME_D=tsn-vswitch-D; [ -z "$GCL" ] || NAME_D+=+gcl; fi
 
 # ---------------------------------------------------------------- placement
 # How long a cache line takes between the frontend's CPU and the backend's PMD CPU, and both
-# CPUs' clocks, once a second during every run (line_rtt.c: ~0.1 ms of each CPU a second): on
+# CPUs' clocks, once a second during every run (line_rtt.c: under 0.1 ms of each CPU a second): on
 # a VM the host moves the vCPUs, and every backend forwards about half as fast while the line
 # takes 5x longer. The report compares the backends within one placement too (placement.py),
 # from the readings taken during each run's measured seconds (their start and end times:
