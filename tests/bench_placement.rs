@@ -120,6 +120,10 @@ fn line_rtt_measures_a_round_trip_once_and_while_watching() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// A run of the synthetic comparison: directory name, pps, measured window (start, end) and
+/// the watch's readings (time, round trip ns).
+type Run = (&'static str, u64, (f64, f64), &'static [(f64, u32)]);
+
 /// A run directory as run.sh leaves it: pps, measure-window, line-rtt-watch.
 fn run(dir: &Path, pps: u64, window: (f64, f64), readings: &[(f64, u32)]) {
     fs::create_dir_all(dir).unwrap();
@@ -136,46 +140,11 @@ fn run(dir: &Path, pps: u64, window: (f64, f64), readings: &[(f64, u32)]) {
     fs::write(dir.join("line-rtt-watch"), w).unwrap();
 }
 
-#[test]
-fn placement_report_compares_runs_within_one_placement() {
-    let w = scratch("report");
-    let row = w.join("64-1-8");
-    // A: near throughout (10 Mpps); C: near throughout (12) and far throughout (5), and one
-    // that is near while measured but far before (start-up), which must count as near (11).
-    run(
-        &row.join("r1A"),
-        10_000_000,
-        (100.0, 105.0),
-        &[(99.5, 55), (102.0, 56), (105.0, 54)],
-    );
-    run(
-        &row.join("r1C"),
-        12_000_000,
-        (200.0, 205.0),
-        &[(201.0, 52), (204.0, 53)],
-    );
-    run(
-        &row.join("r2C"),
-        5_000_000,
-        (300.0, 305.0),
-        &[(301.0, 320), (304.0, 330)],
-    );
-    run(
-        &row.join("r3C"),
-        11_000_000,
-        (400.0, 405.0),
-        &[(396.0, 400), (402.0, 58)],
-    );
-    // A run whose placement changed while measured.
-    run(
-        &row.join("r2A"),
-        7_000_000,
-        (500.0, 505.0),
-        &[(501.0, 50), (503.0, 310)],
-    );
+/// placement.py's report on work directory `w` (row 64-1-8, backends A and C).
+fn report(w: &Path) -> String {
     let out = Command::new("python3")
         .arg(repo().join("benches/compare/placement.py"))
-        .arg(&w)
+        .arg(w)
         .arg("A=testpmd-vhost,C=tsn-vswitch")
         .arg("64-1-8|64 B 1 qp")
         .output()
@@ -186,6 +155,28 @@ fn placement_report_compares_runs_within_one_placement() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+#[test]
+fn placement_report_compares_runs_within_one_placement() {
+    let w = scratch("report");
+    let row = w.join("64-1-8");
+    // A: near throughout (10 Mpps) and changed while measured (7); C: near throughout (12),
+    // far throughout (5), and near while measured but far before (start-up), which must count
+    // as near (11). (run, pps, measured window, readings: time and round trip)
+    #[rustfmt::skip]
+    let runs: [Run; 5] = [
+        ("r1A", 10_000_000, (100.0, 105.0), &[(99.5, 55), (102.0, 56), (105.0, 54)]),
+        ("r1C", 12_000_000, (200.0, 205.0), &[(201.0, 52), (204.0, 53)]),
+        ("r2C", 5_000_000, (300.0, 305.0), &[(301.0, 320), (304.0, 330)]),
+        ("r3C", 11_000_000, (400.0, 405.0), &[(396.0, 400), (402.0, 58)]),
+        ("r2A", 7_000_000, (500.0, 505.0), &[(501.0, 50), (503.0, 310)]),
+    ];
+    for (name, pps, window, readings) in runs {
+        run(&row.join(name), pps, window, readings);
+    }
+    let text = report(&w);
     let line = |p: &str| {
         text.lines()
             .find(|l| l.starts_with("64 B 1 qp") && l.split_whitespace().nth(4) == Some(p))
@@ -217,15 +208,7 @@ fn placement_report_compares_runs_within_one_placement() {
     let mut text_w = fs::read_to_string(&cut_short).unwrap();
     text_w.push_str("204.5 6");
     fs::write(&cut_short, text_w).unwrap();
-    let out = Command::new("python3")
-        .arg(repo().join("benches/compare/placement.py"))
-        .arg(&w)
-        .arg("A=testpmd-vhost,C=tsn-vswitch")
-        .arg("64-1-8|64 B 1 qp")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{text}");
+    let text = report(&w);
     assert!(
         text.contains("one placement throughout") && text.contains("52-56 ns"),
         "{text}"

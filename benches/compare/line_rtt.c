@@ -56,6 +56,17 @@ static void pin_or_die(int cpu) {
     }
 }
 
+// Starts the answering side on CPU *cpu (it pins itself), or exits.
+static pthread_t spawn(void *(*side)(void *), int *cpu) {
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, side, cpu);
+    if (rc != 0) {
+        fprintf(stderr, "line_rtt: thread: %s\n", strerror(rc));
+        exit(1);
+    }
+    return t;
+}
+
 static double now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -137,12 +148,7 @@ static int watch(int a, int b, int ms) {
         return 1;
     period_ns = (int64_t)ms * 1000000;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, watch_pong, &b);
-    if (rc != 0) {
-        fprintf(stderr, "line_rtt: thread: %s\n", strerror(rc));
-        return 1;
-    }
+    spawn(watch_pong, &b);
     pin_or_die(a);
     realtime();
     uint64_t next = 1; // odd values are ours to send, each once
@@ -216,12 +222,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "line_rtt: MS from 10 to 60000\n");
         return 2;
     }
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, pong, &b);
-    if (rc != 0) {
-        fprintf(stderr, "line_rtt: thread: %s\n", strerror(rc));
-        return 1;
-    }
+    pthread_t t = spawn(pong, &b);
     pin_or_die(a);
     int n = ms / 10;
     double *rtt = calloc(n, sizeof *rtt);
