@@ -514,9 +514,9 @@ if [ -n "$D_BIN" ]; then NAME_D=tsn-vswitch-D; [ -z "$GCL" ] || NAME_D+=+gcl; fi
 
 # ---------------------------------------------------------------- placement
 # How long a cache line takes between the frontend's CPU and the backend's PMD CPU, and both
-# CPUs' clocks, once a second during every run (line_rtt.c: under 0.1 ms of each CPU a second): on
-# a VM the host moves the vCPUs, and every backend forwards about half as fast while the line
-# takes 5x longer. The report compares the backends within one placement too (placement.py),
+# CPUs' clocks, once a second during every run (line_rtt.c: under 0.1 ms of each CPU a
+# second): on a VM the host moves the vCPUs, and every backend forwards about half as fast
+# while the line takes 5x longer. The report compares the backends within one placement too (placement.py),
 # from the readings taken during each run's measured seconds (their start and end times:
 # measure-window).
 LINE_RTT=""
