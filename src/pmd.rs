@@ -6,7 +6,7 @@
 //! A PMD core never blocks, allocates, logs or makes a syscall on this path.
 use crate::classify::{Classifier, Tc};
 use crate::clock::{Clock, TscClock};
-use crate::dpdk::{Burst, Mbuf, Mempool};
+use crate::dpdk::{Burst, Mbuf, Mempool, Recycle};
 use crate::fdb::Fdb;
 use crate::forward::{retag, FrameVlan, Verdict, L2, MAX_PORTS};
 use crate::port::{RxPort, TxPort};
@@ -110,6 +110,8 @@ pub struct PmdCore {
     pub clock: Option<TscClock>,
     /// `clock` read once per iteration.
     now_ns: u64,
+    /// The mbufs this core's copies to guests left, for its next copies from guests.
+    recycle: Recycle,
     /// Bit p: a frame to port p goes through its gate: the stage here queues frames (it is not
     /// bypassed), or another core owns the port's gate. A stage's bypass can only change in its
     /// `release` (a new list, queues drained), so this is exact from one release to the next,
@@ -141,7 +143,6 @@ impl PmdCore {
             pending_txq: vec![DEFAULT_TXQ; MAX_PORTS],
             steer: DEFAULT_TXQ,
             stats,
-            shared,
             gates: (0..MAX_PORTS).map(|_| None).collect(),
             gated: Vec::new(),
             handoff: (0..MAX_PORTS).map(|_| None).collect(),
@@ -149,6 +150,8 @@ impl PmdCore {
             clock: None,
             now_ns: 0,
             gating: 0,
+            recycle: Recycle::new(shared.pool.clone()),
+            shared,
         }
     }
 
@@ -195,7 +198,7 @@ impl PmdCore {
                     continue;
                 };
                 let from = Origin { port, queue };
-                if q.rx_burst(&mut rx) == 0 {
+                if q.rx_burst(&mut rx, &mut self.recycle) == 0 {
                     continue;
                 }
                 busy = true;
@@ -243,14 +246,15 @@ impl PmdCore {
                 let room = crate::dpdk::BURST - pending.len();
                 // Frames come in runs of one class; a run for another tx queue than the frames
                 // in hand sends those first.
-                let (tx, c, txq) = (
+                let (tx, c, txq, recycle) = (
                     &self.ports.tx[p],
                     &self.stats.ports[p],
                     &mut self.pending_txq[p],
+                    &mut self.recycle,
                 );
                 let released = stage.release_to_queues(self.now_ns, room, |m, q| {
                     if q != *txq {
-                        transmit(tx.as_ref(), *txq, DEFAULT_TXQ, pending, c);
+                        transmit(tx.as_ref(), *txq, DEFAULT_TXQ, pending, c, recycle);
                         *txq = q;
                     }
                     drop(pending.push(m));
@@ -400,7 +404,8 @@ impl PmdCore {
             }
             let c = &self.stats.ports[p];
             let txq = std::mem::replace(&mut self.pending_txq[p], DEFAULT_TXQ);
-            let (sent, sent_bytes) = transmit(self.ports.tx[p].as_ref(), txq, self.steer, b, c);
+            let tx = self.ports.tx[p].as_ref();
+            let (sent, sent_bytes) = transmit(tx, txq, self.steer, b, c, &mut self.recycle);
             if around_gates {
                 if let Some(stage) = self.gates[p].as_mut() {
                     stage.bypassed(self.now_ns, sent, sent_bytes);
@@ -420,13 +425,14 @@ fn transmit(
     steer: u16,
     b: &mut Burst,
     c: &crate::stats::PortCounters,
+    recycle: &mut Recycle,
 ) -> (usize, usize) {
     if b.is_empty() {
         return (0, 0);
     }
     let (n, bytes) = (b.len() as u64, b.bytes());
     if let Some(tx) = tx {
-        tx.tx_burst_on(txq, steer, b);
+        tx.tx_burst_on(txq, steer, b, recycle);
     }
     let (left, left_bytes) = (b.len() as u64, b.bytes());
     c.tx_packets.add(n - left);

@@ -1,6 +1,6 @@
 //! What a PMD core polls and transmits to, whatever the port's kind: an ethdev queue, or a
 //! vhost-user guest's virtqueue (frames copied between mbufs and guest buffers).
-use crate::dpdk::{Burst, Mempool, RxQueue, TxHandle, BURST};
+use crate::dpdk::{Burst, Recycle, RxQueue, TxHandle, BURST};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -13,12 +13,13 @@ pub enum RxPort {
 }
 
 impl RxPort {
-    /// Receives up to a burst into the empty `b`.
+    /// Receives up to a burst into the empty `b`; a vhost-user queue copies into mbufs from
+    /// `recycle` first.
     #[inline]
-    pub fn rx_burst(&mut self, b: &mut Burst) -> usize {
+    pub fn rx_burst(&mut self, b: &mut Burst, recycle: &mut Recycle) -> usize {
         match self {
             RxPort::Eth(q) => q.rx_burst(b),
-            RxPort::Vhost(q) => q.rx_burst(b),
+            RxPort::Vhost(q) => q.rx_burst(b, recycle),
         }
     }
 
@@ -46,11 +47,18 @@ impl TxPort {
     /// `steer`, unless it is `DEFAULT_TXQ`: the rx queue the frames came in on, which picks a
     /// vhost-user port's queue in place of this core's own (see [`VhostTx::tx_burst_from`]);
     /// an ethdev port keeps this core's queue (its queues are the cores' own, unlocked).
+    /// A vhost-user port copies the frames out and leaves their mbufs to `recycle`.
     #[inline]
-    pub fn tx_burst_on(&self, queue: u16, steer: u16, b: &mut Burst) -> usize {
+    pub fn tx_burst_on(
+        &self,
+        queue: u16,
+        steer: u16,
+        b: &mut Burst,
+        recycle: &mut Recycle,
+    ) -> usize {
         match self {
             TxPort::Eth(q) => q.tx_burst_on(queue, b),
-            TxPort::Vhost(q) => q.tx_burst_from(queue, steer, b),
+            TxPort::Vhost(q) => q.tx_burst_from(queue, steer, b, recycle),
         }
     }
 
@@ -66,28 +74,26 @@ impl TxPort {
 
 /// Guest TX → mbufs. Keeps a burst of spare mbufs so an idle guest costs no allocation: the
 /// guest's frames are copied straight into their data rooms, and only the used ones are
-/// replaced.
+/// replaced (from the core's recycled mbufs, then the pool).
 pub struct VhostRx {
     q: vhost::RxQueue,
     spare: Burst,
-    pool: Arc<Mempool>,
 }
 
 impl VhostRx {
-    pub fn new(q: vhost::RxQueue, pool: Arc<Mempool>) -> VhostRx {
+    pub fn new(q: vhost::RxQueue) -> VhostRx {
         VhostRx {
             q,
             spare: Burst::default(),
-            pool,
         }
     }
 
     #[inline]
-    fn rx_burst(&mut self, out: &mut Burst) -> usize {
+    fn rx_burst(&mut self, out: &mut Burst, recycle: &mut Recycle) -> usize {
         if !self.q.has_pending() {
             return 0;
         }
-        if !self.spare.is_full() && !self.spare.refill(&self.pool) {
+        if !self.spare.is_full() && !recycle.refill(&mut self.spare) {
             return 0; // pool exhausted: leave the frames in the guest's ring
         }
         let mut lens = [0usize; BURST];
@@ -154,7 +160,7 @@ impl VhostTx {
     /// on one queue and in order; with one queue pair per core it also keeps cores off each
     /// other's locks. (virtio-net's automatic receive steering, per flow, needs a flow table.)
     #[inline]
-    fn tx_burst_from(&self, queue: u16, steer: u16, b: &mut Burst) -> usize {
+    fn tx_burst_from(&self, queue: u16, steer: u16, b: &mut Burst, recycle: &mut Recycle) -> usize {
         let n = self.qs.len();
         let first = if usize::from(queue) < n {
             usize::from(queue)
@@ -177,7 +183,7 @@ impl VhostTx {
                 drop(q);
                 self.unsettled
                     .set(self.unsettled.get() | 1u128 << (i % 128));
-                b.free_front(sent);
+                recycle.take_front(b, sent);
                 return sent;
             }
         }

@@ -124,7 +124,7 @@ pub(super) fn open_port(spec: &PortSpec, npmd: u16, pool: &Arc<Mempool>) -> Resu
                 let (r, t) = dev
                     .queue_pair(q)
                     .expect("fresh device has every queue pair");
-                rx.push(Some(RxPort::Vhost(VhostRx::new(r, pool.clone()))));
+                rx.push(Some(RxPort::Vhost(VhostRx::new(r))));
                 tx.push(SpinLock::new(t));
             }
             let tx = Arc::new(tx);

@@ -1,6 +1,8 @@
 //! An owned packet buffer (single segment as the switch uses them) that frees itself on drop.
-use super::ffi;
+use super::{ffi, Mempool};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// One mbuf, exclusively owned. `repr(transparent)` so a burst array of raw pointers from
 /// `rte_eth_rx_burst` can be taken over without copying.
@@ -241,16 +243,6 @@ impl Burst {
             }
         })
     }
-    /// Frees the first `n` entries (their frames were copied elsewhere).
-    #[inline]
-    pub fn free_front(&mut self, n: usize) {
-        let n = n.min(self.len);
-        if n > 0 {
-            // SAFETY: entries 0..n are owned mbufs; they are removed from the burst below.
-            unsafe { ffi::rte_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), n as u32) };
-            self.consume_front(n);
-        }
-    }
     /// Moves the first `n` entries to the end of `out` (which must have room).
     #[inline]
     pub fn move_front_to(&mut self, n: usize, out: &mut Burst) {
@@ -298,6 +290,100 @@ impl Burst {
         self.ptrs.copy_within(n..self.len, 0);
         self.len -= n;
     }
+}
+
+/// A core's stack of mbufs whose frames it copied out to a guest, handed back to its next
+/// receive from a guest as they are: the same buffers (hot in its cache) without a trip through
+/// the pool, whose bulk free and alloc took ~11 % of a 64-byte frame's cycles guest to guest.
+/// Holds only direct, single-segment, unshared mbufs of `pool`.
+pub struct Recycle {
+    stash: Burst,
+    pool: Arc<Mempool>,
+}
+
+impl Recycle {
+    pub fn new(pool: Arc<Mempool>) -> Recycle {
+        Recycle {
+            stash: Burst::default(),
+            pool,
+        }
+    }
+
+    /// Whether `m` can be handed out again with only its `reset` fields set: one segment, its
+    /// own data room (not attached to another's or an external buffer), nobody else holding
+    /// it, from this pool.
+    #[inline]
+    fn reusable(&self, m: &ffi::rte_mbuf) -> bool {
+        // SAFETY: refcnt is a 16-bit field that DPDK updates atomically when an mbuf is shared;
+        // reading it atomically is sound whoever else holds the mbuf.
+        let refcnt = unsafe { (*std::ptr::addr_of!(m.refcnt).cast::<AtomicU16>()).load(Relaxed) };
+        refcnt == 1
+            && m.nb_segs == 1
+            && m.ol_flags & (ffi::RTE_MBUF_F_INDIRECT | ffi::RTE_MBUF_F_EXTERNAL) == 0
+            && std::ptr::eq(m.pool, self.pool.as_ptr())
+    }
+
+    /// Removes the first `n` entries of `b` (their frames were copied elsewhere): onto the stack
+    /// those it can reuse while it has room, the rest back to their pool.
+    #[inline]
+    pub fn take_front(&mut self, b: &mut Burst, n: usize) {
+        let n = n.min(b.len);
+        // Counts in locals: the stores into the stack and the atomic read of each mbuf's
+        // reference count would otherwise keep them in memory, a store-to-load chain a frame.
+        let (mut top, mut nfree) = (self.stash.len, 0);
+        for i in 0..n {
+            let p = b.ptrs[i];
+            // SAFETY: entries 0..len of `b` are valid mbufs `b` owns.
+            if top < BURST && self.reusable(unsafe { &*p }) {
+                self.stash.ptrs[top] = p;
+                top += 1;
+            } else {
+                // Those to free gather at the front of `b` (nfree <= i: nothing unread is lost).
+                b.ptrs[nfree] = p;
+                nfree += 1;
+            }
+        }
+        self.stash.len = top;
+        if nfree > 0 {
+            // SAFETY: entries 0..nfree are owned mbufs, removed from `b` below.
+            unsafe { ffi::rte_pktmbuf_free_bulk(b.ptrs.as_mut_ptr(), nfree as u32) };
+        }
+        b.consume_front(n);
+    }
+
+    /// Tops `b` up to `BURST` mbufs, reset for a new frame: from the top of the stack (the
+    /// latest, hottest), then from the pool; false if the pool is short.
+    #[inline]
+    pub fn refill(&mut self, b: &mut Burst) -> bool {
+        let take = (BURST - b.len).min(self.stash.len);
+        let top = self.stash.len - take;
+        for (dst, &p) in b.ptrs[b.len..b.len + take]
+            .iter_mut()
+            .zip(&self.stash.ptrs[top..])
+        {
+            // SAFETY: the stack owns p exclusively (refcnt 1); it moves to `b` here.
+            reset(unsafe { &mut *p });
+            *dst = p;
+        }
+        self.stash.len = top;
+        b.len += take;
+        b.refill(&self.pool)
+    }
+}
+
+/// What `rte_pktmbuf_reset` sets in the first cache line, for an mbuf that `Recycle::reusable`
+/// admitted (so `next` is already NULL and no external-buffer flag is to be kept); the second
+/// line's `tx_offload` is only read under offload flags, which this clears.
+#[inline]
+fn reset(m: &mut ffi::rte_mbuf) {
+    m.data_off = (ffi::RTE_PKTMBUF_HEADROOM as u16).min(m.buf_len);
+    m.port = ffi::RTE_MBUF_PORT_INVALID as u16;
+    m.ol_flags = 0;
+    m.__bindgen_anon_1.packet_type = 0;
+    m.pkt_len = 0;
+    m.data_len = 0;
+    m.vlan_tci = 0;
+    m.vlan_tci_outer = 0;
 }
 
 impl Drop for Burst {

@@ -8,7 +8,7 @@ pub mod mempool;
 
 pub use eal::{Eal, EalConfig};
 pub use ethdev::{EthPort, RxQueue, TxHandle};
-pub use mbuf::{Burst, Mbuf, BURST};
+pub use mbuf::{Burst, Mbuf, Recycle, BURST};
 pub use mempool::Mempool;
 
 use std::ffi::CStr;
