@@ -75,6 +75,8 @@ impl TxPort {
 /// Guest TX → mbufs. Keeps a burst of spare mbufs so an idle guest costs no allocation: the
 /// guest's frames are copied straight into their data rooms, and only the used ones are
 /// replaced (from the core's recycled mbufs, then the pool).
+/// (The spares go back to the pool when the port is dropped, on the control thread, which
+/// holds the pool until the PMD cores and every port are gone.)
 pub struct VhostRx {
     q: vhost::RxQueue,
     spare: Burst,

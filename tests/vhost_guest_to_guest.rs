@@ -3,10 +3,10 @@
 //!
 //! Both guests are played by this test (`common::evil`'s frontend, well behaved here). The
 //! switch's PMD core keeps the mbufs of frames it copied into a guest for the frames it takes
-//! from one next (`dpdk::Recycle`): the same 32 mbufs go round again and again, each time
-//! tagged (4 bytes of headroom taken) or untagged. More rounds than the headroom has tags (128
-//! bytes: 32) show that a reused mbuf starts as a fresh one: a tag that stayed in place would
-//! shift the next frame, and headroom that did not come back would drop it.
+//! from one next (`dpdk::Recycle`): the same 32 mbufs go round again and again, all tagged on
+//! the way (4 bytes of headroom taken each time), then all untagged. More rounds than the
+//! headroom has tags (128 bytes: 32) show that a reused mbuf starts as a fresh one: headroom
+//! that did not come back would drop the frames of round 32.
 mod common;
 
 use common::evil::*;
@@ -120,8 +120,11 @@ fn frames_cross_between_an_access_guest_and_a_trunk_guest_intact_round_after_rou
     let sw = lab.switch();
     let tag = Some(VlanTag::new(VID, 5));
     let untag = |f: &[u8]| [&f[..12], &f[16..]].concat();
+    // One direction at a time, so that every reuse of an mbuf takes the same turn: access ->
+    // trunk pushes a tag into the headroom each time (32 times would use it all up), trunk ->
+    // access pops one.
     for round in 0..ROUNDS {
-        // Access guest -> trunk guest: the switch pushes the access port's tag (PCP 0).
+        // The switch pushes the access port's tag (PCP 0).
         let sent = frames(mac_a, mac_t, None, round);
         acc.send(&sent);
         let got = trunk.receive(PER_ROUND, sw, &format!("round {round}, access -> trunk"));
@@ -132,7 +135,9 @@ fn frames_cross_between_an_access_guest_and_a_trunk_guest_intact_round_after_rou
                 "round {round}, frame {i}: access -> trunk, tagged"
             );
         }
-        // Trunk guest -> access guest, tagged VID 10 PCP 5: the switch pops the tag.
+    }
+    for round in 0..ROUNDS {
+        // Tagged VID 10 PCP 5: the switch pops the tag.
         let sent = frames(mac_t, mac_a, tag, round);
         trunk.send(&sent);
         let got = acc.receive(PER_ROUND, sw, &format!("round {round}, trunk -> access"));

@@ -27,6 +27,9 @@
 //!   dropped at the message deadline with one log line and a counter.
 //! - `pipelined_get_vring_base`: 50 GET_VRING_BASE in one write with the rings running, some for a
 //!   ring whose PMD handle does not move: replies come in order, nobody else waits.
+//! - `guest_that_never_takes_its_frames_costs_only_them`: a guest posts no RX buffers while
+//!   more frames are flooded to it than the mbuf pool holds: each is dropped and counted, its
+//!   mbuf goes back to the pool, and h1 still pings h2.
 mod common;
 
 use common::evil::*;
@@ -751,4 +754,63 @@ fn pipelined_get_vring_base() {
     watch.finish("pipeline");
     drop(ev);
     sc.finish("pipeline");
+}
+
+#[test]
+fn guest_that_never_takes_its_frames_costs_only_them() {
+    let sc = Scenario::start("stall-norx");
+    let sw = sc.sw();
+    // Posts no RX buffers: every frame the switch sends it is dropped (tx_full).
+    let ev = Evil::connect(&sc.sock, &SETUP);
+    wait_link(sw, true, "norx: connected");
+    let stats = |sw: &Switch| {
+        sw.ctl_json("stats")
+            .unwrap_or_else(|e| panic!("norx: ctl stats: {e}"))
+    };
+    let free = |sw: &Switch| stats(sw)["mbufs_free"].as_u64().expect("mbufs_free");
+    let dropped = |sw: &Switch| {
+        let s = stats(sw);
+        let p = s["ports"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "evil"));
+        p.and_then(|p| p["drops"]["tx_full"].as_u64()).unwrap_or(0)
+    };
+    let before = free(sw);
+    // More frames dropped at the guest than the pool holds: each drop must give its mbuf back.
+    let want = before + 2048;
+    let deadline = Instant::now() + 4 * WAIT;
+    let mut k = 0u64;
+    loop {
+        let d = dropped(sw);
+        if d >= want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "norx: {d} of {want} frames dropped for the guest within {:?}; evil: {}",
+            4 * WAIT,
+            evil_port(sw)
+        );
+        for _ in 0..2000 {
+            sc.h1_broadcast(&format!("norx{k}"));
+            k += 1;
+        }
+    }
+    // Back in the pool, but for what the PMD core keeps (its stack of 32, spare bursts).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let f = free(sw);
+        if f + 256 >= before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "norx: {f} mbufs free after {} drops, {before} before: the drops leaked theirs",
+            dropped(sw)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_h1_pings_h2(&sc.lab, "norx: after the guest's drops");
+    drop(ev);
+    sc.finish("norx");
 }

@@ -1,7 +1,6 @@
 //! An owned packet buffer (single segment as the switch uses them) that frees itself on drop.
 use super::{ffi, Mempool};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// One mbuf, exclusively owned. `repr(transparent)` so a burst array of raw pointers from
@@ -271,12 +270,14 @@ impl Burst {
         }
         rc == 0
     }
-    /// Takes every mbuf out, in order.
+    /// Takes every mbuf out, in order; those the caller does not take are freed with the
+    /// iterator (`drop(b.drain())` empties the burst).
     #[inline]
-    pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
+    pub fn drain(&mut self) -> Drain<'_> {
         let n = std::mem::take(&mut self.len);
-        // SAFETY: slots 0..n hold mbufs this burst owns; `len` is already 0 so none is taken twice.
-        self.ptrs[..n].iter().map(|&p| unsafe { Mbuf::from_raw(p) })
+        Drain {
+            rest: &mut self.ptrs[..n],
+        }
     }
     /// Raw access for the ethdev burst calls: (array, current len).
     #[inline]
@@ -289,6 +290,35 @@ impl Burst {
         debug_assert!(n <= self.len);
         self.ptrs.copy_within(n..self.len, 0);
         self.len -= n;
+    }
+}
+
+/// The mbufs of a burst being taken out ([`Burst::drain`]): each one the iterator yields is the
+/// caller's, the rest are freed when it is dropped.
+pub struct Drain<'a> {
+    /// Owned mbufs not yielded yet (the burst's length is already 0).
+    rest: &'a mut [*mut ffi::rte_mbuf],
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        let (&mut p, rest) = std::mem::take(&mut self.rest).split_first_mut()?;
+        self.rest = rest;
+        // SAFETY: `p` is an owned mbuf no longer in `rest`: it is handed out once.
+        Some(unsafe { Mbuf::from_raw(p) })
+    }
+}
+
+impl Drop for Drain<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.rest.is_empty() {
+            // SAFETY: `rest` holds owned mbufs nobody else refers to; freed once, here.
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.rest.as_mut_ptr(), self.rest.len() as u32) };
+        }
     }
 }
 
@@ -311,16 +341,16 @@ impl Recycle {
 
     /// Whether `m` can be handed out again with only its `reset` fields set: one segment, its
     /// own data room (not attached to another's or an external buffer), nobody else holding
-    /// it, from this pool.
+    /// it (the switch never shares one: a flood copies), from this pool.
     #[inline]
     fn reusable(&self, m: &ffi::rte_mbuf) -> bool {
-        // SAFETY: refcnt is a 16-bit field that DPDK updates atomically when an mbuf is shared;
-        // reading it atomically is sound whoever else holds the mbuf.
-        let refcnt = unsafe { (*std::ptr::addr_of!(m.refcnt).cast::<AtomicU16>()).load(Relaxed) };
-        refcnt == 1
+        let ok = m.refcnt == 1
             && m.nb_segs == 1
             && m.ol_flags & (ffi::RTE_MBUF_F_INDIRECT | ffi::RTE_MBUF_F_EXTERNAL) == 0
-            && std::ptr::eq(m.pool, self.pool.as_ptr())
+            && std::ptr::eq(m.pool, self.pool.as_ptr());
+        // One segment ends the chain (DPDK's invariant; `next` is in the second cache line).
+        debug_assert!(!ok || m.next.is_null());
+        ok
     }
 
     /// Removes the first `n` entries of `b` (their frames were copied elsewhere): onto the stack
@@ -328,12 +358,12 @@ impl Recycle {
     #[inline]
     pub fn take_front(&mut self, b: &mut Burst, n: usize) {
         let n = n.min(b.len);
-        // Counts in locals: the stores into the stack and the atomic read of each mbuf's
-        // reference count would otherwise keep them in memory, a store-to-load chain a frame.
+        // Counts in locals, not in the bursts: kept in registers rather than stored and
+        // reloaded for every frame.
         let (mut top, mut nfree) = (self.stash.len, 0);
         for i in 0..n {
             let p = b.ptrs[i];
-            // SAFETY: entries 0..len of `b` are valid mbufs `b` owns.
+            // SAFETY: entries 0..len of `b` are valid mbufs `b` owns exclusively.
             if top < BURST && self.reusable(unsafe { &*p }) {
                 self.stash.ptrs[top] = p;
                 top += 1;
