@@ -67,9 +67,10 @@ usage: $0 [options]        (as root)
   --near NS         compare within the near placement of the two CPUs: a run starts once a
                     cache line's round trip between them is at most NS (waiting up to
                     $NEAR_WAIT s), and is repeated (up to $NEAR_AGAIN times) when a reading during
-                    its measured seconds was above NS; the medians then count only the last
-                    try of each run (the report says how many were repeated). ~1.5x the
-                    fastest round trip of the machine: 80 on the development VM
+                    its measured seconds was above NS (the figures of each round's log line);
+                    the medians count the last try of each run (the report says how many were
+                    repeated, and how many were still far). ~1.5x the fastest round trip of
+                    the machine: 80 on the development VM
 EOF
 }
 
@@ -100,8 +101,8 @@ done
 for v in ROUNDS SECONDS_MEAS WARMUP IN_FLIGHT ${NEAR_NS:+NEAR_NS}; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "compare: $v must be a number" >&2; exit 2; }
 done
-[ "$SECONDS_MEAS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$IN_FLIGHT" -ge 1 ] \
-  || { echo "compare: --rounds/--seconds/--in-flight >= 1" >&2; exit 2; }
+[ "$SECONDS_MEAS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$IN_FLIGHT" -ge 1 ] && [ "${NEAR_NS:-1}" -ge 1 ] \
+  || { echo "compare: --rounds/--seconds/--in-flight/--near >= 1" >&2; exit 2; }
 # Rows: SIZE:QUEUE_PAIRS:BURSTS_IN_FLIGHT; saturated ones first, the round trip last.
 ROWS=()
 if [ "$RTT" != 2 ]; then
@@ -534,6 +535,7 @@ if command -v cc >/dev/null && cc -O2 -pthread -o "$W/line_rtt" "$HERE/line_rtt.
   LINE_RTT="$W/line_rtt"
 else
   log "line_rtt.c did not build (cc): no placement figures"
+  [ -z "$NEAR_NS" ] || { log "--near needs line_rtt (cc -pthread)"; exit 1; }
 fi
 WATCH=""
 watch_start() {       # watch_start DIR: "TIME NS MHZ_A MHZ_B" a second into DIR/line-rtt-watch
@@ -580,6 +582,7 @@ rtt_report() {        # rtt_report DIR: the round trips' range and the mean cloc
 # other load on the machine hit all backends and rows alike.
 declare -A RES     # RES[ROW|X] = space-separated pps per round
 AGAIN=0            # runs repeated for --near
+FAR_KEPT=0         # runs counted although far: their last try was
 rowdir() { echo "$W/${1//:/-}"; }   # a row's directory: SIZE-QUEUES-BURSTS
 for r in $(seq 1 "$ROUNDS"); do
   for row in "${ROWS[@]}"; do
@@ -606,6 +609,9 @@ for r in $(seq 1 "$ROUNDS"); do
             continue
           fi
           RES[$row|$b]="${RES[$row|$b]:-} $pps"
+          if [ -n "$NEAR_NS" ] && ! near_throughout "$dir"; then
+            FAR_KEPT=$((FAR_KEPT + 1)); msg+=": far while measured, counted (last try)"
+          fi
           log "round $r: $msg"
         else
           # The run's logs: in its directory until exit, then copied under --keep-logs (or gone).
@@ -625,7 +631,8 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 if [ -n "$NEAR_NS" ]; then
-  echo "== --near $NEAR_NS: $AGAIN run(s) repeated because a reading while measured was above $NEAR_NS ns"
+  echo "== --near $NEAR_NS: $AGAIN run(s) repeated because a reading while measured was above $NEAR_NS ns;" \
+    "$FAR_KEPT counted although far on their last try (the placement report below sorts them)"
 fi
 
 # ---------------------------------------------------------------- report
