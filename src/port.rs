@@ -75,8 +75,9 @@ impl TxPort {
 /// Guest TX → mbufs. Keeps a burst of spare mbufs so an idle guest costs no allocation: the
 /// guest's frames are copied straight into their data rooms, and only the used ones are
 /// replaced (from the core's recycled mbufs, then the pool).
-/// (The spares go back to the pool when the port is dropped, on the control thread, which
-/// holds the pool until the PMD cores and every port are gone.)
+/// (The spares go back to the pool when the port is dropped, by the PMD core at its end or by
+/// the control thread with a replaced port set; the control thread holds the pool until both
+/// are done.)
 pub struct VhostRx {
     q: vhost::RxQueue,
     spare: Burst,

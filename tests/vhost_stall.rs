@@ -787,8 +787,10 @@ fn guest_that_never_takes_its_frames_costs_only_them() {
         }
         assert!(
             Instant::now() < deadline,
-            "norx: {d} of {want} frames dropped for the guest within {:?}; evil: {}",
+            "norx: {d} of {want} frames dropped for the guest within {:?}, {} mbufs free \
+             ({before} before); evil: {}",
             4 * WAIT,
+            free(sw),
             evil_port(sw)
         );
         for _ in 0..2000 {
