@@ -763,18 +763,13 @@ fn guest_that_never_takes_its_frames_costs_only_them() {
     // Posts no RX buffers: every frame the switch sends it is dropped (tx_full).
     let ev = Evil::connect(&sc.sock, &SETUP);
     wait_link(sw, true, "norx: connected");
-    let stats = |sw: &Switch| {
-        sw.ctl_json("stats")
-            .unwrap_or_else(|e| panic!("norx: ctl stats: {e}"))
+    let free = |sw: &Switch| {
+        let s = sw
+            .ctl_json("stats")
+            .unwrap_or_else(|e| panic!("norx: ctl stats: {e}"));
+        s["mbufs_free"].as_u64().expect("mbufs_free")
     };
-    let free = |sw: &Switch| stats(sw)["mbufs_free"].as_u64().expect("mbufs_free");
-    let dropped = |sw: &Switch| {
-        let s = stats(sw);
-        let p = s["ports"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["name"] == "evil"));
-        p.and_then(|p| p["drops"]["tx_full"].as_u64()).unwrap_or(0)
-    };
+    let dropped = |sw: &Switch| evil_port(sw)["drops"]["tx_full"].as_u64().unwrap_or(0);
     let before = free(sw);
     // More frames dropped at the guest than the pool holds: each drop must give its mbuf back.
     let want = before + 2048;
