@@ -13,18 +13,16 @@ use common::evil::*;
 use common::*;
 use std::time::Instant;
 
-/// Guest RX buffers (offset into guest RAM), [`QSZ`] of 2 KiB.
-const RX_BUFS: u64 = 0x80000;
 /// Frames a round sends one way: a burst.
 const PER_ROUND: usize = 32;
 /// Rounds each way: more than the 32 tags the default headroom holds.
 const ROUNDS: usize = 48;
 const VID: u16 = 10;
 
-/// One guest: its frontend and, per RX descriptor head, the buffer it posted there.
+/// One guest: its frontend and, per RX descriptor head, the RX buffer it posted there.
 struct Guest {
     ev: Evil,
-    bufs: Vec<u64>,
+    bufs: Vec<u16>,
     /// Used entries read so far.
     seen: u16,
 }
@@ -38,16 +36,15 @@ impl Guest {
             bufs: vec![0; usize::from(QSZ)],
             seen: 0,
         };
-        for k in 0..u64::from(QSZ) {
-            g.post(g.ev.g.gpa_base + RX_BUFS + 0x800 * k);
+        for k in 0..QSZ {
+            g.post(k);
         }
         g
     }
 
-    fn post(&mut self, addr: u64) {
-        let g = &self.ev.g;
-        let head = self.ev.rx.add_chain(g, &[(addr, 0x800, true)]);
-        self.bufs[usize::from(head)] = addr;
+    fn post(&mut self, k: u16) {
+        let head = self.ev.post_rx_buffer(k);
+        self.bufs[usize::from(head)] = k;
     }
 
     /// Sends every frame (the TX ring takes them all: fewer than its slots).
@@ -76,10 +73,10 @@ impl Guest {
             }
             let (id, len) = self.ev.rx.used_elem(&self.ev.g, self.seen);
             self.seen = self.seen.wrapping_add(1);
-            let addr = self.bufs[id as usize];
-            let b = self.ev.g.read(addr, len as usize);
+            let k = self.bufs[id as usize];
+            let b = self.ev.g.read(self.ev.rx_buf(k), len as usize);
             out.push(b[VNET_HDR.min(b.len())..].to_vec());
-            self.post(addr);
+            self.post(k);
         }
         out
     }

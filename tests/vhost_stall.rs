@@ -49,8 +49,6 @@ use vhost::protocol::{Header, Pod, Request, VringState, FLAG_NEED_REPLY, VERSION
 const CTL_BOUND: Duration = Duration::from_secs(3);
 /// Longest run of lost echoes allowed (at one echo per 0.2 s: 2 s).
 const MAX_LOST_RUN: usize = 10;
-/// Guest RX buffers (offset into guest RAM).
-const RX_BUFS: u64 = 0x80000;
 
 /// The frontend's guest and handshake.
 const SETUP: Setup = Setup::BASE;
@@ -126,17 +124,6 @@ fn is_nonblocking(fd: &OwnedFd) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The frontend and its guest
 // ---------------------------------------------------------------------------------------------
-
-impl Evil {
-    /// Posts `n` 2 KiB receive buffers on the guest's RX ring.
-    fn post_rx_buffers(&mut self, n: u16) {
-        for k in 0..u64::from(n) {
-            let a = self.g.gpa_base + RX_BUFS + 0x800 * k;
-            let g = &self.g;
-            self.rx.add_chain(g, &[(a, 0x800, true)]);
-        }
-    }
-}
 
 /// A vhost-user message as bytes.
 fn raw(request: Request, flags: u32, payload: &[u8]) -> Vec<u8> {

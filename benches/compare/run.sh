@@ -547,11 +547,13 @@ watch_stop() {
   [ -n "$WATCH" ] || return 0
   kill "$WATCH" 2>/dev/null || true; wait "$WATCH" 2>/dev/null || true; WATCH=""
 }
-near_throughout() {  # near_throughout DIR: no reading above NEAR_NS while measured (none: unknown, yes)
+measured_rtt() {      # measured_rtt DIR: the watch's readings taken while DIR's run was measured
   [ -s "$1/line-rtt-watch" ] && [ -s "$1/measure-window" ] || return 0
-  awk -v cut="$NEAR_NS" 'NR==FNR {w[FNR]=$1; next}
-       $1 >= w[1] - 1 && $1 <= w[2] && $2 > cut { far = 1 }
-       END { exit far }' "$1/measure-window" "$1/line-rtt-watch"
+  awk 'NR==FNR {w[FNR]=$1; next} $1 >= w[1] - 1 && $1 <= w[2]' \
+    "$1/measure-window" "$1/line-rtt-watch"
+}
+near_throughout() {  # near_throughout DIR: no reading above NEAR_NS while measured (none: unknown, yes)
+  measured_rtt "$1" | awk -v cut="$NEAR_NS" '$2 > cut { far = 1 } END { exit far }'
 }
 wait_near() {         # wait_near: until a one-shot round trip is at most NEAR_NS (bounded)
   local t0=$SECONDS ns
@@ -565,16 +567,13 @@ wait_near() {         # wait_near: until a one-shot round trip is at most NEAR_N
   [ $((SECONDS - t0)) -lt 2 ] || log "waited $((SECONDS - t0)) s for a near placement ($ns ns)"
 }
 rtt_report() {        # rtt_report DIR: the round trips' range and the mean clocks while measured
-  [ -s "$1/line-rtt-watch" ] && [ -s "$1/measure-window" ] || return 0
-  awk 'NR==FNR {w[FNR]=$1; next}
-       $1 >= w[1] - 1 && $1 <= w[2] {
+  measured_rtt "$1" | awk '{
          if (!n++) r0 = r1 = $2
          if ($2 < r0) r0 = $2; if ($2 > r1) r1 = $2
          if ($3 > 0) { a += $3; na++ }; if ($4 > 0) { b += $4; nb++ }
        }
        END { if (n) printf " (while measured: line round trip between the CPUs %d-%d ns, mean clocks %d/%d MHz)",
-               r0, r1, na ? a / na : 0, nb ? b / nb : 0 }' \
-    "$1/measure-window" "$1/line-rtt-watch"
+               r0, r1, na ? a / na : 0, nb ? b / nb : 0 }'
 }
 
 # ---------------------------------------------------------------- rounds

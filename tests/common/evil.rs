@@ -26,6 +26,11 @@ pub const QSZ: u16 = 64;
 pub const VNET_HDR: usize = 12;
 /// Size of one guest TX frame slot.
 pub const TX_SLOT_SIZE: u64 = 0x800;
+/// Offset of the guest's RX buffers in guest RAM ([`QSZ`] of [`RX_BUF_SIZE`], clear of
+/// [`Setup::BASE`]'s rings and TX slots).
+pub const RX_BUFS: u64 = 0x80000;
+/// Size of one guest RX buffer.
+pub const RX_BUF_SIZE: u64 = 0x800;
 
 /// The guest's layout and what the frontend negotiates.
 #[derive(Clone, Copy, Debug)]
@@ -248,6 +253,25 @@ impl Evil {
         let g = &self.g;
         self.tx.add_chain(g, &[(a, b.len() as u32, false)]);
         true
+    }
+
+    /// Guest-physical address of RX buffer `k` (at [`RX_BUFS`]).
+    pub fn rx_buf(&self, k: u16) -> u64 {
+        self.gpa(RX_BUFS + RX_BUF_SIZE * u64::from(k))
+    }
+
+    /// Makes RX buffer `k` available on the guest's RX ring, one descriptor; returns its head.
+    pub fn post_rx_buffer(&mut self, k: u16) -> u16 {
+        let a = self.rx_buf(k);
+        let g = &self.g;
+        self.rx.add_chain(g, &[(a, RX_BUF_SIZE as u32, true)])
+    }
+
+    /// Posts RX buffers `0..n`.
+    pub fn post_rx_buffers(&mut self, n: u16) {
+        for k in 0..n {
+            self.post_rx_buffer(k);
+        }
     }
 
     /// The guest transmits a marked broadcast until h1 receives it, intact (within [`WAIT`]).
