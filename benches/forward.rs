@@ -251,6 +251,12 @@ fn edit(c: &mut Criterion<CpuTime>) {
     let mut bufs: Vec<VecFrame> = (0..BURST as u64)
         .map(|i| VecFrame::new(&frame(host(i + 1), host(i), None)))
         .collect();
+    // One flow: 32 frames with the same addresses, as a single stream sends them (and every
+    // row of benches/compare/run.sh): the first is decided, the other 31 copy its verdict.
+    let mut one = Setup::new(2, 1 << 10, false);
+    one.bursts.truncate(1);
+    one.bursts[0].1 = [one.bursts[0].1[0]; BURST];
+    g.bench_function("one_flow_burst32", |b| b.iter(|| burst(&mut one)));
     g.bench_function("retag_push_pop_burst32", |b| {
         b.iter(|| {
             for f in bufs.iter_mut() {
