@@ -210,7 +210,7 @@ impl PmdCore {
                 // Counted once per burst: a counter is a load and a store to memory (an
                 // atomic, which the compiler keeps out of registers), four per frame otherwise.
                 let (mut frames_in, mut bytes_in) = (0u64, 0u64);
-                for (m, (verdict, fv)) in rx.drain().zip(decided) {
+                for (m, &(verdict, fv)) in rx.drain().zip(decided.iter()) {
                     frames_in += 1;
                     bytes_in += m.len() as u64;
                     match verdict {
