@@ -29,6 +29,7 @@ BE_PMD=1            # backend forwarding / PMD core
 NICE=()             # --nice N: prefix for every process we start
 MEM=256             # MiB of hugepages per DPDK process
 MBUFS=32768         # testpmd's mbuf pool (its default, ~155k mbufs, would not fit in MEM)
+FE_TXFREET=224      # frontend's --txfreet: frees sent mbufs once 32 are done (see README.md)
 SIZES="64,256,1518" # frame sizes (testpmd --txpkts: bytes without the FCS)
 QUEUES="1,2"        # queue pairs per port
 IN_FLIGHT=8         # saturated rows: bursts of 32 frames in flight per queue (start tx_first N)
@@ -58,6 +59,9 @@ usage: $0 [options]        (as root)
   --d-bin PATH      D runs this tsn-vswitch binary (without --gcl: an A/B of two builds
                     alternating in one run, --only C,D --tsn-bin OLD --d-bin NEW)
   --c-client        tsn-vswitch ports as vhost-user-client (frontend server=1)
+  --fe-txfreet N    the frontend's --txfreet (default $FE_TXFREET: it frees the mbufs it sent
+                    once 32 descriptors are done, as many as it allocates a burst; 0 =
+                    virtio's own default, 224 done at once, which cycles its whole mbuf pool)
   --keep-logs DIR   copy every log (frontend, backend, OVS) into DIR
   --no-build        do not run cargo build --release (C uses the existing binary)
   --tsn-bin PATH    C and D run this tsn-vswitch binary (implies --no-build): an A/B of two
@@ -88,6 +92,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=$2; shift 2 ;;
     --gcl) GCL=$(readlink -f "$2"); shift 2 ;;
     --c-client) C_CLIENT=1; shift ;;
+    --fe-txfreet) FE_TXFREET=$2; shift 2 ;;
     --keep-logs) KEEP_LOGS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --tsn-bin) TSN_BIN=$(readlink -f "$2"); BUILD=0; shift 2 ;;
@@ -98,7 +103,7 @@ while [ $# -gt 0 ]; do
     *) echo "compare: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-for v in ROUNDS SECONDS_MEAS WARMUP IN_FLIGHT ${NEAR_NS:+NEAR_NS}; do
+for v in ROUNDS SECONDS_MEAS WARMUP IN_FLIGHT FE_TXFREET ${NEAR_NS:+NEAR_NS}; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "compare: $v must be a number" >&2; exit 2; }
 done
 [ "$SECONDS_MEAS" -ge 1 ] && [ "$ROUNDS" -ge 1 ] && [ "$IN_FLIGHT" -ge 1 ] && [ "${NEAR_NS:-1}" -ge 1 ] \
@@ -280,6 +285,7 @@ run_frontend() {
     --vdev "net_virtio_user1,path=$dir/s1.sock,queues=$CUR_Q$srv" \
     -- --forward-mode=io --nb-cores=1 --rxq="$CUR_Q" --txq="$CUR_Q" --txpkts="$CUR_SIZE" \
     --total-num-mbufs="$MBUFS" --cmdline-file="$dir/frontend.cmds" --stats-period 1 --record-core-cycles \
+    --txfreet="$FE_TXFREET" \
     </dev/null >"$fe_log" 2>&1 &
   local fe=$!
   PIDS+=("$fe")
@@ -635,6 +641,7 @@ if [ -n "$NEAR_NS" ]; then
 fi
 
 # ---------------------------------------------------------------- report
+echo "== frontend: testpmd io forwarding, --txfreet=$FE_TXFREET, $MBUFS mbufs"
 declare -A MED     # MED[ROW|X] = median pps over rounds
 ratio() { local a=${MED[$1|$2]:-} b=${MED[$1|$3]:-}
           if [ -n "$a" ] && [ -n "$b" ] && [ "$b" != 0 ]; then
