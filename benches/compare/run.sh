@@ -29,7 +29,7 @@ BE_PMD=1            # backend forwarding / PMD core
 NICE=()             # --nice N: prefix for every process we start
 MEM=256             # MiB of hugepages per DPDK process
 MBUFS=32768         # testpmd's mbuf pool (its default, ~155k mbufs, would not fit in MEM)
-FE_TXFREET=224      # frontend's --txfreet: frees sent mbufs once 32 are done (see README.md)
+FE_TXFREET=224      # frontend's --txfreet: frees sent mbufs once over 32 are done (README.md)
 SIZES="64,256,1518" # frame sizes (testpmd --txpkts: bytes without the FCS)
 QUEUES="1,2"        # queue pairs per port
 IN_FLIGHT=8         # saturated rows: bursts of 32 frames in flight per queue (start tx_first N)
@@ -60,8 +60,8 @@ usage: $0 [options]        (as root)
                     alternating in one run, --only C,D --tsn-bin OLD --d-bin NEW)
   --c-client        tsn-vswitch ports as vhost-user-client (frontend server=1)
   --fe-txfreet N    the frontend's --txfreet (default $FE_TXFREET: it frees the mbufs it sent
-                    once 32 descriptors are done, as many as it allocates a burst; 0 =
-                    virtio's own default, 224 done at once, which cycles its whole mbuf pool)
+                    once over 32 descriptors are done, about as many as it allocates a burst;
+                    0 = virtio's default: once over 224 are done, which spills its mbuf cache)
   --keep-logs DIR   copy every log (frontend, backend, OVS) into DIR
   --no-build        do not run cargo build --release (C uses the existing binary)
   --tsn-bin PATH    C and D run this tsn-vswitch binary (implies --no-build): an A/B of two
