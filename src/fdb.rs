@@ -46,6 +46,16 @@ type Line = [Slot; LINE];
 // A bucket is its two lines, and a line one cache line: `Probe::buddy` relies on it.
 const _: () = assert!(std::mem::size_of::<Line>() == 64 && std::mem::size_of::<Bucket>() == 128);
 
+/// Starts loading the home line of `p` into the caches `HINT` names (`_MM_HINT_*`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_line<const HINT: i32>(p: Probe<'_>) {
+    let line: *const Line = p.home.as_ptr();
+    // SAFETY: a prefetch is only a hint: it reads nothing the program sees and cannot fault;
+    // the address is that of a line of the table.
+    unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(line.cast()) };
+}
+
 /// Fibonacci hashing's multiplier (2^64 / φ): the top bits of `key * K` are well mixed, even for
 /// keys that differ only in their low bits (addresses in sequence).
 const K: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -321,19 +331,13 @@ impl Fdb {
         }
     }
 
-    /// Starts loading the home line of `p` into the cache, so that its lookup or learning does
-    /// not wait for memory (about one entry in 25, at half load, is in the other line, and
-    /// then waits for it).
+    /// Starts loading the home line of `p` into the first-level cache, so that its lookup or
+    /// learning does not wait for memory (about one entry in 25, at half load, is in the other
+    /// line, and then waits for it).
     #[inline]
     pub(crate) fn prefetch(&self, p: Probe<'_>) {
         #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let line: *const Line = p.home.as_ptr();
-            // SAFETY: a prefetch is only a hint: it reads nothing the program sees and cannot
-            // fault; the address is that of a slot of the table.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.cast()) };
-        }
+        prefetch_line::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
     }
 
     /// [`Fdb::prefetch`] of a source's home line and a destination's (if any).
@@ -343,6 +347,24 @@ impl Fdb {
         if let Some(d) = dst {
             self.prefetch(d);
         }
+    }
+
+    /// [`Fdb::prefetch_both`] into the outer caches only (`prefetcht2`): for lines needed later
+    /// than the next few frames, so that they are on their way from memory without holding
+    /// one of the first-level cache's few miss buffers while they come (see
+    /// [`crate::forward::L2::decide_burst`]).
+    #[inline]
+    pub(crate) fn prefetch_both_outer(&self, src: Probe<'_>, dst: Option<Probe<'_>>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::_MM_HINT_T2;
+            prefetch_line::<_MM_HINT_T2>(src);
+            if let Some(d) = dst {
+                prefetch_line::<_MM_HINT_T2>(d);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (src, dst);
     }
 
     /// The port `mac` was last seen on in `vlan`.

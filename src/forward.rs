@@ -42,9 +42,11 @@ pub struct FrameVlan {
 }
 
 /// How far ahead of the frame it decides [`L2::decide_burst`] prefetches the buckets of a table
-/// beyond the caches, in frames: far enough for a miss to arrive (8 frames are ~100 ns of
-/// decisions), near enough that the misses in flight (2 lines a frame, each bucket's home
-/// line) stay within what a core can track; 16 and 32 were no better at 1 M hosts.
+/// beyond the caches into the first-level cache, in frames: far enough for a line to arrive
+/// (8 frames are ~100 ns of decisions), near enough that the misses in flight (2 lines a frame,
+/// each bucket's home line) stay within what the first-level cache can track; 16 and 32 were
+/// no better at 1 M hosts, nor were 2, 4 or 16 once the rest of the burst is asked for into the
+/// outer caches in the first pass.
 const AHEAD: usize = 8;
 
 /// What a frame dropped before its VLAN is known reports.
@@ -128,11 +130,15 @@ impl L2 {
     /// are prefetched before the second pass reaches it, so that misses overlap. In a table
     /// within the caches they are all asked for in the first pass (hits come back soon, and
     /// many at once). In one beyond them ([`Fdb::beyond_cache`]) every bucket comes from
-    /// memory and a core tracks only so many misses: the buckets are asked for [`AHEAD`]
-    /// frames ahead of their use (the first ones in the first pass, the rest as the second
-    /// pass reaches the frame that many places before them), so the misses overlap with the
-    /// decisions, a few at a time (all at once, 1 M hosts took 1.6-1.85x as long; 256 k hosts,
-    /// in the caches, took ~10 % longer this way). A frame whose first 16 bytes
+    /// memory and the first-level cache tracks only so many misses: the buckets are asked for
+    /// into it [`AHEAD`] frames ahead of their use (the first ones in the first pass, the rest
+    /// as the second pass reaches the frame that many places before them), so the misses
+    /// overlap with the decisions, a few at a time (all at once, 1 M hosts took 1.6-1.85x as
+    /// long; 256 k hosts, in the caches, took ~10 % longer this way); and the first pass asks
+    /// for the rest of the burst's buckets into the outer caches only
+    /// ([`Fdb::prefetch_both_outer`]), so that they are on their way from memory from the start
+    /// of the burst and the second pass's prefetches find them nearer (1 M hosts: 0.72-0.85x
+    /// the time in six of eight cells of the grid). A frame whose first 16 bytes
     /// (addresses, EtherType or tag) are those of the frame before it, both long enough for a
     /// tagged header, is neither parsed nor hashed: it gets that frame's verdict, which is what
     /// deciding it would give (its learning finds its source just learned, its lookup the same
@@ -168,6 +174,8 @@ impl L2 {
                 Ok((fv, src, dst)) => {
                     if i < ahead {
                         fdb.prefetch_both(src, dst);
+                    } else {
+                        fdb.prefetch_both_outer(src, dst);
                     }
                     out[i].1 = fv;
                     probes[i] = Some((src, dst));

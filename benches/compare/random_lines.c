@@ -5,8 +5,14 @@
 // memory system needs for that many random lines, however well they overlap.
 //
 //   cc -O2 -o /tmp/random_lines benches/compare/random_lines.c
-//   taskset -c 1 /tmp/random_lines TABLE_MIB LOOKUPS LINES AHEAD
+//   taskset -c 1 /tmp/random_lines TABLE_MIB LOOKUPS LINES AHEAD [WORK]
 //   e.g. 32 2 1 8: two lookups an item (a frame's source and destination), one line each
+//
+// WORK (default 0) adds that many rounds of a xorshift chain to each item, work that depends on
+// no load: a stand-in for the stage's own computing, to see how much of the memory's time hides
+// under it. Pick WORK so that a 2 MiB table (in the caches) takes what the stage takes at 1 k
+// hosts, then compare a 32 MiB table with the same WORK: the ratio is what the stage's 1 M / 1 k
+// ratio would be if its misses overlapped its work as well as this loop's do.
 //
 // The table is advised as transparent huge pages (MADV_HUGEPAGE), as the FDB's is. Prints the
 // best of 5 passes over 4 M items, in ns per item of the thread's CPU time.
@@ -26,14 +32,17 @@ static double cpu_ns(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s TABLE_MIB LOOKUPS(1|2) LINES(1|2) AHEAD\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s TABLE_MIB LOOKUPS(1|2) LINES(1|2) AHEAD [WORK]\n", argv[0]);
         return 2;
     }
     size_t size = (size_t)atoi(argv[1]) << 20;
     int lookups = atoi(argv[2]), lines = atoi(argv[3]), ahead = atoi(argv[4]);
-    if (size < (2 << 20) || lookups < 1 || lookups > 2 || lines < 1 || lines > 2 || ahead < 0) {
-        fprintf(stderr, "random_lines: TABLE_MIB >= 2, LOOKUPS and LINES 1 or 2, AHEAD >= 0\n");
+    int work = argc == 6 ? atoi(argv[5]) : 0;
+    if (size < (2 << 20) || lookups < 1 || lookups > 2 || lines < 1 || lines > 2 || ahead < 0 ||
+        work < 0) {
+        fprintf(stderr,
+                "random_lines: TABLE_MIB >= 2, LOOKUPS and LINES 1 or 2, AHEAD and WORK >= 0\n");
         return 2;
     }
     char *table = aligned_alloc(2 << 20, size);
@@ -54,7 +63,7 @@ int main(int argc, char **argv) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         idx[i] = (uint32_t)(x % buckets);
     }
-    uint64_t sum = 0;
+    uint64_t sum = 0, w = x;
     double best = 1e99;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = cpu_ns();
@@ -72,12 +81,14 @@ int main(int argc, char **argv) {
                 if (lines == 2)
                     sum += b[64];
             }
+            for (int k = 0; k < work; k++)
+                w ^= w << 13, w ^= w >> 7, w ^= w << 17;
         }
         double t = (cpu_ns() - t0) / items;
         if (t < best)
             best = t;
     }
-    printf("%zu MiB, %d lookup(s) of %d line(s) an item, %d ahead: %.2f ns/item (%llu)\n",
-           size >> 20, lookups, lines, ahead, best, (unsigned long long)(sum & 1));
+    printf("%zu MiB, %d lookup(s) of %d line(s) an item, %d ahead, work %d: %.2f ns/item (%llu)\n",
+           size >> 20, lookups, lines, ahead, work, best, (unsigned long long)((sum ^ w) & 1));
     return 0;
 }
