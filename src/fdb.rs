@@ -349,18 +349,18 @@ impl Fdb {
         }
     }
 
-    /// [`Fdb::prefetch_both`] into the outer caches only (`prefetcht2`): for lines needed later
-    /// than the next few frames, so that they are on their way from memory without holding
-    /// one of the first-level cache's few miss buffers while they come (see
+    /// [`Fdb::prefetch_both`] with the hint for the outer caches (`prefetcht2`): for lines
+    /// needed later than the next few frames, so that they are on their way from memory
+    /// without crowding the first-level cache's misses while they come (asking for all of a
+    /// burst's into the first-level cache at once was slower; see
     /// [`crate::forward::L2::decide_burst`]).
     #[inline]
     pub(crate) fn prefetch_both_outer(&self, src: Probe<'_>, dst: Option<Probe<'_>>) {
         #[cfg(target_arch = "x86_64")]
         {
-            use std::arch::x86_64::_MM_HINT_T2;
-            prefetch_line::<_MM_HINT_T2>(src);
+            prefetch_line::<{ std::arch::x86_64::_MM_HINT_T2 }>(src);
             if let Some(d) = dst {
-                prefetch_line::<_MM_HINT_T2>(d);
+                prefetch_line::<{ std::arch::x86_64::_MM_HINT_T2 }>(d);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
